@@ -1,0 +1,13 @@
+//! tdsscope: reads network captures and explains, connection by connection, why SQL Server
+//! connections fail.
+//!
+//! The pipeline flows one way: [`capture`] sources → [`decode`] (link/IP/transport) →
+//! [`tcp`] tracking and reassembly → protocol parsers → connection facts → diagnosis rules →
+//! report renderers.
+#![forbid(unsafe_code)]
+
+pub mod capture;
+pub mod decode;
+pub mod limits;
+pub mod tcp;
+pub mod time;

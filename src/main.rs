@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("tdsscope: under construction");
+    std::process::exit(2);
+}
