@@ -6,8 +6,14 @@
 //! report renderers.
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 pub mod capture;
+pub mod cli;
 pub mod decode;
+pub mod diagnose;
+pub mod facts;
 pub mod limits;
+pub mod report;
+pub mod session;
 pub mod tcp;
 pub mod time;

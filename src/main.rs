@@ -1,4 +1,70 @@
-fn main() {
-    eprintln!("tdsscope: under construction");
-    std::process::exit(2);
+//! Glue only: parse flags, run the library, print errors, choose the exit code.
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use tdsscope::analyze::{analyze, Progress};
+use tdsscope::cli::{AnalyzeArgs, Cli, Command, OutputFormat};
+use tdsscope::report::json::JsonWriter;
+use tdsscope::report::text::TextWriter;
+use tdsscope::report::ReportWriter;
+
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet || !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn run_analyze(args: &AnalyzeArgs) -> io::Result<u8> {
+    let opts = args.options();
+    let stdout = io::stdout().lock();
+    let out = io::BufWriter::with_capacity(1 << 16, stdout);
+    let mut writer: Box<dyn ReportWriter> = match args.format {
+        OutputFormat::Text => Box::new(TextWriter::new(out)),
+        OutputFormat::Json => Box::new(JsonWriter::new(out)),
+    };
+    let bar = progress_bar(args.quiet);
+    let mut on_progress = |p: Progress| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+    };
+    let result = analyze(&args.files, &opts, writer.as_mut(), &mut on_progress);
+    bar.finish_and_clear();
+    let result = result?;
+    for e in result.input_errors.iter().chain(&result.damaged_inputs) {
+        eprintln!("tdsscope: {e}");
+    }
+    Ok(if !result.input_errors.is_empty() {
+        2
+    } else if result.error_findings {
+        1
+    } else {
+        0
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let status = match &cli.command {
+        Command::Analyze(args) => run_analyze(args),
+    };
+    match status {
+        Ok(code) => ExitCode::from(code),
+        // A closed pipe (`tdsscope analyze f | head`) is not an error worth a message.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(0),
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "tdsscope: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -127,4 +127,21 @@ pub trait FrameSource {
     fn snaplen(&self) -> Option<u32> {
         None
     }
+    /// True when the file was gzip-compressed.
+    fn compressed(&self) -> bool {
+        false
+    }
+}
+
+impl Error {
+    /// The file the error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Error::Open { path, .. }
+            | Error::Read { path, .. }
+            | Error::UnknownFormat { path, .. }
+            | Error::Empty { path }
+            | Error::Malformed { path, .. } => path,
+        }
+    }
 }

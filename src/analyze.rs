@@ -1,0 +1,203 @@
+//! The driver: runs every stage over the inputs, one frame at a time, and hands each
+//! connection's report to the writer as soon as the connection ends.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::capture::{self, FrameSource};
+use crate::decode::{Decoded, Decoder};
+use crate::diagnose;
+use crate::facts::{CaptureFacts, InputDamage};
+use crate::limits::Limits;
+use crate::report::model::{Input, Severity, Totals};
+use crate::report::{self, ReportWriter};
+use crate::session::Sessions;
+use crate::tcp::Tracker;
+use crate::time::Timestamp;
+
+/// What the user asked for, resolved.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub limits: Limits,
+}
+
+/// How far the run has got, for a progress bar.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// What the caller needs to choose an exit code and print errors.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Inputs that could not be opened or are not captures: one line each for stderr.
+    pub input_errors: Vec<capture::Error>,
+    /// Inputs damaged part-way (reported as `capture.malformed` too).
+    pub damaged_inputs: Vec<capture::Error>,
+    /// True when any finding has severity `error`.
+    pub error_findings: bool,
+    pub connections: u64,
+}
+
+/// Frames between progress callbacks: often enough for a smooth bar, rare enough to cost nothing.
+const PROGRESS_EVERY_FRAMES: u64 = 8192;
+
+struct Opened {
+    path: PathBuf,
+    first_ts: Option<Timestamp>,
+}
+
+/// Opens each path once to learn its format and first timestamp, so that several files are
+/// processed as one chained capture in time order (as `mergecap -a` would, after sorting).
+fn order_inputs(
+    paths: &[PathBuf],
+    limits: &Limits,
+    errors: &mut Vec<capture::Error>,
+) -> Vec<Opened> {
+    let mut opened = Vec::new();
+    for path in paths {
+        match capture::open(path, 0, limits) {
+            Ok(mut source) => {
+                let first_ts = match source.next_frame() {
+                    Ok(Some(frame)) => Some(frame.ts),
+                    _ => None,
+                };
+                opened.push(Opened {
+                    path: path.clone(),
+                    first_ts,
+                });
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    // Stable sort: files without frames keep their command-line order, after the others.
+    opened.sort_by_key(|o| (o.first_ts.is_none(), o.first_ts));
+    opened
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Reads every input, writes each connection as it ends, then the totals.
+pub fn analyze(
+    paths: &[PathBuf],
+    opts: &Options,
+    out: &mut dyn ReportWriter,
+    progress: &mut dyn FnMut(Progress),
+) -> std::io::Result<Outcome> {
+    let mut result = Outcome::default();
+    let ordered = order_inputs(paths, &opts.limits, &mut result.input_errors);
+    let bytes_total: u64 = ordered.iter().map(|o| file_len(&o.path)).sum();
+    let mut bytes_before = 0u64;
+
+    let mut decoder = Decoder::new(&opts.limits);
+    let mut tracker = Tracker::new(&opts.limits);
+    let mut sessions = Sessions::new();
+    let mut capture_facts = CaptureFacts::default();
+    let mut inputs = Vec::new();
+    let mut outcomes: BTreeMap<&'static str, u64> = BTreeMap::new();
+
+    let mut emit = |sessions: &mut Sessions,
+                    out: &mut dyn ReportWriter,
+                    result: &mut Outcome|
+     -> std::io::Result<()> {
+        for facts in sessions.drain_finished() {
+            let findings = diagnose::connection_findings(&facts);
+            result.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
+            let outcome = diagnose::outcome(&facts);
+            *outcomes.entry(outcome.as_str()).or_default() += 1;
+            result.connections += 1;
+            out.connection(&report::connection(&facts, outcome, findings))?;
+        }
+        Ok(())
+    };
+
+    for (index, opened) in ordered.iter().enumerate() {
+        let input_no = u16::try_from(index).unwrap_or(u16::MAX);
+        let mut input = Input::new(opened.path.display().to_string());
+        input.bytes = file_len(&opened.path);
+        let mut source: Box<dyn FrameSource> =
+            match capture::open(&opened.path, input_no, &opts.limits) {
+                Ok(s) => s,
+                Err(e) => {
+                    input.error = Some(e.to_string());
+                    result.input_errors.push(e);
+                    inputs.push(input);
+                    continue;
+                }
+            };
+        input.format = Some(source.format().as_str());
+        let mut first: Option<Timestamp> = None;
+        let mut last: Option<Timestamp> = None;
+        loop {
+            let frame = match source.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    if let capture::Error::Malformed { offset, what, .. } = &e {
+                        capture_facts.damage.push(InputDamage {
+                            input: input_no,
+                            offset: *offset,
+                            what: what.clone(),
+                            last_good_frame: input.frames,
+                        });
+                    }
+                    input.error = Some(e.to_string());
+                    result.damaged_inputs.push(e);
+                    break;
+                }
+            };
+            input.frames += 1;
+            first.get_or_insert(frame.ts);
+            last = Some(frame.ts);
+            if frame.is_truncated() {
+                input.truncated_frames += 1;
+            }
+            match decoder.decode(&frame) {
+                Decoded::Packet(packet) => tracker.on_packet(&packet, &mut sessions),
+                Decoded::FragmentHeld => {}
+                Decoded::Skipped(reason) => *input.skipped.entry(reason.as_str()).or_default() += 1,
+            }
+            emit(&mut sessions, out, &mut result)?;
+            if input.frames % PROGRESS_EVERY_FRAMES == 0 {
+                progress(Progress {
+                    bytes_done: bytes_before + source.bytes_read(),
+                    bytes_total,
+                });
+            }
+        }
+        input.compressed = source.compressed();
+        input.snaplen = source.snaplen();
+        input.first_time = first.map(Timestamp::to_rfc3339);
+        input.last_time = last.map(Timestamp::to_rfc3339);
+        capture_facts
+            .truncated
+            .push((input_no, input.truncated_frames, input.snaplen));
+        bytes_before += input.bytes;
+        progress(Progress {
+            bytes_done: bytes_before,
+            bytes_total,
+        });
+        inputs.push(input);
+    }
+    for e in &result.input_errors {
+        let mut input = Input::new(e.path().display().to_string());
+        input.error = Some(e.to_string());
+        inputs.push(input);
+    }
+    tracker.finish(&mut sessions);
+    emit(&mut sessions, out, &mut result)?;
+
+    let findings = diagnose::capture_findings(&capture_facts);
+    result.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
+    out.finish(&Totals {
+        inputs,
+        servers: Vec::new(),
+        findings,
+        connections: result.connections,
+        outcomes,
+    })?;
+    Ok(result)
+}

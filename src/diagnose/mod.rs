@@ -1,0 +1,82 @@
+//! Diagnosis: pure functions from facts to findings. Rules never see bytes and never print;
+//! each finding code of `../shared/spec/findings.md` has one rule and one catalogue entry.
+
+mod catalog;
+mod outcome;
+mod rules;
+
+use serde_json::{Map, Value};
+
+use crate::capture::FrameRef;
+use crate::facts::{CaptureFacts, ConnectionFacts};
+use crate::report::model::{Evidence, Finding};
+use crate::tcp::Mark;
+use crate::time::Timestamp;
+
+pub use catalog::Code;
+pub use outcome::{outcome, Outcome};
+
+/// Findings for one connection, in catalogue order.
+pub fn connection_findings(c: &ConnectionFacts) -> Vec<Finding> {
+    rules::CONNECTION_RULES
+        .iter()
+        .filter_map(|rule| rule(c))
+        .collect()
+}
+
+/// Capture-level findings (damaged inputs, truncated frames, cross-connection patterns).
+pub fn capture_findings(c: &CaptureFacts) -> Vec<Finding> {
+    rules::CAPTURE_RULES
+        .iter()
+        .flat_map(|rule| rule(c))
+        .collect()
+}
+
+/// Builds a finding: the code fixes severity and next steps; the rule adds the rest.
+pub(crate) struct FindingBuilder {
+    finding: Finding,
+}
+
+impl FindingBuilder {
+    pub(crate) fn new(code: Code, summary: String) -> Self {
+        FindingBuilder {
+            finding: Finding {
+                code: code.as_str(),
+                severity: code.severity(),
+                summary,
+                detail: Map::new(),
+                evidence: Vec::new(),
+                next_steps: code.next_steps().iter().map(|s| s.to_string()).collect(),
+                connections: Vec::new(),
+            },
+        }
+    }
+
+    pub(crate) fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.finding.detail.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub(crate) fn evidence(mut self, at: FrameRef, ts: Timestamp, note: impl Into<String>) -> Self {
+        self.finding.evidence.push(Evidence {
+            input: at.input,
+            frame: at.no,
+            time: ts.to_rfc3339(),
+            note: note.into(),
+        });
+        self
+    }
+
+    pub(crate) fn evidence_at(self, mark: Mark, note: impl Into<String>) -> Self {
+        self.evidence(mark.frame, mark.ts, note)
+    }
+
+    pub(crate) fn build(self) -> Finding {
+        self.finding
+    }
+}
+
+/// Seconds rounded to milliseconds, for `detail` values users read.
+pub(crate) fn secs(ns: i64) -> f64 {
+    (ns as f64 / 1e6).round() / 1e3
+}

@@ -1,0 +1,54 @@
+//! A connection's outcome: the one word the report's outcome column and JSON `outcome` show.
+
+use crate::facts::ConnectionFacts;
+use crate::tcp::{Direction, TcpEnd};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Closed with FIN by both sides.
+    Ok,
+    /// SYN answered by RST.
+    Refused,
+    /// SYN never answered.
+    NoAnswer,
+    /// A RST ended an established connection.
+    Reset,
+    /// One side sent FIN, the other never did before the capture ended.
+    HalfClosed,
+    /// Still open when the capture ended.
+    Open,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Refused => "refused",
+            Outcome::NoAnswer => "no_answer",
+            Outcome::Reset => "reset",
+            Outcome::HalfClosed => "half_closed",
+            Outcome::Open => "open",
+        }
+    }
+}
+
+/// Decides the outcome from TCP facts alone.
+pub fn outcome(c: &ConnectionFacts) -> Outcome {
+    let t = &c.tcp;
+    let client = t.dir(Direction::ToServer);
+    let server = t.dir(Direction::ToClient);
+    if client.syn.is_some() && t.syn_ack.is_none() {
+        if server.rst.is_some() {
+            return Outcome::Refused;
+        }
+        if server.frames == 0 {
+            return Outcome::NoAnswer;
+        }
+    }
+    match t.end {
+        TcpEnd::Fin { .. } => Outcome::Ok,
+        TcpEnd::Rst { .. } => Outcome::Reset,
+        TcpEnd::HalfClosed { .. } => Outcome::HalfClosed,
+        TcpEnd::Open => Outcome::Open,
+    }
+}

@@ -1,0 +1,137 @@
+//! Reports: the [`model`] that renderers format, built from facts and findings, and the
+//! renderers themselves. Connections are rendered as they end, so a report of any size is
+//! written in memory proportional to the connections open at once.
+
+pub mod json;
+pub mod model;
+pub mod text;
+
+use std::io;
+
+use crate::diagnose::Outcome;
+use crate::facts::ConnectionFacts;
+use crate::tcp::{DirFacts, Direction, Mark, RoleBasis, TcpEnd};
+use model::{
+    Connection, ConnectionStats, Ending, Finding, FramePos, TcpDetail, TcpDirDetail, Totals,
+};
+
+/// A renderer that receives connections one by one as they end, then the totals.
+pub trait ReportWriter {
+    fn connection(&mut self, c: &Connection) -> io::Result<()>;
+    fn finish(&mut self, totals: &Totals) -> io::Result<()>;
+}
+
+fn pos(m: Mark) -> FramePos {
+    FramePos {
+        input: m.frame.input,
+        frame: m.frame.no,
+    }
+}
+
+fn dir_detail(d: &DirFacts) -> TcpDirDetail {
+    let f = &d.flags;
+    TcpDirDetail {
+        ttl: d.ttl,
+        retransmission: f.retransmission,
+        fast_retransmission: f.fast_retransmission,
+        spurious_retransmission: f.spurious_retransmission,
+        keep_alive: f.keep_alive,
+        keep_alive_ack: f.keep_alive_ack,
+        zero_window: f.zero_window,
+        zero_window_probe: f.zero_window_probe,
+        zero_window_probe_ack: f.zero_window_probe_ack,
+        window_update: f.window_update,
+        window_full: f.window_full,
+        duplicate_ack: f.duplicate_ack,
+        lost_segment: f.lost_segment,
+        ack_lost_segment: f.ack_lost_segment,
+        out_of_order: f.out_of_order,
+        duplicate: f.duplicate,
+        bad_checksum: f.bad_checksum,
+        gaps: d.gaps,
+        gap_bytes: d.gap_bytes,
+    }
+}
+
+fn role(d: Direction) -> &'static str {
+    // The sender of a direction: ToServer is sent by the client.
+    match d {
+        Direction::ToServer => "client",
+        Direction::ToClient => "server",
+    }
+}
+
+/// Builds the report's record of one connection from its facts and diagnosis.
+pub fn connection(c: &ConnectionFacts, outcome: Outcome, findings: Vec<Finding>) -> Connection {
+    let t = &c.tcp;
+    let (cs, sc) = (t.dir(Direction::ToServer), t.dir(Direction::ToClient));
+    let ended_by = match t.end {
+        TcpEnd::Fin { first } => Ending {
+            how: "fin",
+            by: Some(role(first)),
+            at: t.dir(first).fin.map(pos),
+        },
+        TcpEnd::HalfClosed { by } => Ending {
+            how: "half_close",
+            by: Some(role(by)),
+            at: t.dir(by).fin.map(pos),
+        },
+        TcpEnd::Rst { by } => Ending {
+            how: "rst",
+            by: Some(role(by)),
+            at: t.dir(by).rst.map(pos),
+        },
+        TcpEnd::Open => Ending {
+            how: if t.evicted { "evicted" } else { "open" },
+            by: None,
+            at: None,
+        },
+    };
+    let retrans = |d: &DirFacts| {
+        u64::from(d.flags.retransmission)
+            + u64::from(d.flags.fast_retransmission)
+            + u64::from(d.flags.spurious_retransmission)
+    };
+    let duration_ns = t.last.ts.nanos_since(t.first.ts);
+    Connection {
+        id: t.id.0,
+        client: t.client.to_string(),
+        server: t.server.to_string(),
+        sql: t.server.port() == 1433,
+        first: pos(t.first),
+        last: pos(t.last),
+        start: t.first.ts.to_rfc3339(),
+        end: t.last.ts.to_rfc3339(),
+        duration_s: duration_ns as f64 / 1e9,
+        outcome: outcome.as_str(),
+        ended_by,
+        roles_from: match t.roles {
+            RoleBasis::Syn => "syn",
+            RoleBasis::SynAck => "syn_ack",
+            RoleBasis::Port => "port",
+        },
+        mid_stream: t.mid_stream,
+        handshake_rtt_ms: t.handshake_rtt_ns.map(|ns| ns as f64 / 1e6),
+        login: None,
+        stats: ConnectionStats {
+            frames: cs.frames + sc.frames,
+            frames_to_server: cs.frames,
+            frames_to_client: sc.frames,
+            bytes_to_server: cs.frame_bytes,
+            bytes_to_client: sc.frame_bytes,
+            payload_to_server: cs.stream_bytes,
+            payload_to_client: sc.stream_bytes,
+            retransmissions: retrans(cs) + retrans(sc),
+            duplicates: u64::from(cs.flags.duplicate) + u64::from(sc.flags.duplicate),
+            keepalives: u64::from(cs.flags.keep_alive) + u64::from(sc.flags.keep_alive),
+            zero_windows: u64::from(cs.flags.zero_window) + u64::from(sc.flags.zero_window),
+            requests: 0,
+            attentions: 0,
+        },
+        tcp: TcpDetail {
+            to_server: dir_detail(cs),
+            to_client: dir_detail(sc),
+        },
+        findings,
+    }
+}

@@ -1,0 +1,198 @@
+//! The report: what renderers format. Plain owned data shaped like the JSON contract
+//! (`../shared/spec/findings.md`, `docs/report-schema.md`); renderers sort and format it, they
+//! never decide what it says.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The JSON report's schema name; bumped only on an incompatible change.
+pub const SCHEMA: &str = "tdsscope-report/1";
+
+/// A place in the capture: which input (index into `inputs`) and which frame, 1-based.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct FramePos {
+    pub input: u16,
+    pub frame: u64,
+}
+
+/// One capture input as read.
+#[derive(Clone, Debug, Serialize)]
+pub struct Input {
+    pub path: String,
+    /// `pcap`, `pcapng`, `netmon2` or `live`; null when the file could not be opened.
+    pub format: Option<&'static str>,
+    /// True when the file was gzip-compressed.
+    pub compressed: bool,
+    pub frames: u64,
+    pub bytes: u64,
+    pub first_time: Option<String>,
+    pub last_time: Option<String>,
+    /// Frames cut short by the capture's snaplen.
+    pub truncated_frames: u64,
+    pub snaplen: Option<u32>,
+    /// Frames not decoded as IP, by reason.
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// Why reading stopped early, if it did.
+    pub error: Option<String>,
+}
+
+impl Input {
+    /// An input not read yet: counters at zero, format unknown.
+    pub fn new(path: String) -> Input {
+        Input {
+            path,
+            format: None,
+            compressed: false,
+            frames: 0,
+            bytes: 0,
+            first_time: None,
+            last_time: None,
+            truncated_frames: 0,
+            snaplen: None,
+            skipped: BTreeMap::new(),
+            error: None,
+        }
+    }
+}
+
+/// A SQL Server endpoint and how it was found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Server {
+    pub address: String,
+    pub port: u16,
+    pub found_by: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One TCP connection.
+#[derive(Clone, Debug, Serialize)]
+pub struct Connection {
+    pub id: u32,
+    pub client: String,
+    pub server: String,
+    pub sql: bool,
+    pub first: FramePos,
+    pub last: FramePos,
+    pub start: String,
+    pub end: String,
+    pub duration_s: f64,
+    /// `ok`, `refused`, `no_answer`, `unreachable`, `reset`, `aborted`, `open`, …
+    pub outcome: &'static str,
+    /// How the connection ended, from TCP alone.
+    pub ended_by: Ending,
+    /// How the roles were decided: `syn`, `syn_ack`, `port`.
+    pub roles_from: &'static str,
+    pub mid_stream: bool,
+    pub handshake_rtt_ms: Option<f64>,
+    /// Filled in once TDS decoding is in place; null for now and for non-SQL connections.
+    pub login: Option<serde_json::Value>,
+    pub stats: ConnectionStats,
+    pub tcp: TcpDetail,
+    pub findings: Vec<Finding>,
+}
+
+/// How a connection ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ending {
+    /// `fin`, `half_close`, `rst`, `open`, `evicted`
+    pub how: &'static str,
+    /// `client`, `server`, or null when still open.
+    pub by: Option<&'static str>,
+    pub at: Option<FramePos>,
+}
+
+/// Counters of the contract's `stats` object.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ConnectionStats {
+    pub frames: u64,
+    pub frames_to_server: u64,
+    pub frames_to_client: u64,
+    /// Bytes of whole frames, as tshark's conversation table counts them.
+    pub bytes_to_server: u64,
+    pub bytes_to_client: u64,
+    /// TCP payload bytes delivered once, in order.
+    pub payload_to_server: u64,
+    pub payload_to_client: u64,
+    pub retransmissions: u64,
+    pub duplicates: u64,
+    pub keepalives: u64,
+    pub zero_windows: u64,
+    pub requests: u64,
+    pub attentions: u64,
+}
+
+/// Per-direction TCP analysis counts, with Wireshark's flag names.
+#[derive(Clone, Debug, Serialize)]
+pub struct TcpDetail {
+    pub to_server: TcpDirDetail,
+    pub to_client: TcpDirDetail,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TcpDirDetail {
+    pub ttl: Option<u8>,
+    pub retransmission: u32,
+    pub fast_retransmission: u32,
+    pub spurious_retransmission: u32,
+    pub keep_alive: u32,
+    pub keep_alive_ack: u32,
+    pub zero_window: u32,
+    pub zero_window_probe: u32,
+    pub zero_window_probe_ack: u32,
+    pub window_update: u32,
+    pub window_full: u32,
+    pub duplicate_ack: u32,
+    pub lost_segment: u32,
+    pub ack_lost_segment: u32,
+    pub out_of_order: u32,
+    pub duplicate: u32,
+    pub bad_checksum: u32,
+    pub gaps: u32,
+    pub gap_bytes: u64,
+}
+
+/// Severity, as the contract defines it.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+/// A frame a user should open in Wireshark, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evidence {
+    pub input: u16,
+    pub frame: u64,
+    pub time: String,
+    pub note: String,
+}
+
+/// One diagnosis.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub summary: String,
+    pub detail: serde_json::Map<String, serde_json::Value>,
+    pub evidence: Vec<Evidence>,
+    pub next_steps: Vec<String>,
+    /// For capture-level findings: the connections concerned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<u32>,
+}
+
+/// What is known only at the end of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Totals {
+    pub inputs: Vec<Input>,
+    pub servers: Vec<Server>,
+    pub findings: Vec<Finding>,
+    pub connections: u64,
+    /// Connections by outcome.
+    pub outcomes: BTreeMap<&'static str, u64>,
+}
