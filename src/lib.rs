@@ -13,6 +13,7 @@ pub mod decode;
 pub mod diagnose;
 pub mod facts;
 pub mod limits;
+pub mod proto;
 pub mod report;
 pub mod session;
 pub mod tcp;

@@ -37,7 +37,8 @@ fn missing_file_is_one_line_naming_it_and_exit_2() {
 #[test]
 fn unknown_format_is_one_line_and_exit_2() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n").unwrap();
+    f.write_all(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")
+        .unwrap();
     let out = tdsscope()
         .args(["analyze", "--quiet"])
         .arg(f.path())
@@ -61,7 +62,10 @@ fn unreadable_input_still_reports_the_good_ones() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["connections"].as_array().unwrap().len(), 1);
     assert_eq!(report["inputs"][0]["frames"], 13);
-    assert!(report["inputs"][1]["error"].as_str().unwrap().contains("/no/such.pcap"));
+    assert!(report["inputs"][1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("/no/such.pcap"));
 }
 
 #[test]
@@ -94,7 +98,10 @@ fn several_files_are_one_capture_in_time_order() {
     let (report, _) = analyze_json(&[&newer, &older]);
     let inputs = report["inputs"].as_array().unwrap();
     assert_eq!(inputs.len(), 2);
-    assert!(inputs[0]["path"].as_str().unwrap().ends_with("tds7-login-loginack_arkime_tds7.pcap"));
+    assert!(inputs[0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("tds7-login-loginack_arkime_tds7.pcap"));
     assert_eq!(inputs[1]["format"], "pcapng");
     let login = report["connections"]
         .as_array()
@@ -125,10 +132,16 @@ fn text_report_has_one_line_per_connection() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with('#')).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .collect();
     assert_eq!(lines.len(), 1, "{text}");
     let line = lines[0];
-    assert!(line.contains("217.77.3.70:1040 -> 217.77.3.25:1433"), "{line}");
+    assert!(
+        line.contains("217.77.3.70:1040 -> 217.77.3.25:1433"),
+        "{line}"
+    );
     assert!(line.contains("FIN by"), "{line}");
     assert!(text.contains("1 TCP connection: 1 ok"), "{text}");
 }

@@ -14,12 +14,18 @@ use crate::util::{all_shared_captures, analyze_json, tshark_fields, tshark_or_sk
 const FLAGS: &[(&str, &str)] = &[
     ("tcp.analysis.retransmission", "retransmission"),
     ("tcp.analysis.fast_retransmission", "fast_retransmission"),
-    ("tcp.analysis.spurious_retransmission", "spurious_retransmission"),
+    (
+        "tcp.analysis.spurious_retransmission",
+        "spurious_retransmission",
+    ),
     ("tcp.analysis.keep_alive", "keep_alive"),
     ("tcp.analysis.keep_alive_ack", "keep_alive_ack"),
     ("tcp.analysis.zero_window", "zero_window"),
     ("tcp.analysis.zero_window_probe", "zero_window_probe"),
-    ("tcp.analysis.zero_window_probe_ack", "zero_window_probe_ack"),
+    (
+        "tcp.analysis.zero_window_probe_ack",
+        "zero_window_probe_ack",
+    ),
     ("tcp.analysis.window_update", "window_update"),
     ("tcp.analysis.window_full", "window_full"),
     ("tcp.analysis.duplicate_ack", "duplicate_ack"),
@@ -75,7 +81,9 @@ fn tshark_convs(file: &Path) -> (Vec<Vec<String>>, BTreeMap<u64, Conv>) {
     let mut convs: BTreeMap<u64, Conv> = BTreeMap::new();
     for row in &rows {
         let get = |i: usize| row.get(i).map(String::as_str).unwrap_or("");
-        let Ok(stream) = get(3).parse::<u64>() else { continue };
+        let Ok(stream) = get(3).parse::<u64>() else {
+            continue;
+        };
         // TCP headers quoted inside ICMP errors are not packets of the connection.
         if !get(7).is_empty() || !get(8).is_empty() {
             continue;
@@ -129,7 +137,11 @@ fn compare(file: &Path) -> Vec<String> {
 
     let input = &report["inputs"][0];
     if input["frames"].as_u64().unwrap() != rows.len() as u64 {
-        diffs.push(format!("{name}: frames {} vs tshark {}", input["frames"], rows.len()));
+        diffs.push(format!(
+            "{name}: frames {} vs tshark {}",
+            input["frames"],
+            rows.len()
+        ));
     }
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
         let ours = (
@@ -138,7 +150,9 @@ fn compare(file: &Path) -> Vec<String> {
         );
         let theirs = (Some(epoch_ns(&first[1])), Some(epoch_ns(&last[1])));
         if ours != theirs {
-            diffs.push(format!("{name}: first/last time {ours:?} vs tshark {theirs:?}"));
+            diffs.push(format!(
+                "{name}: first/last time {ours:?} vs tshark {theirs:?}"
+            ));
         }
     }
 
@@ -187,5 +201,9 @@ fn every_shared_capture_matches_tshark() {
     for file in all_shared_captures() {
         all.extend(compare(&file));
     }
-    assert!(all.is_empty(), "differences from tshark:\n{}", all.join("\n"));
+    assert!(
+        all.is_empty(),
+        "differences from tshark:\n{}",
+        all.join("\n")
+    );
 }

@@ -48,8 +48,8 @@ pub fn analyze_json(args: &[&Path]) -> (Value, i32) {
         .output()
         .expect("run tdsscope");
     let text = String::from_utf8(out.stdout).expect("utf-8 report");
-    let report: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{text}"));
+    let report: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{text}"));
     (report, out.status.code().unwrap_or(-1))
 }
 

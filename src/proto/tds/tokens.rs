@@ -1,0 +1,1 @@
+//! Server token stream (MS-TDS 2.2.7): placeholder replaced below.
