@@ -1,5 +1,6 @@
 //! TDS (MS-TDS): packet header, message framing, PRELOGIN, LOGIN7, and the server token stream.
 
+pub mod framer;
 pub mod header;
 pub mod login7;
 pub mod prelogin;

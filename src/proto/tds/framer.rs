@@ -1,0 +1,391 @@
+//! TDS packets out of one direction's byte stream. The only stateful piece of the TDS parser:
+//! it keeps at most one packet header (8 bytes) between calls and hands out payload as it
+//! arrives, so a 100 MB result set passes through without being buffered.
+//!
+//! After a gap in the stream the framer has lost its place. It then looks for the next
+//! plausible TDS header in the following bytes, and says how many bytes it skipped.
+
+use super::header::{Header, HeaderRepr, HEADER_LEN};
+
+/// One step of the framer's output.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FramerItem<'a> {
+    /// A piece of a packet's payload. `first` is true for the piece that starts the packet,
+    /// `last` for the piece that ends it (both for a packet delivered whole).
+    Payload {
+        header: HeaderRepr,
+        data: &'a [u8],
+        first: bool,
+        last: bool,
+    },
+    /// Bytes were skipped while looking for a packet header (after a gap or garbage).
+    Skipped { bytes: u64 },
+}
+
+/// Where the framer is in the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// At a packet boundary, collecting header bytes.
+    Header,
+    /// Inside a packet's payload; `remaining` bytes are still to come.
+    Payload {
+        header: HeaderRepr,
+        remaining: usize,
+        started: bool,
+    },
+    /// Lost: scanning for a plausible header.
+    Lost,
+}
+
+/// Splits one direction's stream into TDS packets.
+#[derive(Clone, Debug)]
+pub struct Framer {
+    state: State,
+    header: [u8; HEADER_LEN],
+    header_len: usize,
+    /// Bytes skipped in the current search for a header.
+    skipped: u64,
+    /// Packets seen whole, for detection confidence.
+    pub packets: u64,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Framer::new()
+    }
+}
+
+impl Framer {
+    pub fn new() -> Self {
+        Framer {
+            state: State::Header,
+            header: [0; HEADER_LEN],
+            header_len: 0,
+            skipped: 0,
+            packets: 0,
+        }
+    }
+
+    /// True when the framer has lost its place and is scanning for a header.
+    pub fn is_lost(&self) -> bool {
+        self.state == State::Lost
+    }
+
+    /// The stream skipped `len` bytes that were never captured.
+    pub fn on_gap(&mut self, len: u64) {
+        match &mut self.state {
+            State::Payload {
+                remaining,
+                header,
+                started,
+            } if (len as usize) < *remaining => {
+                // The gap falls inside the payload: the packet boundary is still known.
+                let left = *remaining - len as usize;
+                self.state = State::Payload {
+                    header: *header,
+                    remaining: left,
+                    started: *started,
+                };
+            }
+            State::Payload { remaining, .. } if len as usize == *remaining => {
+                self.state = State::Header;
+                self.header_len = 0;
+            }
+            _ => {
+                self.state = State::Lost;
+                self.header_len = 0;
+            }
+        }
+    }
+
+    /// Feeds the next in-order bytes; `emit` receives payload pieces and skip reports.
+    pub fn feed(&mut self, mut data: &[u8], emit: &mut dyn FnMut(FramerItem<'_>)) {
+        // Bounded: every iteration consumes at least one byte or changes state in a way that
+        // the next one consumes.
+        let mut guard = data.len() + 4;
+        while !data.is_empty() && guard > 0 {
+            guard -= 1;
+            match self.state {
+                State::Header => {
+                    let want = HEADER_LEN - self.header_len;
+                    let n = want.min(data.len());
+                    let (head, rest) = data.split_at(n);
+                    if let Some(dst) = self.header.get_mut(self.header_len..self.header_len + n) {
+                        dst.copy_from_slice(head);
+                    }
+                    self.header_len += n;
+                    data = rest;
+                    if self.header_len < HEADER_LEN {
+                        return;
+                    }
+                    self.header_len = 0;
+                    let view = Header::new_checked(&self.header[..]);
+                    match view {
+                        Some(h) if h.is_plausible() => {
+                            let header = HeaderRepr::parse(&h);
+                            let remaining = usize::from(header.length) - HEADER_LEN;
+                            if remaining == 0 {
+                                self.packets += 1;
+                                emit(FramerItem::Payload {
+                                    header,
+                                    data: &[],
+                                    first: true,
+                                    last: true,
+                                });
+                            } else {
+                                self.state = State::Payload {
+                                    header,
+                                    remaining,
+                                    started: false,
+                                };
+                            }
+                        }
+                        _ => {
+                            // Not a header: rescan from the second byte of what we took.
+                            self.state = State::Lost;
+                            self.skipped = 0;
+                            let held = self.header;
+                            self.scan_into_header(&held[1..], emit);
+                            self.skipped += 1;
+                        }
+                    }
+                }
+                State::Payload {
+                    header,
+                    remaining,
+                    started,
+                } => {
+                    let n = remaining.min(data.len());
+                    let (piece, rest) = data.split_at(n);
+                    data = rest;
+                    let last = n == remaining;
+                    emit(FramerItem::Payload {
+                        header,
+                        data: piece,
+                        first: !started,
+                        last,
+                    });
+                    if last {
+                        self.packets += 1;
+                        self.state = State::Header;
+                    } else {
+                        self.state = State::Payload {
+                            header,
+                            remaining: remaining - n,
+                            started: true,
+                        };
+                    }
+                }
+                State::Lost => {
+                    let consumed = self.scan(data, emit);
+                    data = data.get(consumed..).unwrap_or(&[]);
+                }
+            }
+        }
+    }
+
+    /// Scans `data` for a plausible header start while lost; returns bytes consumed. When a
+    /// candidate starts near the end, its bytes are taken into the header buffer.
+    fn scan(&mut self, data: &[u8], emit: &mut dyn FnMut(FramerItem<'_>)) -> usize {
+        for (i, window) in data.windows(HEADER_LEN).enumerate() {
+            if Header::new_checked(window).is_some_and(|h| h.is_plausible()) {
+                self.skipped += i as u64;
+                emit(FramerItem::Skipped {
+                    bytes: self.skipped,
+                });
+                self.skipped = 0;
+                self.state = State::Header;
+                return i;
+            }
+        }
+        // No full candidate: keep the tail that could start a header, skip the rest.
+        let keep = data.len().min(HEADER_LEN - 1);
+        let skip = data.len() - keep;
+        self.skipped += skip as u64;
+        let tail = data.get(skip..).unwrap_or(&[]);
+        self.scan_into_header(tail, emit);
+        data.len()
+    }
+
+    /// Takes a short tail (< 8 bytes) while lost: if it could be the start of a header, it is
+    /// held as a partial header; otherwise its first byte is skipped and the rest retried.
+    fn scan_into_header(&mut self, tail: &[u8], emit: &mut dyn FnMut(FramerItem<'_>)) {
+        let mut tail = tail;
+        while let Some((&first, rest)) = tail.split_first() {
+            if could_start_header(tail) {
+                if let Some(dst) = self.header.get_mut(..tail.len()) {
+                    dst.copy_from_slice(tail);
+                }
+                self.header_len = tail.len();
+                self.state = State::Header;
+                if self.skipped > 0 {
+                    emit(FramerItem::Skipped {
+                        bytes: self.skipped,
+                    });
+                    self.skipped = 0;
+                }
+                return;
+            }
+            let _ = first;
+            self.skipped += 1;
+            tail = rest;
+        }
+        self.state = State::Lost;
+    }
+}
+
+/// True when `prefix` (shorter than a header) agrees with a plausible header so far.
+fn could_start_header(prefix: &[u8]) -> bool {
+    let mut probe = [0u8; HEADER_LEN];
+    let n = prefix.len().min(HEADER_LEN);
+    if let (Some(dst), Some(src)) = (probe.get_mut(..n), prefix.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    // Fill unknown bytes with values that keep the header plausible: length 8..=32768.
+    if n <= 2 {
+        probe[2] = 0x00;
+    }
+    if n <= 3 {
+        probe[3] = 0x08;
+    }
+    Header::new_checked(&probe[..]).is_some_and(|h| h.is_plausible())
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::proto::tds::PacketType;
+
+    fn packet(ptype: u8, status: u8, payload: &[u8]) -> Vec<u8> {
+        let len = (payload.len() + HEADER_LEN) as u16;
+        let mut p = vec![ptype, status];
+        p.extend_from_slice(&len.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 1, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// Runs the framer over `chunks`, returning (packet type, payload, eom) per whole packet
+    /// and the skipped-byte reports.
+    fn run(f: &mut Framer, chunks: &[&[u8]]) -> (Vec<(PacketType, Vec<u8>)>, Vec<u64>) {
+        let mut packets: Vec<(PacketType, Vec<u8>)> = Vec::new();
+        let mut skips = Vec::new();
+        let mut current: Vec<u8> = Vec::new();
+        for chunk in chunks {
+            f.feed(chunk, &mut |item| match item {
+                FramerItem::Payload {
+                    header,
+                    data,
+                    first,
+                    last,
+                } => {
+                    if first {
+                        current.clear();
+                    }
+                    current.extend_from_slice(data);
+                    if last {
+                        packets.push((header.packet_type, current.clone()));
+                    }
+                }
+                FramerItem::Skipped { bytes } => skips.push(bytes),
+            });
+        }
+        (packets, skips)
+    }
+
+    #[test]
+    fn packets_split_anywhere_come_out_whole() {
+        let mut stream = packet(0x12, 1, b"prelogin-bytes");
+        stream.extend(packet(0x10, 1, &[7u8; 300]));
+        stream.extend(packet(0x06, 1, b""));
+        for cut in 0..stream.len() {
+            let mut f = Framer::new();
+            let (packets, skips) = run(&mut f, &[&stream[..cut], &stream[cut..]]);
+            assert_eq!(packets.len(), 3, "cut at {cut}");
+            assert_eq!(
+                packets[0],
+                (PacketType::Prelogin, b"prelogin-bytes".to_vec())
+            );
+            assert_eq!(packets[1].1.len(), 300);
+            assert_eq!(packets[2], (PacketType::Attention, vec![]));
+            assert!(skips.is_empty());
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        let stream = packet(0x01, 1, &[0x41; 50]);
+        let chunks: Vec<&[u8]> = stream.chunks(1).collect();
+        let mut f = Framer::new();
+        let (packets, _) = run(&mut f, &chunks);
+        assert_eq!(packets, vec![(PacketType::SqlBatch, vec![0x41; 50])]);
+    }
+
+    #[test]
+    fn gap_inside_payload_keeps_the_boundary() {
+        let a = packet(0x04, 0, &[1u8; 100]);
+        let b = packet(0x04, 1, &[2u8; 10]);
+        let mut f = Framer::new();
+        let mut got = Vec::new();
+        let mut collect = |item: FramerItem<'_>| {
+            if let FramerItem::Payload {
+                header, last: true, ..
+            } = item
+            {
+                got.push(header.status);
+            }
+        };
+        f.feed(&a[..50], &mut collect);
+        f.on_gap(30);
+        f.feed(&a[80..], &mut collect);
+        f.feed(&b, &mut collect);
+        assert_eq!(got, vec![0, 1]);
+        assert!(!f.is_lost());
+    }
+
+    #[test]
+    fn resynchronises_after_garbage_and_says_how_much_it_skipped() {
+        let mut stream = b"\x47ET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        let garbage = stream.len() as u64;
+        stream.extend(packet(0x01, 1, b"select 1"));
+        let mut f = Framer::new();
+        let (packets, skips) = run(&mut f, &[&stream]);
+        assert_eq!(packets, vec![(PacketType::SqlBatch, b"select 1".to_vec())]);
+        assert_eq!(skips.iter().sum::<u64>(), garbage);
+    }
+
+    #[test]
+    fn resynchronises_after_a_gap_that_crosses_a_boundary() {
+        let a = packet(0x04, 0, &[1u8; 100]);
+        let b = packet(0x04, 1, &[2u8; 20]);
+        let mut f = Framer::new();
+        let (_, _) = run(&mut f, &[&a[..40]]);
+        f.on_gap(200);
+        assert!(f.is_lost());
+        let tail_of_something = [9u8; 13];
+        let (packets, skips) = run(&mut f, &[&tail_of_something, &b]);
+        assert_eq!(packets, vec![(PacketType::TabularResult, vec![2u8; 20])]);
+        assert_eq!(skips.iter().sum::<u64>(), 13);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_any_split_never_panic(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            cut in 0usize..600,
+        ) {
+            let cut = cut.min(data.len());
+            let mut f = Framer::new();
+            let mut total = 0u64;
+            let mut count = |item: FramerItem<'_>| match item {
+                FramerItem::Payload { data, .. } => total += data.len() as u64,
+                FramerItem::Skipped { bytes } => total += bytes,
+            };
+            f.feed(&data[..cut], &mut count);
+            f.feed(&data[cut..], &mut count);
+            // Payload and skipped bytes never exceed the input.
+            proptest::prop_assert!(total <= data.len() as u64);
+        }
+    }
+}
