@@ -115,7 +115,8 @@ struct Transport<'a> {
     bytes: &'a [u8],
     /// Transport length on the wire.
     wire_len: usize,
-    /// The checksum may be verified: lengths are trustworthy and nothing prevents it.
+    /// The checksum may be verified when the whole segment is present (not after
+    /// reassembly, not past an IPv6 Routing header).
     verify: bool,
 }
 
@@ -260,16 +261,22 @@ enum IpDecoded<'a> {
 }
 
 /// The IP packet's length on the wire, from its header's `declared` length, bounded by what
-/// the frame had; counts the anomalies. Returns (length, trustworthy).
-fn wire_len(declared: usize, orig_avail: usize, stats: &mut DecodeStats) -> (usize, bool) {
+/// the frame had; counts the anomalies.
+///
+/// A declared length beyond the frame is a lie (or a capture of a segmentation-offload
+/// super-packet): the frame's bytes are all the packet there is, so the transport gets them,
+/// its `payload_len` counts them, and its checksum is verified over them — as tshark does
+/// ("IPv4 total length exceeds packet length", then `tcp.len` from the bytes present and a
+/// checksum verdict over them).
+fn wire_len(declared: usize, orig_avail: usize, stats: &mut DecodeStats) -> usize {
     if declared == 0 {
         stats.ip_length_zero += 1;
-        (orig_avail, false)
+        orig_avail
     } else if declared > orig_avail {
         stats.ip_length_exceeds_frame += 1;
-        (orig_avail, false)
+        orig_avail
     } else {
-        (declared, true)
+        declared
     }
 }
 
@@ -280,7 +287,7 @@ fn ipv4<'a>(
 ) -> Result<IpDecoded<'a>, SkipReason> {
     let h = Ipv4Header::new_checked(ip)?;
     let hl = h.header_len();
-    let (wire, trusted) = wire_len(usize::from(h.total_len()), orig_avail, stats);
+    let wire = wire_len(usize::from(h.total_len()), orig_avail, stats);
     let wire_l4 = wire.checked_sub(hl).ok_or(SkipReason::Malformed)?;
     let captured = ip.get(..wire.min(ip.len())).unwrap_or(ip);
     let bytes = captured.get(hl..).unwrap_or(&[]);
@@ -318,7 +325,7 @@ fn ipv4<'a>(
         v6: false,
         bytes,
         wire_len: wire_l4,
-        verify: trusted,
+        verify: true,
     }))
 }
 
@@ -332,7 +339,7 @@ fn ipv6<'a>(
         0 => 0,
         n => IPV6_HEADER_LEN + usize::from(n),
     };
-    let (wire, trusted) = wire_len(declared, orig_avail, stats);
+    let wire = wire_len(declared, orig_avail, stats);
     let captured = ip.get(..wire.min(ip.len())).unwrap_or(ip);
     let w = walk_extensions(captured, IPV6_HEADER_LEN, h.next_header(), wire)?;
     let mut info = IpInfo {
@@ -372,7 +379,7 @@ fn ipv6<'a>(
         v6: true,
         bytes,
         wire_len: wire_l4,
-        verify: trusted && !w.routed,
+        verify: !w.routed,
     }))
 }
 
