@@ -445,3 +445,156 @@ fn lower_layers_match_tshark_on_every_capture() {
         mismatches.len()
     );
 }
+
+// ---- fragments, checked against tshark's reassembly ---------------------------------------
+
+fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn v4_fragment(proto: u8, id: u16, offset: usize, more: bool, data: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x45, 0x00];
+    p.extend_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&id.to_be_bytes());
+    let ff = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+    p.extend_from_slice(&ff.to_be_bytes());
+    p.extend_from_slice(&[64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    // A correct header checksum, so tshark does not flag it.
+    let c = !tdsscope::decode::checksum::fold(tdsscope::decode::checksum::add_words(0, &p));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(data);
+    eth(0x0800, &p)
+}
+
+fn v6_fragment(id: u32, offset: usize, more: bool, data: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[44, 64]);
+    p.extend_from_slice(
+        &"2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    p.extend_from_slice(
+        &"2001:db8::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    p.extend_from_slice(&[17, 0]);
+    p.extend_from_slice(&((offset as u16) | u16::from(more)).to_be_bytes());
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(data);
+    eth(0x86dd, &p)
+}
+
+fn udp(src: &str, dst: &str, len: usize) -> Vec<u8> {
+    let mut u = vec![0x13, 0x88, 0x05, 0x9a];
+    u.extend_from_slice(&((8 + len) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend((0..len).map(|i| (i % 253) as u8));
+    let c = tdsscope::decode::checksum::transport_checksum(
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        17,
+        &u,
+    );
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    u
+}
+
+fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut b = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    b.extend_from_slice(&65535u32.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        b.extend_from_slice(&(1_000_000 + i as u32).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(f);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn reassembly_matches_tshark() {
+    if Command::new("tshark").arg("-v").output().is_err() {
+        eprintln!("skipping: tshark is not installed");
+        return;
+    }
+    let u4 = udp("10.0.0.1", "10.0.0.2", 1200); // 1208 bytes
+    let mut tcp = vec![
+        0x05, 0x99, 0xc3, 0x50, /* seq */ 0, 0, 0x10, 0, /* ack */ 0, 0, 0x20, 0,
+        /* offset 5 */ 0x50, /* PSH ACK */ 0x18, /* window */ 0x10, 0, 0, 0, 0, 0,
+    ];
+    tcp.extend((0..600).map(|i| (i % 7) as u8 + b'a'));
+    let c = tdsscope::decode::checksum::transport_checksum(
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        6,
+        &tcp,
+    );
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let u6 = udp("2001:db8::1", "2001:db8::2", 900);
+    let frames = vec![
+        // UDP over IPv4 in three fragments, last one first, middle completes.
+        v4_fragment(17, 1, 0, true, &u4[..496]),
+        v4_fragment(17, 1, 1000, false, &u4[1000..]),
+        v4_fragment(17, 1, 496, true, &u4[496..1000]),
+        // TCP over IPv4 in two fragments, in order.
+        v4_fragment(6, 2, 0, true, &tcp[..304]),
+        v4_fragment(6, 2, 304, false, &tcp[304..]),
+        // UDP over IPv6 in two fragments, out of order.
+        v6_fragment(0xabcd, 504, false, &u6[504..]),
+        v6_fragment(0xabcd, 0, true, &u6[..504]),
+        // A lone fragment that never completes.
+        v4_fragment(17, 3, 0, true, &u4[..496]),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("frags.pcap");
+    write_pcap(&path, &frames);
+    let theirs = tshark_fields(&path).unwrap();
+    let mut dec = Decoder::new(&Limits::default());
+    let mut outcomes = Vec::new();
+    for (i, data) in frames.iter().enumerate() {
+        let no = i as u64 + 1;
+        let frame = Frame {
+            at: FrameRef { input: 0, no },
+            ts: Timestamp::from_secs_nanos(1_000_000 + i as i64, 0),
+            link: LinkType::ETHERNET,
+            data,
+            orig_len: data.len() as u32,
+        };
+        let (want, _) = theirs.get(&no).cloned().unwrap_or_default();
+        match dec.decode(&frame) {
+            Decoded::Packet(p) => {
+                assert!(p.ip.reassembled, "frame {no}");
+                let mut got = our_fields(&p);
+                // We give no checksum verdict on reassembled datagrams; tshark does.
+                assert_eq!(
+                    got.tcp_checksum_status,
+                    if got.tcp_srcport.is_empty() { "" } else { "2" }
+                );
+                got.tcp_checksum_status = want.tcp_checksum_status.clone();
+                assert_eq!(got, want, "frame {no}");
+                outcomes.push('P');
+            }
+            Decoded::FragmentHeld => {
+                assert!(
+                    want.tcp_srcport.is_empty() && want.udp_srcport.is_empty(),
+                    "frame {no}: {want:?}"
+                );
+                outcomes.push('H');
+            }
+            Decoded::Skipped(r) => panic!("frame {no}: {r:?}"),
+        }
+    }
+    assert_eq!(outcomes.iter().collect::<String>(), "HHPHPHPH");
+    assert_eq!(dec.stats().fragments_reassembled, 3);
+    assert_eq!(dec.fragments_pending(), 1);
+}
