@@ -598,3 +598,95 @@ fn reassembly_matches_tshark() {
     assert_eq!(dec.stats().fragments_reassembled, 3);
     assert_eq!(dec.fragments_pending(), 1);
 }
+
+/// Throughput, not a pass/fail test: `cargo test --release --test decode_tshark decode_speed
+/// -- --ignored --nocapture`. Decodes two captures many times and prints ns/frame, next to
+/// etherparse's lax slicer reading the same fields, which is how the hand-written views were
+/// chosen (see `src/decode/decoder.rs`).
+#[test]
+#[ignore]
+fn decode_speed() {
+    let Some(dir) = captures_dir() else { return };
+    for name in [
+        "tds-merged-plus-garbage_malcolm_TDS.pcap",
+        "tcp1433-syn-unanswered-pcapng_chrissanders_synscan.pcapng",
+    ] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let frames = read_pcap(&bytes).or_else(|| read_pcapng(&bytes)).unwrap();
+        for round in 0..3 {
+            let (ours, theirs, theirs_csum) = measure(&frames);
+            eprintln!(
+                "{name} round {round}: tdsscope {ours:.1} ns/frame; etherparse lax slicer \
+                 {theirs:.1} ns/frame without checksum, {theirs_csum:.1} with"
+            );
+        }
+    }
+}
+
+fn measure(frames: &[RawFrame]) -> (f64, f64, f64) {
+    use std::hint::black_box;
+    use std::time::Instant;
+    let rounds = 1000;
+    let count = (rounds * frames.len()) as f64;
+    let mut dec = Decoder::new(&Limits::default());
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    for _ in 0..rounds {
+        for (i, rf) in frames.iter().enumerate() {
+            let frame = Frame {
+                at: FrameRef {
+                    input: 0,
+                    no: i as u64 + 1,
+                },
+                ts: Timestamp::from_nanos(rf.ts),
+                link: LinkType(rf.link),
+                data: &rf.data,
+                orig_len: rf.orig_len,
+            };
+            if let Decoded::Packet(p) = dec.decode(&frame) {
+                if let L4::Tcp(t) = p.l4 {
+                    n += u64::from(t.payload_len)
+                        + u64::from(t.checksum_ok == Some(true))
+                        + u64::from(t.options.mss.unwrap_or(0));
+                }
+            }
+        }
+    }
+    let ours = t0.elapsed().as_nanos() as f64 / count;
+    black_box(n);
+    let mut theirs = [0.0; 2];
+    for (k, with_checksum) in [false, true].into_iter().enumerate() {
+        let t0 = Instant::now();
+        let mut n = 0u64;
+        for _ in 0..rounds {
+            for rf in frames {
+                let Ok(p) = etherparse::LaxSlicedPacket::from_ethernet(&rf.data) else {
+                    continue;
+                };
+                if let (Some(net), Some(etherparse::TransportSlice::Tcp(t))) =
+                    (&p.net, &p.transport)
+                {
+                    let mut mss = 0u16;
+                    for o in t.options_iterator().flatten() {
+                        if let etherparse::TcpOptionElement::MaximumSegmentSize(m) = o {
+                            mss = m;
+                        }
+                    }
+                    let ok = with_checksum
+                        && match net {
+                            etherparse::LaxNetSlice::Ipv4(ip) => {
+                                let h = ip.header();
+                                t.calc_checksum_ipv4(h.source(), h.destination())
+                                    .is_ok_and(|c| c == t.checksum())
+                            }
+                            _ => false,
+                        };
+                    n += t.payload().len() as u64 + u64::from(mss) + u64::from(ok);
+                }
+            }
+        }
+        theirs[k] = t0.elapsed().as_nanos() as f64 / count;
+        black_box(n);
+    }
+    (ours, theirs[0], theirs[1])
+}
