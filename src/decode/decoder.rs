@@ -95,6 +95,12 @@ impl DecodeStats {
     pub fn skipped_by_reason(&self) -> impl Iterator<Item = (SkipReason, u64)> + '_ {
         SKIP_REASONS.iter().map(|&r| (r, self.skipped(r)))
     }
+    fn copy_fragment_counters(&mut self, frags: &FragmentTable) {
+        let c = frags.counters;
+        self.fragments_expired = c.expired;
+        self.fragments_dropped = c.dropped;
+        self.fragments_overlapping = c.overlapping;
+    }
     fn count_skip(&mut self, reason: SkipReason) {
         if let Some(c) = self.skipped.get_mut(reason_index(reason)) {
             *c += 1;
@@ -153,14 +159,7 @@ impl Decoder {
     /// live capture's idle tick.
     pub fn expire(&mut self, now: Timestamp) {
         self.frags.expire(now);
-        self.sync_frag_counters();
-    }
-
-    fn sync_frag_counters(&mut self) {
-        let c = self.frags.counters;
-        self.stats.fragments_expired = c.expired;
-        self.stats.fragments_dropped = c.dropped;
-        self.stats.fragments_overlapping = c.overlapping;
+        self.stats.copy_fragment_counters(&self.frags);
     }
 
     pub fn decode<'a>(&'a mut self, frame: &Frame<'a>) -> Decoded<'a> {
@@ -172,10 +171,7 @@ impl Decoder {
         } = self;
         stats.frames += 1;
         let out = decode_frame(frame, stats, frags, reassembled);
-        let c = frags.counters;
-        stats.fragments_expired = c.expired;
-        stats.fragments_dropped = c.dropped;
-        stats.fragments_overlapping = c.overlapping;
+        stats.copy_fragment_counters(frags);
         match out {
             Ok(Decoded::Packet(p)) => {
                 stats.packets += 1;
@@ -217,28 +213,14 @@ fn decode_frame<'a>(
             None => return Err(SkipReason::Truncated),
         },
     };
-    let t = if v6 {
+    let decoded = if v6 {
         ipv6(ip, orig_avail, stats)?
     } else {
         ipv4(ip, orig_avail, stats)?
     };
-    let (t, frag) = match t {
-        IpDecoded::Whole(t) => (t, None),
-        IpDecoded::Fragment(key, f) => (
-            Transport {
-                info: f.info,
-                protocol: f.next_header,
-                v6,
-                bytes: &[],
-                wire_len: 0,
-                verify: false,
-            },
-            Some((key, f)),
-        ),
-    };
-    let t = match frag {
-        None => t,
-        Some((key, f)) => match frags.add(key, f, frame.ts, reassembled) {
+    let t = match decoded {
+        IpDecoded::Whole(t) => t,
+        IpDecoded::Fragment(key, f) => match frags.add(key, f, frame.ts, reassembled) {
             FragOutcome::Held => return Ok(Decoded::FragmentHeld),
             FragOutcome::Limit => return Err(SkipReason::FragmentLimit),
             FragOutcome::Complete {
