@@ -10,7 +10,6 @@ mod field {
     pub const DATA_OFFSET: usize = 12;
     pub const FLAGS: usize = 13;
     pub const WINDOW: usize = 14;
-    pub const CHECKSUM: usize = 16;
 }
 
 pub(crate) const MIN_HEADER_LEN: usize = 20;
@@ -73,10 +72,6 @@ impl<'a> TcpHeader<'a> {
     }
     pub fn window(&self) -> u16 {
         read_u16(self.buf, field::WINDOW).unwrap_or(0)
-    }
-    #[allow(dead_code)]
-    pub fn checksum(&self) -> u16 {
-        read_u16(self.buf, field::CHECKSUM).unwrap_or(0)
     }
     pub fn options(&self) -> TcpOptions {
         parse_options(
