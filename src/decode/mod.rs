@@ -13,6 +13,41 @@ use std::net::IpAddr;
 use crate::capture::FrameRef;
 use crate::time::Timestamp;
 
+pub mod checksum;
+mod decoder;
+mod icmp;
+mod ipfrag;
+mod ipv4;
+mod ipv6;
+mod link;
+mod tcp;
+#[cfg(test)]
+mod tests;
+mod udp;
+
+pub use decoder::{DecodeStats, Decoder};
+
+/// Reads the byte at `at`, if present.
+fn read_u8(buf: &[u8], at: usize) -> Option<u8> {
+    buf.get(at).copied()
+}
+
+/// Reads a big-endian u16 at `at`, if present.
+fn read_u16(buf: &[u8], at: usize) -> Option<u16> {
+    match buf.get(at..at.checked_add(2)?) {
+        Some(&[a, b]) => Some(u16::from_be_bytes([a, b])),
+        _ => None,
+    }
+}
+
+/// Reads a big-endian u32 at `at`, if present.
+fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
+    match buf.get(at..at.checked_add(4)?) {
+        Some(&[a, b, c, d]) => Some(u32::from_be_bytes([a, b, c, d])),
+        _ => None,
+    }
+}
+
 /// A decoded frame: an IP packet with its transport, or the reason it was skipped.
 #[derive(Debug)]
 pub enum Decoded<'a> {
