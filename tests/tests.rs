@@ -2,5 +2,6 @@
 
 mod cli;
 mod decode_tshark;
+mod generated;
 mod tshark;
 mod util;

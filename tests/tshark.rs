@@ -129,7 +129,7 @@ fn our_side(conn: &Value, dir: &str) -> Side {
 }
 
 /// Compares one capture; returns human-readable differences.
-fn compare(file: &Path) -> Vec<String> {
+pub(crate) fn compare(file: &Path) -> Vec<String> {
     let name = file.file_name().unwrap().to_string_lossy().to_string();
     let (report, _code) = analyze_json(&[file]);
     let (rows, convs) = tshark_convs(file);
