@@ -25,7 +25,11 @@ fn generated_captures() -> Vec<PathBuf> {
         }
     }
     out.sort();
-    assert!(!out.is_empty(), "no generated captures under {}", root.display());
+    assert!(
+        !out.is_empty(),
+        "no generated captures under {}",
+        root.display()
+    );
     out
 }
 
@@ -40,7 +44,11 @@ fn editcap(src: &Path, format: &str, dir: &Path) -> PathBuf {
         .arg(&dst)
         .output()
         .expect("run editcap");
-    assert!(out.status.success(), "editcap -F {format}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "editcap -F {format}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dst
 }
 
@@ -64,7 +72,11 @@ fn generated_captures_match_tshark() {
     for f in generated_captures() {
         diffs.extend(compare(&f));
     }
-    assert!(diffs.is_empty(), "differences from tshark:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "differences from tshark:\n{}",
+        diffs.join("\n")
+    );
 }
 
 #[test]
@@ -81,7 +93,11 @@ fn pcapng_and_netmon_copies_give_the_same_report() {
             let (report, _) = analyze_json(&[&copy]);
             assert_eq!(
                 report["inputs"][0]["format"],
-                if format == "pcapng" { "pcapng" } else { "netmon2" }
+                if format == "pcapng" {
+                    "pcapng"
+                } else {
+                    "netmon2"
+                }
             );
             assert_eq!(
                 comparable(report),
@@ -101,12 +117,18 @@ fn tcp_cases_show_what_the_lab_did() {
     let conns = report["connections"].as_array().unwrap();
     let mut by_id: Vec<&Value> = conns.iter().collect();
     by_id.sort_by_key(|c| c["id"].as_u64());
-    let outcomes: Vec<&str> = by_id.iter().map(|c| c["outcome"].as_str().unwrap()).collect();
+    let outcomes: Vec<&str> = by_id
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
     assert_eq!(outcomes, ["refused", "reset", "ok"]);
     assert_eq!(by_id[0]["findings"][0]["code"], "tcp.refused");
     assert_eq!(by_id[1]["ended_by"]["how"], "rst");
     assert_eq!(by_id[1]["ended_by"]["by"], "server");
-    assert_eq!(by_id[2]["ended_by"]["by"], "server", "the server sent the first FIN");
+    assert_eq!(
+        by_id[2]["ended_by"]["by"], "server",
+        "the server sent the first FIN"
+    );
 
     let (report, _) = analyze_json(&[&dir.join("zero-window.pcap")]);
     let conn = &report["connections"][0];
@@ -118,11 +140,18 @@ fn tcp_cases_show_what_the_lab_did() {
         .collect();
     assert_eq!(zw.len(), 1, "{conn:#}");
     assert_eq!(zw[0]["detail"]["side"], "server");
-    assert!(zw[0]["detail"]["duration_s"].as_f64().unwrap() > 1.0, "{:#}", zw[0]);
+    assert!(
+        zw[0]["detail"]["duration_s"].as_f64().unwrap() > 1.0,
+        "{:#}",
+        zw[0]
+    );
 
     let (report, _) = analyze_json(&[&dir.join("loss.pcap")]);
     let conn = &report["connections"][0];
-    assert!(conn["stats"]["retransmissions"].as_u64().unwrap() > 5, "{conn:#}");
+    assert!(
+        conn["stats"]["retransmissions"].as_u64().unwrap() > 5,
+        "{conn:#}"
+    );
     assert!(report["findings"]
         .as_array()
         .unwrap()

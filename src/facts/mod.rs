@@ -1,12 +1,244 @@
 //! Connection facts: one owned record per connection, built by `session` from stream events
 //! and protocol messages, read by `diagnose`. Plain data, no logic beyond accessors.
 
-use crate::tcp::TcpFacts;
+use crate::tcp::{Direction, Mark, TcpFacts};
 
 /// Everything known about one TCP connection when it ends.
 #[derive(Clone, Debug)]
 pub struct ConnectionFacts {
     pub tcp: TcpFacts,
+    /// What TDS showed, when the connection carried TDS.
+    pub tds: Option<TdsFacts>,
+    /// Bytes that should have been a protocol and were not.
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// Something odd the session noticed, kept as data for the rules.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Anomaly {
+    pub kind: AnomalyKind,
+    pub at: Mark,
+    pub dir: Direction,
+    pub detail: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnomalyKind {
+    /// Traffic on a SQL port that never looked like TDS.
+    NotTds,
+    /// A TDS message whose bytes broke its own format.
+    MalformedTds,
+    /// Bytes skipped to find the next TDS packet header.
+    TdsResync,
+    /// A message or token larger than the limit: the rest of it was skipped.
+    TdsTooLarge,
+}
+
+/// Which TDS dialect a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// TDS 7.x (SQL Server 7.0 and later).
+    Tds7,
+    /// TDS 4.2/5.0: Sybase ASE or a very old SQL Server; not diagnosed as SQL Server.
+    Sybase,
+}
+
+/// Encryption as the PRELOGIN exchange set it (MS-TDS 2.2.6.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncryptionSetting {
+    Off,
+    On,
+    NotSupported,
+    Required,
+    Unknown(u8),
+}
+
+impl EncryptionSetting {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptionSetting::Off => "off",
+            EncryptionSetting::On => "on",
+            EncryptionSetting::NotSupported => "not_supported",
+            EncryptionSetting::Required => "required",
+            EncryptionSetting::Unknown(_) => "unknown",
+        }
+    }
+}
+
+/// One side's PRELOGIN.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreloginFacts {
+    pub at: Mark,
+    pub encryption: Option<EncryptionSetting>,
+    /// Client: driver version; server: SQL Server product version ("16.0.1000").
+    pub version: Option<String>,
+    pub instance: Option<String>,
+    pub mars: Option<bool>,
+    pub fed_auth_required: Option<bool>,
+}
+
+/// How the client authenticated, from LOGIN7 and its SSPI blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthKind {
+    Sql,
+    Ntlm,
+    Kerberos,
+    Negotiate,
+    FedAuth,
+    /// Integrated security with a blob we could not classify.
+    Integrated,
+}
+
+impl AuthKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::Sql => "sql",
+            AuthKind::Ntlm => "ntlm",
+            AuthKind::Kerberos => "kerberos",
+            AuthKind::Negotiate => "negotiate",
+            AuthKind::FedAuth => "fedauth",
+            AuthKind::Integrated => "integrated",
+        }
+    }
+}
+
+/// What LOGIN7 said. Never a password.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Login7Facts {
+    pub at: Mark,
+    pub tds_version: u32,
+    pub user: String,
+    pub host: String,
+    pub app: String,
+    pub server_name: String,
+    pub library: String,
+    pub database: String,
+    pub language: String,
+    pub packet_size: u32,
+    pub auth: AuthKind,
+    pub read_only_intent: bool,
+    pub client_pid: u32,
+}
+
+/// An ERROR (or INFO) token the server sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerError {
+    pub at: Mark,
+    pub number: i32,
+    pub state: u8,
+    pub class: u8,
+    pub message: String,
+    pub server: String,
+    pub procedure: String,
+    pub line: u32,
+}
+
+/// LOGINACK.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoginAckFacts {
+    pub at: Mark,
+    pub tds_version: u32,
+    pub prog_name: String,
+    pub server_version: String,
+}
+
+/// A routing ENVCHANGE: the server sent the client elsewhere.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutingFacts {
+    pub at: Mark,
+    pub server: String,
+    pub port: u16,
+}
+
+/// The TLS handshake as far as it can be seen without decrypting.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsFacts {
+    /// True when TLS records travelled inside PRELOGIN packets (TDS 7.x); false for TLS first
+    /// (TDS 8.0 strict).
+    pub in_prelogin: bool,
+    pub client_hello: Option<Mark>,
+    pub server_hello: Option<Mark>,
+    /// (level, description) of the first alert seen unencrypted.
+    pub alert: Option<(Mark, u8, u8)>,
+    /// The client's first record after the handshake (LOGIN7 inside TLS): the handshake ended.
+    pub application_data: Option<Mark>,
+}
+
+/// A client request and what came of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestFacts {
+    pub kind: RequestKind,
+    pub at: Mark,
+    /// First byte of the server's answer.
+    pub first_response: Option<Mark>,
+    /// The final DONE of the answer.
+    pub done: Option<Mark>,
+    pub done_status: u16,
+    pub row_count: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    SqlBatch,
+    Rpc,
+    TransactionManager,
+    BulkLoad,
+}
+
+/// An ATTENTION (cancel) and its acknowledgement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionFacts {
+    pub at: Mark,
+    /// The request it cancelled was sent at this time.
+    pub request_at: Option<Mark>,
+    /// DONE with the ATTN bit.
+    pub acknowledged: Option<Mark>,
+}
+
+/// Most requests, errors and attentions kept one by one per connection; beyond, only counted.
+pub const MAX_KEPT_PER_CONNECTION: usize = 64;
+
+/// Everything TDS showed on a connection.
+#[derive(Clone, Debug)]
+pub struct TdsFacts {
+    pub dialect: Dialect,
+    /// First frame recognised as TDS.
+    pub detected_at: Mark,
+    /// Requests came from the side TCP called the server (mid-stream guess was wrong).
+    pub roles_reversed: bool,
+    pub prelogin_client: Option<PreloginFacts>,
+    pub prelogin_server: Option<PreloginFacts>,
+    pub tls: Option<TlsFacts>,
+    pub login7: Option<Login7Facts>,
+    /// The LOGIN7 travelled inside TLS (so its fields are not known).
+    pub login7_encrypted: Option<Mark>,
+    pub sspi_rounds: Vec<Mark>,
+    pub login_ack: Option<LoginAckFacts>,
+    /// ERROR tokens in the login response.
+    pub login_errors: Vec<ServerError>,
+    /// The final DONE of the login response.
+    pub login_done: Option<Mark>,
+    pub routing: Option<RoutingFacts>,
+    /// Database after login (ENVCHANGE 1).
+    pub database: Option<String>,
+    /// Requests after login (first [`MAX_KEPT_PER_CONNECTION`]).
+    pub requests: Vec<RequestFacts>,
+    pub request_count: u64,
+    /// A request sent and not (completely) answered when the connection ended.
+    pub outstanding: Option<RequestFacts>,
+    /// ERROR tokens after login (first [`MAX_KEPT_PER_CONNECTION`]).
+    pub errors: Vec<ServerError>,
+    pub error_count: u64,
+    pub attentions: Vec<AttentionFacts>,
+    pub attention_count: u64,
+    /// Sum and count of request→first-response times, for round-trip patterns.
+    pub response_ns_total: i64,
+    pub responses: u64,
+    /// The MARS (SMP) header was seen.
+    pub mars: bool,
+    /// Bytes of TLS application data after login (full encryption).
+    pub encrypted_after_login: bool,
+    pub last_app_data: Option<Mark>,
 }
 
 /// A capture input's damage, as the reader reported it.

@@ -31,6 +31,10 @@ impl StreamSink for Sessions {
     fn on_event(&mut self, _ev: StreamEvent<'_>) {}
 
     fn on_close(&mut self, tcp: TcpFacts) {
-        self.finished.push_back(ConnectionFacts { tcp });
+        self.finished.push_back(ConnectionFacts {
+            tcp,
+            tds: None,
+            anomalies: Vec::new(),
+        });
     }
 }

@@ -4,6 +4,10 @@
 //!
 //! After a gap in the stream the framer has lost its place. It then looks for the next
 //! plausible TDS header in the following bytes, and says how many bytes it skipped.
+//!
+//! TLS records sit on TCP where TDS packets would (after the TDS 7.x handshake, and from the
+//! start with TDS 8.0 strict): at a packet boundary, a first byte of 20..=23 (TLS content types;
+//! no TDS packet type is that high) starts a 5-byte TLS record header instead.
 
 use super::header::{Header, HeaderRepr, HEADER_LEN};
 
@@ -18,8 +22,35 @@ pub enum FramerItem<'a> {
         first: bool,
         last: bool,
     },
+    /// A piece of a TLS record seen where a TDS packet could start.
+    Tls {
+        content_type: u8,
+        data: &'a [u8],
+        first: bool,
+        last: bool,
+    },
     /// Bytes were skipped while looking for a packet header (after a gap or garbage).
     Skipped { bytes: u64 },
+}
+
+/// TLS record header length: content type, version (2), length (2).
+const TLS_HEADER_LEN: usize = 5;
+/// Largest TLS ciphertext record (RFC 8446 5.2: 2^14 + 256; TLS 1.2 allows 2^14 + 2048).
+const TLS_MAX_RECORD: usize = (1 << 14) + 2048;
+
+fn is_tls_content_type(b: u8) -> bool {
+    (20..=23).contains(&b)
+}
+
+/// A TLS record header that could be real: known content type, version 3.x, sane length.
+fn tls_record_len(h: &[u8]) -> Option<usize> {
+    match h {
+        [ct, 3, minor, hi, lo, ..] if is_tls_content_type(*ct) && *minor <= 4 => {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            (len <= TLS_MAX_RECORD).then_some(len)
+        }
+        _ => None,
+    }
 }
 
 /// Where the framer is in the stream.
@@ -30,6 +61,12 @@ enum State {
     /// Inside a packet's payload; `remaining` bytes are still to come.
     Payload {
         header: HeaderRepr,
+        remaining: usize,
+        started: bool,
+    },
+    /// Inside a TLS record's body.
+    Tls {
+        content_type: u8,
         remaining: usize,
         started: bool,
     },
@@ -91,6 +128,18 @@ impl Framer {
                 self.state = State::Header;
                 self.header_len = 0;
             }
+            State::Tls {
+                content_type,
+                remaining,
+                started,
+            } if (len as usize) < *remaining => {
+                let left = *remaining - len as usize;
+                self.state = State::Tls {
+                    content_type: *content_type,
+                    remaining: left,
+                    started: *started,
+                };
+            }
             _ => {
                 self.state = State::Lost;
                 self.header_len = 0;
@@ -107,7 +156,12 @@ impl Framer {
             guard -= 1;
             match self.state {
                 State::Header => {
-                    let want = HEADER_LEN - self.header_len;
+                    let tls = match self.header_len {
+                        0 => data.first().is_some_and(|b| is_tls_content_type(*b)),
+                        _ => is_tls_content_type(self.header[0]),
+                    };
+                    let header_len = if tls { TLS_HEADER_LEN } else { HEADER_LEN };
+                    let want = header_len - self.header_len;
                     let n = want.min(data.len());
                     let (head, rest) = data.split_at(n);
                     if let Some(dst) = self.header.get_mut(self.header_len..self.header_len + n) {
@@ -115,10 +169,35 @@ impl Framer {
                     }
                     self.header_len += n;
                     data = rest;
-                    if self.header_len < HEADER_LEN {
+                    if self.header_len < header_len {
                         return;
                     }
                     self.header_len = 0;
+                    if tls {
+                        match tls_record_len(&self.header) {
+                            Some(0) => emit(FramerItem::Tls {
+                                content_type: self.header[0],
+                                data: &[],
+                                first: true,
+                                last: true,
+                            }),
+                            Some(len) => {
+                                self.state = State::Tls {
+                                    content_type: self.header[0],
+                                    remaining: len,
+                                    started: false,
+                                }
+                            }
+                            None => {
+                                self.state = State::Lost;
+                                self.skipped = 0;
+                                let held = self.header;
+                                self.scan_into_header(&held[1..TLS_HEADER_LEN], emit);
+                                self.skipped += 1;
+                            }
+                        }
+                        continue;
+                    }
                     let view = Header::new_checked(&self.header[..]);
                     match view {
                         Some(h) if h.is_plausible() => {
@@ -176,6 +255,31 @@ impl Framer {
                         };
                     }
                 }
+                State::Tls {
+                    content_type,
+                    remaining,
+                    started,
+                } => {
+                    let n = remaining.min(data.len());
+                    let (piece, rest) = data.split_at(n);
+                    data = rest;
+                    let last = n == remaining;
+                    emit(FramerItem::Tls {
+                        content_type,
+                        data: piece,
+                        first: !started,
+                        last,
+                    });
+                    self.state = if last {
+                        State::Header
+                    } else {
+                        State::Tls {
+                            content_type,
+                            remaining: remaining - n,
+                            started: true,
+                        }
+                    };
+                }
                 State::Lost => {
                     let consumed = self.scan(data, emit);
                     data = data.get(consumed..).unwrap_or(&[]);
@@ -188,7 +292,8 @@ impl Framer {
     /// candidate starts near the end, its bytes are taken into the header buffer.
     fn scan(&mut self, data: &[u8], emit: &mut dyn FnMut(FramerItem<'_>)) -> usize {
         for (i, window) in data.windows(HEADER_LEN).enumerate() {
-            if Header::new_checked(window).is_some_and(|h| h.is_plausible()) {
+            let tds = Header::new_checked(window).is_some_and(|h| h.is_plausible());
+            if tds || tls_record_len(window).is_some() {
                 self.skipped += i as u64;
                 emit(FramerItem::Skipped {
                     bytes: self.skipped,
@@ -236,6 +341,13 @@ impl Framer {
 
 /// True when `prefix` (shorter than a header) agrees with a plausible header so far.
 fn could_start_header(prefix: &[u8]) -> bool {
+    if prefix.first().is_some_and(|b| is_tls_content_type(*b)) {
+        let mut probe = [0u8, 3, 3, 0, 0];
+        for (dst, src) in probe.iter_mut().zip(prefix) {
+            *dst = *src;
+        }
+        return tls_record_len(&probe).is_some();
+    }
     let mut probe = [0u8; HEADER_LEN];
     let n = prefix.len().min(HEADER_LEN);
     if let (Some(dst), Some(src)) = (probe.get_mut(..n), prefix.get(..n)) {
@@ -289,6 +401,20 @@ mod tests {
                     }
                 }
                 FramerItem::Skipped { bytes } => skips.push(bytes),
+                FramerItem::Tls {
+                    content_type,
+                    data,
+                    first,
+                    last,
+                } => {
+                    if first {
+                        current.clear();
+                    }
+                    current.extend_from_slice(data);
+                    if last {
+                        packets.push((PacketType::Unknown(content_type), current.clone()));
+                    }
+                }
             });
         }
         (packets, skips)
@@ -369,6 +495,26 @@ mod tests {
         assert_eq!(skips.iter().sum::<u64>(), 13);
     }
 
+    #[test]
+    fn tls_records_between_tds_packets() {
+        // Login-only encryption: TLS application data (LOGIN7 inside), then cleartext TDS.
+        let mut stream = vec![0x17, 0x03, 0x03, 0x00, 0x04, 1, 2, 3, 4];
+        stream.extend(packet(0x01, 1, b"select 1"));
+        for cut in 0..stream.len() {
+            let mut f = Framer::new();
+            let (packets, skips) = run(&mut f, &[&stream[..cut], &stream[cut..]]);
+            assert_eq!(
+                packets,
+                vec![
+                    (PacketType::Unknown(0x17), vec![1, 2, 3, 4]),
+                    (PacketType::SqlBatch, b"select 1".to_vec())
+                ],
+                "cut at {cut}"
+            );
+            assert!(skips.is_empty());
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn any_bytes_any_split_never_panic(
@@ -381,6 +527,7 @@ mod tests {
             let mut count = |item: FramerItem<'_>| match item {
                 FramerItem::Payload { data, .. } => total += data.len() as u64,
                 FramerItem::Skipped { bytes } => total += bytes,
+                FramerItem::Tls { data, .. } => total += data.len() as u64,
             };
             f.feed(&data[..cut], &mut count);
             f.feed(&data[cut..], &mut count);
