@@ -2,6 +2,7 @@
 //! each finding code of `../shared/spec/findings.md` has one rule and one catalogue entry.
 
 mod catalog;
+pub mod login;
 mod outcome;
 mod rules;
 
@@ -30,6 +31,14 @@ pub fn capture_findings(c: &CaptureFacts) -> Vec<Finding> {
         .iter()
         .flat_map(|rule| rule(c))
         .collect()
+}
+
+/// A SQL connection, as the contract defines it: TDS 7.x seen, or the SQL Server port.
+pub fn is_sql(c: &ConnectionFacts) -> bool {
+    match &c.tds {
+        Some(t) => t.dialect == crate::facts::Dialect::Tds7,
+        None => c.tcp.server.port() == crate::session::SQL_SERVER_PORT,
+    }
 }
 
 /// Builds a finding: the code fixes severity and next steps; the rule adds the rest.

@@ -17,6 +17,10 @@ pub enum Outcome {
     HalfClosed,
     /// Still open when the capture ended.
     Open,
+    /// The server refused the login.
+    LoginFailed,
+    /// The client gave up waiting for the login to finish.
+    LoginTimeout,
 }
 
 impl Outcome {
@@ -28,6 +32,8 @@ impl Outcome {
             Outcome::Reset => "reset",
             Outcome::HalfClosed => "half_closed",
             Outcome::Open => "open",
+            Outcome::LoginFailed => "login_failed",
+            Outcome::LoginTimeout => "login_timeout",
         }
     }
 }
@@ -44,6 +50,11 @@ pub fn outcome(c: &ConnectionFacts) -> Outcome {
         if server.frames == 0 {
             return Outcome::NoAnswer;
         }
+    }
+    match super::login::login_outcome(c) {
+        Some(super::login::LoginOutcome::Failed) => return Outcome::LoginFailed,
+        Some(super::login::LoginOutcome::Timeout) => return Outcome::LoginTimeout,
+        _ => {}
     }
     match t.end {
         TcpEnd::Fin { .. } => Outcome::Ok,

@@ -8,11 +8,14 @@ pub mod text;
 
 use std::io;
 
+use crate::diagnose::login::{connection_encryption, login_outcome};
 use crate::diagnose::Outcome;
-use crate::facts::ConnectionFacts;
+use crate::facts::{ConnectionFacts, Dialect};
+use crate::proto::tds::TdsVersion;
 use crate::tcp::{DirFacts, Direction, Mark, RoleBasis, TcpEnd};
 use model::{
-    Connection, ConnectionStats, Ending, Finding, FramePos, TcpDetail, TcpDirDetail, Totals,
+    Connection, ConnectionStats, Ending, Finding, FramePos, Login, LoginError, TcpDetail,
+    TcpDirDetail, Totals,
 };
 
 /// A renderer that receives connections one by one as they end, then the totals.
@@ -97,7 +100,7 @@ pub fn connection(c: &ConnectionFacts, outcome: Outcome, findings: Vec<Finding>)
         id: t.id.0,
         client: t.client.to_string(),
         server: t.server.to_string(),
-        sql: t.server.port() == 1433,
+        sql: crate::diagnose::is_sql(c),
         first: pos(t.first),
         last: pos(t.last),
         start: t.first.ts.to_rfc3339(),
@@ -112,7 +115,11 @@ pub fn connection(c: &ConnectionFacts, outcome: Outcome, findings: Vec<Finding>)
         },
         mid_stream: t.mid_stream,
         handshake_rtt_ms: t.handshake_rtt_ns.map(|ns| ns as f64 / 1e6),
-        login: None,
+        login: login(c),
+        protocol: c.tds.as_ref().map(|t| match t.dialect {
+            Dialect::Tds7 => "tds7",
+            Dialect::Sybase => "sybase",
+        }),
         stats: ConnectionStats {
             frames: cs.frames + sc.frames,
             frames_to_server: cs.frames,
@@ -125,8 +132,8 @@ pub fn connection(c: &ConnectionFacts, outcome: Outcome, findings: Vec<Finding>)
             duplicates: u64::from(cs.flags.duplicate) + u64::from(sc.flags.duplicate),
             keepalives: u64::from(cs.flags.keep_alive) + u64::from(sc.flags.keep_alive),
             zero_windows: u64::from(cs.flags.zero_window) + u64::from(sc.flags.zero_window),
-            requests: 0,
-            attentions: 0,
+            requests: c.tds.as_ref().map_or(0, |t| t.request_count),
+            attentions: c.tds.as_ref().map_or(0, |t| t.attention_count),
         },
         tcp: TcpDetail {
             to_server: dir_detail(cs),
@@ -134,4 +141,79 @@ pub fn connection(c: &ConnectionFacts, outcome: Outcome, findings: Vec<Finding>)
         },
         findings,
     }
+}
+
+fn ms(ns: i64) -> f64 {
+    (ns as f64 / 1e3).round() / 1e3
+}
+
+/// The `login` object: what LOGIN7, LOGINACK and PRELOGIN said, and how long each step took.
+fn login(c: &ConnectionFacts) -> Option<Login> {
+    let outcome = login_outcome(c)?;
+    let t = c.tds.as_ref()?;
+    let l7 = t.login7.as_ref();
+    let nonempty = |s: &String| (!s.is_empty()).then(|| s.clone());
+    let mut steps = std::collections::BTreeMap::new();
+    if let Some(rtt) = c.tcp.handshake_rtt_ns {
+        steps.insert("handshake", ms(rtt));
+    }
+    if let (Some(a), Some(b)) = (&t.prelogin_client, &t.prelogin_server) {
+        steps.insert("prelogin", ms(b.at.ts.nanos_since(a.at.ts)));
+    }
+    if let Some(tls) = &t.tls {
+        if let (Some(a), Some(b)) = (tls.client_hello, tls.application_data) {
+            steps.insert("tls", ms(b.ts.nanos_since(a.ts)));
+        }
+    }
+    let login_start = l7.map(|l| l.at).or(t.login7_encrypted);
+    let login_end = t.login_ack.as_ref().map(|a| a.at).or(t.login_done);
+    if let (Some(a), Some(b)) = (login_start, login_end) {
+        steps.insert("login", ms(b.ts.nanos_since(a.ts)));
+    }
+    let error = t
+        .login_errors
+        .iter()
+        .find(|e| e.number != 4060 || t.login_errors.len() == 1)
+        .map(|e| LoginError {
+            number: e.number,
+            state: e.state,
+            class: e.class,
+            message: e.message.clone(),
+        });
+    Some(Login {
+        outcome: outcome.as_str(),
+        user: l7.and_then(|l| nonempty(&l.user)),
+        database: t
+            .database
+            .clone()
+            .or_else(|| l7.and_then(|l| nonempty(&l.database))),
+        app: l7.and_then(|l| nonempty(&l.app)),
+        host: l7.and_then(|l| nonempty(&l.host)),
+        library: l7.and_then(|l| nonempty(&l.library)),
+        tds_version: t
+            .login_ack
+            .as_ref()
+            .map(|a| TdsVersion(a.tds_version).label())
+            .or_else(|| l7.map(|l| TdsVersion(l.tds_version).label())),
+        server_version: t
+            .login_ack
+            .as_ref()
+            .map(|a| a.server_version.clone())
+            .or_else(|| t.prelogin_server.as_ref().and_then(|p| p.version.clone())),
+        encryption: connection_encryption(t).map(|m| m.as_str()),
+        encryption_client: t
+            .prelogin_client
+            .as_ref()
+            .and_then(|p| p.encryption)
+            .map(|e| e.as_str()),
+        encryption_server: t
+            .prelogin_server
+            .as_ref()
+            .and_then(|p| p.encryption)
+            .map(|e| e.as_str()),
+        tls_version: None,
+        auth: l7.map(|l| l.auth.as_str()),
+        error,
+        steps_ms: steps,
+    })
 }

@@ -87,11 +87,63 @@ pub struct Connection {
     pub roles_from: &'static str,
     pub mid_stream: bool,
     pub handshake_rtt_ms: Option<f64>,
-    /// Filled in once TDS decoding is in place; null for now and for non-SQL connections.
-    pub login: Option<serde_json::Value>,
+    /// The login, when TDS was seen; null otherwise.
+    pub login: Option<Login>,
+    /// `tds7`, `sybase` (TDS 4.2/5.0, not diagnosed as SQL Server), or null.
+    pub protocol: Option<&'static str>,
     pub stats: ConnectionStats,
     pub tcp: TcpDetail,
     pub findings: Vec<Finding>,
+}
+
+/// The login of a TDS connection (JSON `login`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Login {
+    /// `ok`, `failed`, `timeout`, `incomplete` (the capture does not show the end), or
+    /// `not_seen` (the connection was already logged in when the capture began).
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
+    /// "7.4": from LOGINACK when seen, else LOGIN7.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tds_version: Option<String>,
+    /// SQL Server product version, from LOGINACK or the PRELOGIN response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// `none` (no TLS), `login_only`, `full`, from the PRELOGIN exchange and the TLS seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<&'static str>,
+    /// The client's and the server's PRELOGIN ENCRYPTION values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_client: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_server: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<LoginError>,
+    /// Milliseconds of each login step seen (`handshake`, `prelogin`, `tls`, `login`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps_ms: BTreeMap<&'static str, f64>,
+}
+
+/// The ERROR that failed a login.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoginError {
+    pub number: i32,
+    pub state: u8,
+    pub class: u8,
+    pub message: String,
 }
 
 /// How a connection ended.

@@ -1,0 +1,106 @@
+//! How a login went, and which encryption the PRELOGIN exchange chose: decisions the report
+//! shows and the rules build on.
+
+use crate::facts::{ConnectionFacts, Dialect, EncryptionSetting, TdsFacts};
+use crate::tcp::{Direction, TcpEnd};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Ok,
+    Failed,
+    /// The client gave up (closed) before the server answered the login.
+    Timeout,
+    /// The capture ends before the login did.
+    Incomplete,
+    /// The login travelled inside TLS and its answer cannot be read.
+    Encrypted,
+    /// The connection was logged in before the capture began.
+    NotSeen,
+}
+
+impl LoginOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginOutcome::Ok => "ok",
+            LoginOutcome::Failed => "failed",
+            LoginOutcome::Timeout => "timeout",
+            LoginOutcome::Incomplete => "incomplete",
+            LoginOutcome::Encrypted => "encrypted",
+            LoginOutcome::NotSeen => "not_seen",
+        }
+    }
+}
+
+/// What the PRELOGIN exchange decided (MS-TDS 2.2.6.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncryptionMode {
+    /// No TLS at all: LOGIN7 in clear (password only obfuscated).
+    None,
+    /// Both sides OFF: TLS for LOGIN7 only.
+    LoginOnly,
+    /// TLS for everything.
+    Full,
+    /// One side requires what the other cannot do: the connection is closed.
+    Mismatch,
+}
+
+impl EncryptionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptionMode::None => "none",
+            EncryptionMode::LoginOnly => "login_only",
+            EncryptionMode::Full => "full",
+            EncryptionMode::Mismatch => "mismatch",
+        }
+    }
+}
+
+/// The MS-TDS 2.2.6.5 table of client × server ENCRYPTION values.
+pub fn encryption_mode(client: EncryptionSetting, server: EncryptionSetting) -> EncryptionMode {
+    use EncryptionSetting::*;
+    match (client, server) {
+        (NotSupported, NotSupported) => EncryptionMode::None,
+        (NotSupported, Required) | (Required, NotSupported) => EncryptionMode::Mismatch,
+        (NotSupported, _) | (_, NotSupported) => EncryptionMode::None,
+        (Off, Off) => EncryptionMode::LoginOnly,
+        _ => EncryptionMode::Full,
+    }
+}
+
+/// The encryption a TDS connection used, from PRELOGIN, confirmed by the TLS seen.
+pub fn connection_encryption(t: &TdsFacts) -> Option<EncryptionMode> {
+    let client = t.prelogin_client.as_ref()?.encryption?;
+    let server = t.prelogin_server.as_ref()?.encryption?;
+    Some(encryption_mode(client, server))
+}
+
+/// How the login of a TDS 7.x connection went; None when no TDS 7.x was seen.
+pub fn login_outcome(c: &ConnectionFacts) -> Option<LoginOutcome> {
+    let t = c.tds.as_ref().filter(|t| t.dialect == Dialect::Tds7)?;
+    if t.login_ack.is_some() {
+        return Some(LoginOutcome::Ok);
+    }
+    if !t.login_errors.is_empty() {
+        return Some(LoginOutcome::Failed);
+    }
+    let login_sent = t.login7.is_some() || t.login7_encrypted.is_some();
+    if !login_sent && t.prelogin_client.is_none() && t.tls.is_none() {
+        return Some(LoginOutcome::NotSeen);
+    }
+    if connection_encryption(t) == Some(EncryptionMode::Full) && t.encrypted_after_login {
+        return Some(LoginOutcome::Encrypted);
+    }
+    Some(match c.tcp.end {
+        TcpEnd::Open => LoginOutcome::Incomplete,
+        TcpEnd::Fin {
+            first: Direction::ToServer,
+        }
+        | TcpEnd::HalfClosed {
+            by: Direction::ToServer,
+        }
+        | TcpEnd::Rst {
+            by: Direction::ToServer,
+        } => LoginOutcome::Timeout,
+        _ => LoginOutcome::Failed,
+    })
+}

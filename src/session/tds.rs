@@ -1,0 +1,943 @@
+//! The TDS state machine of one connection: framer items in, [`TdsFacts`] out.
+//!
+//! Each direction has a [`Framer`]. Client messages are assembled (bounded) when their
+//! content matters (PRELOGIN, LOGIN7, SSPI) and only counted otherwise; server messages are
+//! walked token by token with a bounded carry-over buffer, so results of any size stream
+//! through. The connection is recognised as TDS from structure, not from the port.
+
+use crate::facts::{
+    Anomaly, AnomalyKind, AttentionFacts, AuthKind, Dialect, EncryptionSetting, Login7Facts,
+    LoginAckFacts, PreloginFacts, RequestFacts, RequestKind, RoutingFacts, ServerError, TdsFacts,
+    TlsFacts, MAX_KEPT_PER_CONNECTION,
+};
+use crate::proto::tds::framer::{Framer, FramerItem};
+use crate::proto::tds::header::HeaderRepr;
+use crate::proto::tds::login7::{parse_login7, MAX_LOGIN7_LEN};
+use crate::proto::tds::prelogin::{is_tls_record, parse_prelogin, Encryption, Prelogin};
+use crate::proto::tds::tokens::{done_status, parse_token, EnvChange, Token, TokenContext};
+use crate::proto::tds::{PacketType, TdsVersion};
+use crate::proto::ParseError;
+use crate::tcp::{Direction, Mark};
+
+/// Bytes per direction after which a connection that has not shown TDS is given up on.
+const PROBE_LIMIT_BYTES: u64 = 16 * 1024;
+/// PRELOGIN and SSPI messages are small; anything larger is not plausible.
+const MAX_SMALL_MESSAGE: usize = 64 * 1024;
+/// Largest single token the walker buffers (a ROW with a big inline value, an ERROR);
+/// PLP values and larger tokens make it skip to the end of the message instead.
+const MAX_TOKEN_CARRY: usize = 1 << 20;
+/// Anomalies kept per connection.
+const MAX_ANOMALIES: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Detection {
+    Probing,
+    Tds,
+    NotTds,
+}
+
+/// Where the login is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Before or during PRELOGIN.
+    Prelogin,
+    /// PRELOGIN answered; TLS may follow; LOGIN7 expected.
+    Login,
+    /// LOGIN7 sent; waiting for LOGINACK or an error.
+    LoginResponse,
+    /// Logged in: requests and responses.
+    LoggedIn,
+}
+
+/// A client message being assembled.
+#[derive(Default)]
+struct ClientMessage {
+    ptype: Option<PacketType>,
+    at: Option<Mark>,
+    body: Vec<u8>,
+    /// Bytes beyond what we keep.
+    dropped: usize,
+    /// The body starts with TLS records (handshake inside PRELOGIN).
+    tls: bool,
+}
+
+/// The server message being walked.
+#[derive(Default)]
+struct ServerMessage {
+    at: Option<Mark>,
+    carry: Vec<u8>,
+    /// Give up on the rest of this message (malformed, too large, mid-message start).
+    skipping: bool,
+    /// PRELOGIN response, assembled whole.
+    prelogin: Vec<u8>,
+    tls: bool,
+    last_done: Option<(u16, Option<u64>)>,
+}
+
+/// TDS state of one connection.
+pub struct TdsSession {
+    detection: Detection,
+    /// Requests arrive in the direction TCP called ToClient: roles are reversed.
+    reversed: bool,
+    framers: [Framer; 2],
+    bytes_probed: [u64; 2],
+    /// The next packet of this direction starts a message (the previous one had EOM).
+    at_message_start: [bool; 2],
+    /// A packet began mid-message (capture started inside it) and was not understood.
+    phase: Phase,
+    version: Option<TdsVersion>,
+    tokens: TokenContext,
+    client: ClientMessage,
+    server: ServerMessage,
+    facts: Option<TdsFacts>,
+    pub anomalies: Vec<Anomaly>,
+    /// TLS records seen directly on TCP.
+    tls_direct: bool,
+    /// Messages started by the client and ended by the server, for telling a mid-message
+    /// start of the capture from a malformed message.
+    client_messages: u64,
+    server_messages: u64,
+}
+
+fn setting(e: Encryption) -> EncryptionSetting {
+    match e {
+        Encryption::Off => EncryptionSetting::Off,
+        Encryption::On => EncryptionSetting::On,
+        Encryption::NotSup => EncryptionSetting::NotSupported,
+        Encryption::Req => EncryptionSetting::Required,
+        Encryption::Unknown(v) => EncryptionSetting::Unknown(v),
+    }
+}
+
+fn prelogin_facts(p: &Prelogin<'_>, at: Mark) -> PreloginFacts {
+    PreloginFacts {
+        at,
+        encryption: p.encryption.map(setting),
+        version: p.version.map(|v| v.label()),
+        instance: p
+            .instance
+            .filter(|i| !i.is_empty() && i.iter().all(|b| b.is_ascii_graphic()))
+            .map(|i| String::from_utf8_lossy(i).into_owned()),
+        mars: p.mars,
+        fed_auth_required: p.fed_auth_required,
+    }
+}
+
+/// Classifies an SSPI blob: NTLMSSP, SPNEGO (Negotiate) or a bare Kerberos AP-REQ.
+pub fn sspi_kind(blob: &[u8]) -> AuthKind {
+    if blob.starts_with(b"NTLMSSP\0") {
+        AuthKind::Ntlm
+    } else if blob.first() == Some(&0x60) {
+        // GSS-API InitialContextToken: SPNEGO OID 1.3.6.1.5.5.2 or Kerberos 1.2.840.113554.1.2.2.
+        let spnego = [0x06, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02];
+        if blob.windows(spnego.len()).take(16).any(|w| w == spnego) {
+            AuthKind::Negotiate
+        } else {
+            AuthKind::Kerberos
+        }
+    } else if blob.first() == Some(&0xa1) || blob.first() == Some(&0xa0) {
+        AuthKind::Negotiate
+    } else {
+        AuthKind::Integrated
+    }
+}
+
+impl Default for TdsSession {
+    fn default() -> Self {
+        TdsSession::new()
+    }
+}
+
+impl TdsSession {
+    pub fn new() -> Self {
+        TdsSession {
+            detection: Detection::Probing,
+            reversed: false,
+            framers: [Framer::new(), Framer::new()],
+            bytes_probed: [0, 0],
+            at_message_start: [true, true],
+            phase: Phase::Prelogin,
+            version: None,
+            tokens: TokenContext::new(TdsVersion::V7_4),
+            client: ClientMessage::default(),
+            server: ServerMessage::default(),
+            facts: None,
+            anomalies: Vec::new(),
+            tls_direct: false,
+            client_messages: 0,
+            server_messages: 0,
+        }
+    }
+
+    /// True once the connection was recognised as TDS.
+    pub fn is_tds(&self) -> bool {
+        self.detection == Detection::Tds
+    }
+
+    /// True when the probe gave up: the bytes are not TDS.
+    pub fn is_not_tds(&self) -> bool {
+        self.detection == Detection::NotTds
+    }
+
+    pub fn reversed(&self) -> bool {
+        self.reversed
+    }
+
+    /// The facts, once TDS was recognised.
+    pub fn into_facts(mut self) -> (Option<TdsFacts>, Vec<Anomaly>) {
+        if let Some(f) = self.facts.as_mut() {
+            f.roles_reversed = self.reversed;
+        }
+        (self.facts, self.anomalies)
+    }
+
+    fn anomaly(&mut self, kind: AnomalyKind, at: Mark, dir: Direction, detail: String) {
+        if self.anomalies.len() < MAX_ANOMALIES {
+            self.anomalies.push(Anomaly {
+                kind,
+                at,
+                dir,
+                detail,
+            });
+        }
+    }
+
+    /// Bytes of the stream that were never captured.
+    pub fn on_gap(&mut self, dir: Direction, len: u64) {
+        if self.detection == Detection::NotTds {
+            return;
+        }
+        let i = dir.index();
+        if let Some(f) = self.framers.get_mut(i) {
+            f.on_gap(len);
+        }
+        // Whatever message was in progress in that direction is no longer whole.
+        match self.role(dir) {
+            Direction::ToServer => self.client = ClientMessage::default(),
+            Direction::ToClient => self.server.skipping = true,
+        }
+    }
+
+    /// `dir` as TCP named it, mapped to the roles TDS showed.
+    fn role(&self, dir: Direction) -> Direction {
+        if self.reversed {
+            dir.reverse()
+        } else {
+            dir
+        }
+    }
+
+    /// Next in-order bytes of `dir`, first of which arrived in the frame `at`.
+    pub fn on_data(&mut self, dir: Direction, at: Mark, data: &[u8]) {
+        if self.detection == Detection::NotTds {
+            return;
+        }
+        let i = dir.index();
+        if self.detection == Detection::Probing {
+            if let Some(n) = self.bytes_probed.get_mut(i) {
+                *n += data.len() as u64;
+            }
+        }
+        // The framer is moved out while it runs so that its callback may borrow the session.
+        let mut framer = match self.framers.get_mut(i) {
+            Some(f) => std::mem::take(f),
+            None => return,
+        };
+        framer.feed(data, &mut |item| {
+            if self.detection == Detection::NotTds {
+                return;
+            }
+            match item {
+                FramerItem::Payload {
+                    header,
+                    data,
+                    first,
+                    last,
+                } => self.on_packet_piece(dir, at, header, data, first, last),
+                FramerItem::Tls {
+                    content_type,
+                    data,
+                    first,
+                    ..
+                } => {
+                    if first {
+                        self.on_tls_piece(dir, at, content_type, data)
+                    }
+                }
+                FramerItem::Skipped { bytes } => {
+                    if self.detection == Detection::Tds {
+                        self.anomaly(
+                            AnomalyKind::TdsResync,
+                            at,
+                            dir,
+                            format!("{bytes} bytes skipped to find the next TDS packet header"),
+                        );
+                    }
+                    if let Some(s) = self.at_message_start.get_mut(i) {
+                        *s = false;
+                    }
+                }
+            }
+        });
+        if let Some(f) = self.framers.get_mut(i) {
+            *f = framer;
+        }
+        if self.detection == Detection::Probing
+            && self.bytes_probed.iter().any(|&n| n > PROBE_LIMIT_BYTES)
+        {
+            self.detection = Detection::NotTds;
+        }
+    }
+
+    /// Bytes this connection carried while the probe was still looking, per TCP direction.
+    pub fn probed_bytes(&self) -> u64 {
+        self.bytes_probed.iter().sum()
+    }
+
+    fn facts_mut(&mut self, at: Mark, dialect: Dialect) -> &mut TdsFacts {
+        facts_entry(&mut self.facts, at, dialect)
+    }
+
+    /// Confirms TDS on a probe, deciding roles from which side sent a request.
+    fn confirm(&mut self, tcp_dir: Direction, at: Mark, is_request: bool, dialect: Dialect) {
+        if self.detection == Detection::Tds {
+            return;
+        }
+        self.detection = Detection::Tds;
+        // A request from what TCP called the server means TCP guessed the roles wrong.
+        self.reversed = is_request == (tcp_dir == Direction::ToClient);
+        self.facts_mut(at, dialect);
+    }
+
+    fn on_packet_piece(
+        &mut self,
+        tcp_dir: Direction,
+        at: Mark,
+        header: HeaderRepr,
+        data: &[u8],
+        first: bool,
+        last: bool,
+    ) {
+        let i = tcp_dir.index();
+        let message_start = first && self.at_message_start.get(i).copied().unwrap_or(true);
+        let eom = last && header.status & crate::proto::tds::header::status::EOM != 0;
+        if last {
+            if let Some(s) = self.at_message_start.get_mut(i) {
+                *s = eom;
+            }
+        }
+        let ptype = header.packet_type;
+        if self.detection == Detection::Probing {
+            // Old TDS (4.2/5.0) logins: recognise and label, no SQL Server diagnosis.
+            if matches!(ptype, PacketType::PreTds7Login | PacketType::Tds5Query) && first {
+                self.confirm(tcp_dir, at, true, Dialect::Sybase);
+                return;
+            }
+            if !self.probe(tcp_dir, at, ptype, data, first) {
+                return;
+            }
+        }
+        if self
+            .facts
+            .as_ref()
+            .is_some_and(|f| f.dialect == Dialect::Sybase)
+        {
+            return;
+        }
+        match self.role(tcp_dir) {
+            Direction::ToServer => self.on_client_piece(at, ptype, data, message_start, eom),
+            Direction::ToClient => self.on_server_piece(at, ptype, data, message_start, eom),
+        }
+    }
+
+    /// Looks at a packet while the connection is not yet known to be TDS. Returns true when
+    /// the packet is TDS (detection confirmed) and should be processed.
+    fn probe(
+        &mut self,
+        dir: Direction,
+        at: Mark,
+        ptype: PacketType,
+        data: &[u8],
+        first: bool,
+    ) -> bool {
+        if !first {
+            return false;
+        }
+        let plausible = match ptype {
+            PacketType::Prelogin => {
+                is_tls_record(data) || parse_prelogin(data).is_ok() || data.len() >= 8
+            }
+            PacketType::Login7 => {
+                data.len() >= 36
+                    && data
+                        .get(4..8)
+                        .is_some_and(|v| matches!(v.get(3), Some(0x70..=0x74) | Some(0x08)))
+            }
+            PacketType::SqlBatch | PacketType::Rpc => plausible_request(data),
+            PacketType::TabularResult => plausible_tokens(data),
+            _ => false,
+        };
+        if !plausible {
+            return false;
+        }
+        let is_request = ptype != PacketType::TabularResult;
+        self.confirm(dir, at, is_request, Dialect::Tds7);
+        true
+    }
+
+    fn on_client_piece(
+        &mut self,
+        at: Mark,
+        ptype: PacketType,
+        data: &[u8],
+        start: bool,
+        eom: bool,
+    ) {
+        if start {
+            self.client_messages += 1;
+            self.client = ClientMessage {
+                ptype: Some(ptype),
+                at: Some(at),
+                tls: ptype == PacketType::Prelogin && is_tls_record(data),
+                ..ClientMessage::default()
+            };
+            self.on_client_message_start(at, ptype);
+        }
+        let keep = match self.client.ptype {
+            Some(PacketType::Login7) => MAX_LOGIN7_LEN,
+            Some(PacketType::Prelogin) | Some(PacketType::Sspi) => MAX_SMALL_MESSAGE,
+            _ => 0,
+        };
+        let room = keep.saturating_sub(self.client.body.len());
+        let take = room.min(data.len());
+        self.client
+            .body
+            .extend_from_slice(data.get(..take).unwrap_or(&[]));
+        self.client.dropped += data.len() - take;
+        if eom {
+            self.on_client_message_end();
+        }
+    }
+
+    fn on_client_message_start(&mut self, at: Mark, ptype: PacketType) {
+        let kind = match ptype {
+            PacketType::SqlBatch => Some(RequestKind::SqlBatch),
+            PacketType::Rpc => Some(RequestKind::Rpc),
+            PacketType::TransactionManager => Some(RequestKind::TransactionManager),
+            PacketType::BulkLoad => Some(RequestKind::BulkLoad),
+            _ => None,
+        };
+        let phase = self.phase;
+        let facts = self.facts_mut(at, Dialect::Tds7);
+        if let Some(kind) = kind {
+            // A request on a connection whose login we never saw: it is logged in.
+            facts.request_count += 1;
+            if let Some(done) = facts.outstanding.take() {
+                keep_request(facts, done);
+            }
+            facts.outstanding = Some(RequestFacts {
+                kind,
+                at,
+                first_response: None,
+                done: None,
+                done_status: 0,
+                row_count: None,
+            });
+            if phase != Phase::LoggedIn {
+                self.phase = Phase::LoggedIn;
+            }
+        } else if ptype == PacketType::Attention {
+            facts.attention_count += 1;
+            let request_at = facts.outstanding.as_ref().map(|r| r.at);
+            if facts.attentions.len() < MAX_KEPT_PER_CONNECTION {
+                facts.attentions.push(AttentionFacts {
+                    at,
+                    request_at,
+                    acknowledged: None,
+                });
+            }
+        } else if ptype == PacketType::Sspi {
+            facts.sspi_rounds.push(at);
+        }
+    }
+
+    fn on_client_message_end(&mut self) {
+        let Some(at) = self.client.at else { return };
+        let body = std::mem::take(&mut self.client.body);
+        match self.client.ptype {
+            Some(PacketType::Prelogin) if self.client.tls => {
+                self.on_tls_handshake(Direction::ToServer, at, &body, true);
+            }
+            Some(PacketType::Prelogin) => match parse_prelogin(&body) {
+                Ok(p) => {
+                    let pf = prelogin_facts(&p, at);
+                    self.facts_mut(at, Dialect::Tds7).prelogin_client = Some(pf);
+                    self.phase = Phase::Prelogin;
+                }
+                Err(e) => self.malformed(at, Direction::ToServer, "PRELOGIN", &e),
+            },
+            Some(PacketType::Login7) => {
+                match parse_login7(&body) {
+                    Ok(l) => {
+                        if let Some(v) = Some(l.tds_version)
+                            .filter(|v| v.0 >> 24 >= 0x70 || v.0 == TdsVersion::V8_0.0)
+                        {
+                            self.version = Some(v);
+                            self.tokens.version = v;
+                        }
+                        let auth = if l.has_feature(crate::proto::tds::login7::feature::FEDAUTH) {
+                            AuthKind::FedAuth
+                        } else if l.integrated_security() || !l.sspi.is_empty() {
+                            sspi_kind(l.sspi)
+                        } else {
+                            AuthKind::Sql
+                        };
+                        let lf = Login7Facts {
+                            at,
+                            tds_version: l.tds_version.0,
+                            user: l.user_name.clone(),
+                            host: l.host_name.clone(),
+                            app: l.app_name.clone(),
+                            server_name: l.server_name.clone(),
+                            library: l.library_name.clone(),
+                            database: l.database.clone(),
+                            language: l.language.clone(),
+                            packet_size: l.packet_size,
+                            auth,
+                            read_only_intent: l.read_only_intent(),
+                            client_pid: l.client_pid,
+                        };
+                        self.facts_mut(at, Dialect::Tds7).login7 = Some(lf);
+                    }
+                    Err(e) => self.malformed(at, Direction::ToServer, "LOGIN7", &e),
+                }
+                self.phase = Phase::LoginResponse;
+            }
+            _ => {}
+        }
+        self.client = ClientMessage::default();
+    }
+
+    fn malformed(&mut self, at: Mark, dir: Direction, what: &str, e: &ParseError) {
+        let kind = match e {
+            ParseError::TooLarge { .. } => AnomalyKind::TdsTooLarge,
+            _ => AnomalyKind::MalformedTds,
+        };
+        self.anomaly(kind, at, dir, format!("{what}: {e}"));
+    }
+
+    fn on_server_piece(
+        &mut self,
+        at: Mark,
+        ptype: PacketType,
+        data: &[u8],
+        start: bool,
+        eom: bool,
+    ) {
+        if start {
+            self.server = ServerMessage {
+                at: Some(at),
+                tls: ptype == PacketType::Prelogin
+                    || is_tls_record(data) && self.phase != Phase::LoggedIn,
+                ..ServerMessage::default()
+            };
+            if let Some(facts) = self.facts.as_mut() {
+                if let Some(req) = facts
+                    .outstanding
+                    .as_mut()
+                    .filter(|r| r.first_response.is_none())
+                {
+                    req.first_response = Some(at);
+                    facts.response_ns_total += at.ts.nanos_since(req.at.ts);
+                    facts.responses += 1;
+                }
+            }
+        } else if self.server.at.is_none() {
+            // Joined mid-message: nothing to walk until the next message starts.
+            self.server.skipping = true;
+        }
+        let awaiting_prelogin = self.phase == Phase::Prelogin
+            && self
+                .facts
+                .as_ref()
+                .is_some_and(|f| f.prelogin_client.is_some() && f.prelogin_server.is_none());
+        if self.server.tls {
+            self.server.prelogin.extend_from_slice(
+                data.get(
+                    ..MAX_SMALL_MESSAGE
+                        .saturating_sub(self.server.prelogin.len())
+                        .min(data.len()),
+                )
+                .unwrap_or(&[]),
+            );
+        } else if awaiting_prelogin && ptype == PacketType::TabularResult {
+            let room = MAX_SMALL_MESSAGE.saturating_sub(self.server.prelogin.len());
+            self.server
+                .prelogin
+                .extend_from_slice(data.get(..room.min(data.len())).unwrap_or(&[]));
+        } else if !self.server.skipping {
+            self.walk_tokens(at, data);
+        }
+        if eom {
+            self.on_server_message_end(at, awaiting_prelogin);
+        }
+    }
+
+    fn walk_tokens(&mut self, at: Mark, data: &[u8]) {
+        self.server.carry.extend_from_slice(data);
+        let mut consumed = 0usize;
+        let mut guard = self.server.carry.len() + 1;
+        let mut events: Vec<TokenEvent> = Vec::new();
+        while consumed < self.server.carry.len() && guard > 0 {
+            guard -= 1;
+            let buf = self.server.carry.get(consumed..).unwrap_or(&[]);
+            match parse_token(buf, &mut self.tokens) {
+                Ok((rest, token)) => {
+                    consumed += buf.len() - rest.len();
+                    if let Some(ev) = TokenEvent::from_token(token) {
+                        events.push(ev);
+                    }
+                }
+                Err(ParseError::Incomplete { .. }) => break,
+                Err(e) => {
+                    // The capture may have started inside this message: only complain once
+                    // the conversation has been followed from a message start on both sides.
+                    let joined_mid_message = self.server_messages == 0 && self.client_messages == 0;
+                    let unsupported = matches!(e, ParseError::Unsupported { .. });
+                    if !unsupported && !joined_mid_message {
+                        self.malformed(at, Direction::ToClient, "server token stream", &e);
+                    }
+                    self.server.skipping = true;
+                    consumed = self.server.carry.len();
+                    break;
+                }
+            }
+        }
+        self.server
+            .carry
+            .drain(..consumed.min(self.server.carry.len()));
+        if self.server.carry.len() > MAX_TOKEN_CARRY {
+            self.anomaly(
+                AnomalyKind::TdsTooLarge,
+                at,
+                Direction::ToClient,
+                format!("a server token larger than {MAX_TOKEN_CARRY} bytes was skipped"),
+            );
+            self.server.carry.clear();
+            self.server.skipping = true;
+        }
+        for ev in events {
+            self.on_token(at, ev);
+        }
+    }
+
+    fn on_token(&mut self, at: Mark, ev: TokenEvent) {
+        let phase = self.phase;
+        let facts = facts_entry(&mut self.facts, at, Dialect::Tds7);
+        match ev {
+            TokenEvent::LoginAck {
+                tds_version,
+                prog_name,
+                server_version,
+            } => {
+                facts.login_ack = Some(LoginAckFacts {
+                    at,
+                    tds_version,
+                    prog_name,
+                    server_version,
+                });
+                self.tokens.version = TdsVersion(tds_version);
+                self.version = Some(TdsVersion(tds_version));
+                self.phase = Phase::LoggedIn;
+            }
+            TokenEvent::Error(e) => {
+                let err = ServerError { at, ..e };
+                if phase == Phase::LoggedIn || facts.login_ack.is_some() {
+                    facts.error_count += 1;
+                    if facts.errors.len() < MAX_KEPT_PER_CONNECTION {
+                        facts.errors.push(err);
+                    }
+                } else if facts.login_errors.len() < MAX_KEPT_PER_CONNECTION {
+                    facts.login_errors.push(err);
+                }
+            }
+            TokenEvent::Database(db) => facts.database = Some(db),
+            TokenEvent::Routing { server, port } => {
+                facts.routing = Some(RoutingFacts { at, server, port })
+            }
+            TokenEvent::Done {
+                status,
+                row_count,
+                is_final,
+            } => {
+                self.server.last_done = Some((status, row_count));
+                if status & done_status::ATTN != 0 {
+                    if let Some(a) = facts
+                        .attentions
+                        .iter_mut()
+                        .find(|a| a.acknowledged.is_none())
+                    {
+                        a.acknowledged = Some(at);
+                    }
+                }
+                if is_final
+                    && matches!(phase, Phase::LoginResponse | Phase::Login)
+                    && facts.login_done.is_none()
+                {
+                    facts.login_done = Some(at);
+                }
+            }
+            TokenEvent::Sspi => {}
+        }
+    }
+
+    fn on_server_message_end(&mut self, at: Mark, awaiting_prelogin: bool) {
+        let msg = std::mem::take(&mut self.server);
+        self.server_messages += 1;
+        let Some(start) = msg.at else { return };
+        if msg.tls {
+            self.on_tls_handshake(Direction::ToClient, start, &msg.prelogin, true);
+        } else if awaiting_prelogin {
+            match parse_prelogin(&msg.prelogin) {
+                Ok(p) => {
+                    let pf = prelogin_facts(&p, start);
+                    self.facts_mut(start, Dialect::Tds7).prelogin_server = Some(pf);
+                    self.phase = Phase::Login;
+                }
+                Err(e) => self.malformed(start, Direction::ToClient, "PRELOGIN response", &e),
+            }
+            return;
+        }
+        if let Some(facts) = self.facts.as_mut() {
+            if self.phase == Phase::LoggedIn {
+                if let Some(mut req) = facts.outstanding.take() {
+                    req.done = Some(at);
+                    if let Some((status, rows)) = msg.last_done {
+                        req.done_status = status;
+                        req.row_count = rows;
+                    }
+                    keep_request(facts, req);
+                }
+            }
+            facts.last_app_data = Some(at);
+        }
+    }
+
+    /// TLS records carried inside PRELOGIN packets (`in_prelogin`) or straight on TCP.
+    fn on_tls_handshake(&mut self, role: Direction, at: Mark, records: &[u8], in_prelogin: bool) {
+        let mut rest = records;
+        let mut guard = 64;
+        while guard > 0 {
+            guard -= 1;
+            let Some((ct, body, tail)) = split_tls_record(rest) else {
+                break;
+            };
+            self.on_tls_record(role, at, ct, body, in_prelogin);
+            rest = tail;
+        }
+    }
+
+    fn on_tls_record(
+        &mut self,
+        role: Direction,
+        at: Mark,
+        content_type: u8,
+        body: &[u8],
+        in_prelogin: bool,
+    ) {
+        let phase = self.phase;
+        let facts = facts_entry(&mut self.facts, at, Dialect::Tds7);
+        let tls = facts.tls.get_or_insert_with(|| TlsFacts {
+            in_prelogin,
+            ..TlsFacts::default()
+        });
+        match content_type {
+            22 => match (role, body.first()) {
+                (Direction::ToServer, Some(1)) => {
+                    tls.client_hello.get_or_insert(at);
+                }
+                (Direction::ToClient, Some(2)) => {
+                    tls.server_hello.get_or_insert(at);
+                }
+                _ => {}
+            },
+            21 => {
+                // Alerts before the handshake ends are readable: level, description.
+                if let (None, [level, desc]) = (tls.application_data, body) {
+                    tls.alert.get_or_insert((at, *level, *desc));
+                }
+            }
+            23 => {
+                if role == Direction::ToServer && tls.application_data.is_none() {
+                    tls.application_data = Some(at);
+                    if phase != Phase::LoggedIn && facts.login7.is_none() {
+                        facts.login7_encrypted = Some(at);
+                        self.phase = Phase::LoginResponse;
+                    }
+                } else if phase == Phase::LoggedIn {
+                    facts.encrypted_after_login = true;
+                }
+                facts.last_app_data = Some(at);
+            }
+            _ => {}
+        }
+    }
+
+    /// The first piece of a TLS record straight on TCP (after the handshake, or TDS 8.0
+    /// strict from the start): only its first bytes matter (handshake type, alert).
+    fn on_tls_piece(&mut self, tcp_dir: Direction, at: Mark, content_type: u8, data: &[u8]) {
+        if self.detection != Detection::Tds {
+            // TLS first on a connection: TDS 8.0 strict or plain HTTPS — not confirmed here.
+            return;
+        }
+        self.tls_direct = true;
+        let role = self.role(tcp_dir);
+        let body = data.get(..data.len().min(2)).unwrap_or(&[]);
+        self.on_tls_record(role, at, content_type, body, false);
+    }
+}
+
+/// Splits a TLS record off the front of `buf`: (content type, body, rest).
+fn split_tls_record(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    match buf {
+        [ct @ 20..=23, 3, _, hi, lo, rest @ ..] => {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            let body = rest.get(..len).unwrap_or(rest);
+            let tail = rest.get(len..).unwrap_or(&[]);
+            Some((*ct, body, tail))
+        }
+        _ => None,
+    }
+}
+
+fn keep_request(facts: &mut TdsFacts, req: RequestFacts) {
+    if facts.requests.len() < MAX_KEPT_PER_CONNECTION {
+        facts.requests.push(req);
+    }
+}
+
+/// SQL batch: ALL_HEADERS (TDS 7.2+, total length then headers) or UTF-16 text; RPC: a name
+/// length or the 0xFFFF ProcID marker.
+fn plausible_request(data: &[u8]) -> bool {
+    match data {
+        // ALL_HEADERS: TotalLength (4, LE) covering at least one header (4 + 4 + 2).
+        [a, b, c, d, ..]
+            if u32::from_le_bytes([*a, *b, *c, *d]) >= 18
+                && u32::from_le_bytes([*a, *b, *c, *d]) <= 1024 =>
+        {
+            true
+        }
+        // UTF-16LE text: ASCII bytes interleaved with zeros.
+        [x, 0, y, 0, ..] if x.is_ascii() && y.is_ascii() => true,
+        // RPC by ProcID: 0xFFFF then the id.
+        [0xFF, 0xFF, _, 0, ..] => true,
+        _ => false,
+    }
+}
+
+/// A tabular result whose first token parses.
+fn plausible_tokens(data: &[u8]) -> bool {
+    let mut ctx = TokenContext::new(TdsVersion::V7_4);
+    match parse_token(data, &mut ctx) {
+        Ok((_, Token::Skipped { .. })) => false,
+        Ok(_) => true,
+        Err(ParseError::Incomplete { .. }) => data.first().is_some_and(|t| {
+            matches!(
+                *t,
+                0x81 | 0xAA | 0xAB | 0xAD | 0xE3 | 0xFD | 0xFE | 0xFF | 0xD1 | 0xD2 | 0xED
+            )
+        }),
+        Err(_) => false,
+    }
+}
+
+/// The parts of tokens the session keeps, owned.
+enum TokenEvent {
+    LoginAck {
+        tds_version: u32,
+        prog_name: String,
+        server_version: String,
+    },
+    Error(ServerError),
+    Database(String),
+    Routing {
+        server: String,
+        port: u16,
+    },
+    Done {
+        status: u16,
+        row_count: Option<u64>,
+        is_final: bool,
+    },
+    Sspi,
+}
+
+impl TokenEvent {
+    fn from_token(t: Token<'_>) -> Option<TokenEvent> {
+        let placeholder = Mark {
+            frame: Default::default(),
+            ts: Default::default(),
+        };
+        match t {
+            Token::LoginAck(a) => Some(TokenEvent::LoginAck {
+                tds_version: a.tds_version.0,
+                server_version: a.server_version(),
+                prog_name: a.prog_name,
+            }),
+            Token::Error(e) => Some(TokenEvent::Error(ServerError {
+                at: placeholder,
+                number: e.number,
+                state: e.state,
+                class: e.class,
+                message: e.message,
+                server: e.server,
+                procedure: e.procedure,
+                line: e.line,
+            })),
+            Token::EnvChange(EnvChange::Database { new, .. }) => Some(TokenEvent::Database(new)),
+            Token::EnvChange(EnvChange::Routing { server, port, .. }) => {
+                Some(TokenEvent::Routing { server, port })
+            }
+            Token::Done(d) => Some(TokenEvent::Done {
+                status: d.status,
+                row_count: d.has(done_status::COUNT).then_some(d.row_count),
+                is_final: d.is_final(),
+            }),
+            Token::Sspi(_) => Some(TokenEvent::Sspi),
+            _ => None,
+        }
+    }
+}
+
+/// The connection's TDS facts, created on first use. A free function so that callers can
+/// hold it while touching the session's other fields.
+fn facts_entry(facts: &mut Option<TdsFacts>, at: Mark, dialect: Dialect) -> &mut TdsFacts {
+    facts.get_or_insert_with(|| TdsFacts {
+        dialect,
+        detected_at: at,
+        roles_reversed: false,
+        prelogin_client: None,
+        prelogin_server: None,
+        tls: None,
+        login7: None,
+        login7_encrypted: None,
+        sspi_rounds: Vec::new(),
+        login_ack: None,
+        login_errors: Vec::new(),
+        login_done: None,
+        routing: None,
+        database: None,
+        requests: Vec::new(),
+        request_count: 0,
+        outstanding: None,
+        errors: Vec::new(),
+        error_count: 0,
+        attentions: Vec::new(),
+        attention_count: 0,
+        response_ns_total: 0,
+        responses: 0,
+        mars: false,
+        encrypted_after_login: false,
+        last_app_data: None,
+    })
+}
