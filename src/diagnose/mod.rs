@@ -6,6 +6,8 @@ pub mod login;
 mod outcome;
 mod rules;
 
+pub(crate) use rules::tcp::data_retransmissions;
+
 use serde_json::{Map, Value};
 
 use crate::capture::FrameRef;

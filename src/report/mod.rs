@@ -90,14 +90,10 @@ pub fn connection(c: &ConnectionFacts, outcome: Outcome, findings: Vec<Finding>)
             at: None,
         },
     };
-    let retrans = |d: &DirFacts| {
-        u64::from(d.flags.retransmission)
-            + u64::from(d.flags.fast_retransmission)
-            + u64::from(d.flags.spurious_retransmission)
-    };
+    let retrans = crate::diagnose::data_retransmissions;
     let duration_ns = t.last.ts.nanos_since(t.first.ts);
     Connection {
-        id: t.id.0,
+        id: t.id.0 + 1,
         client: t.client.to_string(),
         server: t.server.to_string(),
         sql: crate::diagnose::is_sql(c),
@@ -170,16 +166,14 @@ fn login(c: &ConnectionFacts) -> Option<Login> {
     if let (Some(a), Some(b)) = (login_start, login_end) {
         steps.insert("login", ms(b.ts.nanos_since(a.ts)));
     }
-    let error = t
-        .login_errors
-        .iter()
-        .find(|e| e.number != 4060 || t.login_errors.len() == 1)
-        .map(|e| LoginError {
-            number: e.number,
-            state: e.state,
-            class: e.class,
-            message: e.message.clone(),
-        });
+    // The first error names the cause (4060 "cannot open database" comes before the
+    // generic 18456 that follows it).
+    let error = t.login_errors.first().map(|e| LoginError {
+        number: e.number,
+        state: e.state,
+        class: e.class,
+        message: e.message.clone(),
+    });
     Some(Login {
         outcome: outcome.as_str(),
         user: l7.and_then(|l| nonempty(&l.user)),

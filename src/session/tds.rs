@@ -774,7 +774,11 @@ impl TdsSession {
                         facts.login7_encrypted = Some(at);
                         self.phase = Phase::LoginResponse;
                     }
-                } else if phase == Phase::LoggedIn {
+                } else if phase == Phase::LoginResponse && role == Direction::ToClient {
+                    // Full encryption: the login response itself is inside TLS.
+                    facts.encrypted_after_login = true;
+                    facts.login_done.get_or_insert(at);
+                } else if phase == Phase::LoggedIn || facts.login_done.is_some() {
                     facts.encrypted_after_login = true;
                 }
                 facts.last_app_data = Some(at);

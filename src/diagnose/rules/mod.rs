@@ -1,7 +1,7 @@
 //! Every rule, one pure function each, listed in the order findings are reported.
 
 mod capture;
-mod tcp;
+pub(crate) mod tcp;
 
 use crate::facts::{CaptureFacts, ConnectionFacts};
 use crate::report::model::Finding;

@@ -3,7 +3,7 @@
 use crate::diagnose::{secs, Code, FindingBuilder};
 use crate::facts::ConnectionFacts;
 use crate::report::model::Finding;
-use crate::tcp::Direction;
+use crate::tcp::{DirFacts, Direction};
 
 /// `tcp.refused`: the client's SYN was answered by a RST from the server's address.
 pub(super) fn syn_refused(c: &ConnectionFacts) -> Option<Finding> {
@@ -84,17 +84,19 @@ pub(super) fn syn_retried(c: &ConnectionFacts) -> Option<Finding> {
     )
 }
 
+/// Data segments sent again by one side: Wireshark's retransmission flags (a fast
+/// retransmission carries the retransmission flag too, a spurious one does not) without the
+/// SYN or SYN-ACK retries, which the handshake rules report.
+pub(crate) fn data_retransmissions(d: &DirFacts) -> u64 {
+    let flagged = u64::from(d.flags.retransmission) + u64::from(d.flags.spurious_retransmission);
+    flagged.saturating_sub(u64::from(d.syn_count.saturating_sub(1)))
+}
+
 /// `tcp.retransmissions`: segments sent again (duplicate capture copies are not counted).
 pub(super) fn retransmitted(c: &ConnectionFacts) -> Option<Finding> {
     let t = &c.tcp;
-    let per_dir = |d: Direction| {
-        let f = &t.dir(d).flags;
-        u64::from(f.retransmission)
-            + u64::from(f.fast_retransmission)
-            + u64::from(f.spurious_retransmission)
-    };
-    let to_server = per_dir(Direction::ToServer);
-    let to_client = per_dir(Direction::ToClient);
+    let to_server = data_retransmissions(t.dir(Direction::ToServer));
+    let to_client = data_retransmissions(t.dir(Direction::ToClient));
     let count = to_server + to_client;
     if count == 0 {
         return None;
