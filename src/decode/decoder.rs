@@ -234,13 +234,38 @@ fn decode_frame<'a>(
             }
         },
     };
+    let t = untunnel(t, stats)?;
     let l4 = decode_transport(&t, stats)?;
     Ok(Decoded::Packet(Packet {
         frame: frame.at,
         ts: frame.ts,
+        wire_len: frame.orig_len,
         ip: t.info,
         l4,
     }))
+}
+
+/// IP tunnelled in IP (protocol 4 and 41: 6in4, 6to4, ISATAP, IPIP) carries the connection's
+/// real addresses inside; tshark decodes the inner packet, and so do we. Nested at most
+/// [`MAX_TUNNEL_DEPTH`] deep; a fragmented inner packet is not reassembled.
+const MAX_TUNNEL_DEPTH: usize = 3;
+
+fn untunnel<'a>(
+    mut t: Transport<'a>,
+    stats: &mut DecodeStats,
+) -> Result<Transport<'a>, SkipReason> {
+    for _ in 0..MAX_TUNNEL_DEPTH {
+        let inner = match t.protocol {
+            proto::IPV4_IN_IP => ipv4(t.bytes, t.wire_len, stats)?,
+            proto::IPV6_IN_IP => ipv6(t.bytes, t.wire_len, stats)?,
+            _ => return Ok(t),
+        };
+        t = match inner {
+            IpDecoded::Whole(inner) => inner,
+            IpDecoded::Fragment(..) => return Err(SkipReason::OtherTransport),
+        };
+    }
+    Err(SkipReason::OtherTransport)
 }
 
 enum IpDecoded<'a> {
@@ -403,6 +428,8 @@ fn reassembled_transport(
 /// IANA protocol numbers.
 mod proto {
     pub const ICMP: u8 = 1;
+    pub const IPV4_IN_IP: u8 = 4;
+    pub const IPV6_IN_IP: u8 = 41;
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
     pub const ICMPV6: u8 = 58;

@@ -864,3 +864,52 @@ mod property {
         }
     }
 }
+
+// ---- tunnels ------------------------------------------------------------------------------
+
+#[test]
+fn ipv6_in_ipv4_is_decoded_to_the_inner_connection() {
+    // 6to4 as in netmon2-ipv6-port2433_wswiki_FTPv6-1.cap: Ethernet, IPv4 protocol 41,
+    // IPv6, TCP SYN 1026 -> 21.
+    let mut tcp = vec![
+        0x04, 0x02, 0x00, 0x15, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0x40, 0, 0, 0, 0, 0,
+    ];
+    let src6: IpAddr = ip("2002:5183:4383::5183:4383");
+    let dst6: IpAddr = ip("2001:638:902:1:201:2ff:fee2:7596");
+    let c = transport_checksum(src6, dst6, 6, &tcp);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut v6 = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
+    for a in [src6, dst6] {
+        if let IpAddr::V6(a) = a {
+            v6.extend_from_slice(&a.octets());
+        }
+    }
+    v6.extend_from_slice(&tcp);
+    let total = (20 + v6.len()) as u16;
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[
+        0x45, 0, 0, 0, 0, 1, 0, 0, 60, 41, 0, 0, 81, 131, 67, 131, 192, 88, 99, 1,
+    ]);
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&v6);
+    let mut d = Decoder::new(&Limits::default());
+    let (info, seg) = expect_tcp(d.decode(&frame(LinkType::ETHERNET, &f)));
+    assert_eq!(info.src, src6);
+    assert_eq!(info.dst, dst6);
+    assert_eq!(info.ttl, 64, "the inner hop limit is the connection's");
+    assert_eq!((seg.src_port, seg.dst_port), (1026, 21));
+    assert_eq!(seg.checksum_ok, Some(true));
+    // A tunnel nested past the depth limit is skipped, not followed forever.
+    let mut nested = f[14..34].to_vec();
+    nested[9] = 4;
+    let mut deep = f[..14].to_vec();
+    for _ in 0..5 {
+        deep.extend_from_slice(&nested);
+    }
+    let mut d = Decoder::new(&Limits::default());
+    assert!(matches!(
+        d.decode(&frame(LinkType::ETHERNET, &deep)),
+        Decoded::Skipped(_)
+    ));
+}
