@@ -163,7 +163,7 @@ struct Fields {
     udp_dstport: String,
 }
 
-const TSHARK_FIELDS: [&str; 15] = [
+const TSHARK_FIELDS: [&str; 16] = [
     "frame.number",
     "ip.src",
     "ip.dst",
@@ -179,6 +179,7 @@ const TSHARK_FIELDS: [&str; 15] = [
     "udp.dstport",
     "icmp.type",
     "icmpv6.type",
+    "ip.proto",
 ];
 
 /// Runs tshark; None (with the reason printed) when it cannot run.
@@ -221,7 +222,8 @@ fn tshark_fields(path: &Path) -> Option<BTreeMap<u64, (Fields, bool)>> {
             continue;
         }
         let no: u64 = c[0].parse().unwrap();
-        let (src, dst) = if c[1].is_empty() {
+        // IPv6 tunnelled in IPv4 (protocol 41): the connection's addresses are the inner ones.
+        let (src, dst) = if c[1].is_empty() || c[15] == "41" {
             (c[3], c[4])
         } else {
             (c[1], c[2])

@@ -44,6 +44,7 @@ const BASE_FIELDS: &[&str] = &[
     "tcp.srcport",
     "icmp.type",
     "icmpv6.type",
+    "ip.proto",
 ];
 
 /// Per tshark TCP stream: what we compare with one of our connections.
@@ -88,8 +89,9 @@ fn tshark_convs(file: &Path) -> (Vec<Vec<String>>, BTreeMap<u64, Conv>) {
         if !get(7).is_empty() || !get(8).is_empty() {
             continue;
         }
+        // IPv6 tunnelled in IPv4 (protocol 41): the connection's addresses are the inner ones.
         let ip: IpAddr = match (get(4), get(5)) {
-            (v4, _) if !v4.is_empty() => v4.parse().unwrap(),
+            (v4, _) if !v4.is_empty() && get(9) != "41" => v4.parse().unwrap(),
             (_, v6) => v6.parse().unwrap(),
         };
         let src = SocketAddr::new(ip, get(6).parse().unwrap());
