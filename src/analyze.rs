@@ -19,6 +19,7 @@ use crate::time::Timestamp;
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     pub limits: Limits,
+    pub settings: diagnose::Settings,
 }
 
 /// How far the run has got, for a progress bar.
@@ -104,7 +105,7 @@ pub fn analyze(
                     result: &mut Outcome|
      -> std::io::Result<()> {
         for facts in sessions.drain_finished() {
-            let findings = diagnose::connection_findings(&facts);
+            let findings = diagnose::connection_findings(&facts, &opts.settings);
             result.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
             let outcome = diagnose::outcome(&facts);
             *outcomes.entry(outcome.as_str()).or_default() += 1;

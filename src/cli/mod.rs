@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::analyze::Options;
+use crate::diagnose::Settings;
 use crate::limits::Limits;
 
 const EXAMPLES: &str = "\
@@ -76,6 +77,15 @@ pub struct AnalyzeArgs {
     /// Out-of-order bytes buffered across all connections (MiB).
     #[arg(long, value_name = "MIB", default_value_t = Limits::default().total_buffer_bytes >> 20)]
     pub total_buffer_mib: usize,
+
+    /// Seconds without application data after which a reset connection counts as killed
+    /// while idle (idle.killed).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub idle_threshold: f64,
+
+    /// Seconds from SYN to LOGINACK above which a login is reported as slow (login.slow).
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    pub slow_login: f64,
 }
 
 impl AnalyzeArgs {
@@ -86,6 +96,11 @@ impl AnalyzeArgs {
             total_buffer_bytes: self.total_buffer_mib.saturating_mul(1 << 20),
             ..Limits::default()
         };
-        Options { limits }
+        let secs_to_ns = |s: f64| (s.max(0.0) * 1e9) as i64;
+        let settings = Settings {
+            idle_threshold_ns: secs_to_ns(self.idle_threshold),
+            slow_login_ns: secs_to_ns(self.slow_login),
+        };
+        Options { limits, settings }
     }
 }

@@ -17,6 +17,22 @@ pub enum Code {
     CaptureTruncatedFrames,
     CaptureMidStream,
     CaptureMalformed,
+    PreloginEncryptionMismatch,
+    LoginOk,
+    LoginCleartext,
+    LoginFailed,
+    LoginSspiFailed,
+    LoginTimeout,
+    LoginSlow,
+    LoginRedirected,
+    RequestAttention,
+    RequestError,
+    RequestAbandoned,
+    ResetByServer,
+    ResetByClient,
+    ResetByMiddlebox,
+    IdleKilled,
+    TcpServerClosed,
 }
 
 impl Code {
@@ -33,12 +49,43 @@ impl Code {
             Code::CaptureTruncatedFrames => "capture.truncated_frames",
             Code::CaptureMidStream => "capture.mid_stream",
             Code::CaptureMalformed => "capture.malformed",
+            Code::PreloginEncryptionMismatch => "prelogin.encryption_mismatch",
+            Code::LoginOk => "login.ok",
+            Code::LoginCleartext => "login.cleartext",
+            Code::LoginFailed => "login.failed",
+            Code::LoginSspiFailed => "login.sspi_failed",
+            Code::LoginTimeout => "login.timeout",
+            Code::LoginSlow => "login.slow",
+            Code::LoginRedirected => "login.redirected",
+            Code::RequestAttention => "request.attention",
+            Code::RequestError => "request.error",
+            Code::RequestAbandoned => "request.abandoned",
+            Code::ResetByServer => "reset.by_server",
+            Code::ResetByClient => "reset.by_client",
+            Code::ResetByMiddlebox => "reset.by_middlebox",
+            Code::IdleKilled => "idle.killed",
+            Code::TcpServerClosed => "tcp.server_closed",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
-            Code::TcpRefused | Code::TcpNoAnswer => Severity::Error,
+            Code::TcpRefused
+            | Code::TcpNoAnswer
+            | Code::PreloginEncryptionMismatch
+            | Code::LoginFailed
+            | Code::LoginSspiFailed
+            | Code::LoginTimeout
+            | Code::RequestAbandoned
+            | Code::ResetByServer
+            | Code::ResetByMiddlebox
+            | Code::IdleKilled => Severity::Error,
+            Code::LoginCleartext
+            | Code::LoginSlow
+            | Code::RequestAttention
+            | Code::RequestError
+            | Code::ResetByClient => Severity::Warning,
+            Code::LoginOk | Code::LoginRedirected | Code::TcpServerClosed => Severity::Info,
             Code::TcpSynRetry
             | Code::TcpRetransmissions
             | Code::TcpZeroWindow
@@ -94,6 +141,61 @@ impl Code {
             ],
             Code::CaptureMalformed => &[
                 "The input is damaged from this point on: the report covers only what was read before it. If the file was copied or cut, copy it again; if the capture tool crashed, capture again.",
+            ],
+            Code::PreloginEncryptionMismatch => &[
+                "One side requires encryption and the other cannot do it: set the client's Encrypt option to match the server (Force Encryption in SQL Server Configuration Manager), or install a certificate on the server so it can encrypt.",
+                "Old drivers (DB-Library, early ODBC/OLE DB) announce 'encryption not supported': upgrade the driver.",
+            ],
+            Code::LoginOk => &[],
+            Code::LoginCleartext => &[
+                "The LOGIN7 travelled without TLS: its password is only obfuscated and anyone on the path can read it. Enable encryption (Encrypt=True or Mandatory in the connection string; a server certificate).",
+            ],
+            Code::LoginFailed => &[
+                "On the server, read the ERRORLOG entry for this failed login: it names the real state and reason.",
+            ],
+            Code::LoginSspiFailed => &[
+                "Check the SPN: setspn -L <service account> must list MSSQLSvc/<fqdn>:<port> (and the instance name form), exactly once in the forest (setspn -X finds duplicates).",
+                "Check clock skew between client, server and domain controllers (Kerberos tolerates 5 minutes).",
+                "For double hops (a web server connecting on behalf of a user) check constrained delegation; 'NT AUTHORITY\\ANONYMOUS LOGON' in the ERRORLOG means the credentials were lost on the way.",
+                "Check that the server can reach a domain controller and that the client's domain is trusted.",
+            ],
+            Code::LoginTimeout => &[
+                "The client gave up before the server finished the login: raise the connect timeout only after finding the slow step.",
+                "If the server was slow to answer: check server load (login dispatcher, worker threads), ERRORLOG, and for integrated logins the domain controller's response time.",
+            ],
+            Code::LoginSlow => &[
+                "Look at the slowest step: a slow TCP handshake points at the network, a slow PRELOGIN or login response at the server (load, domain controller lookups for integrated logins), a slow TLS handshake at certificate checks (revocation lookups) on the client.",
+            ],
+            Code::LoginRedirected => &[
+                "The server routed the client to another server (read-only routing of an availability group, or Azure SQL redirect): the client must be able to reach that server and port too (firewall rules for 11000-11999 on Azure).",
+            ],
+            Code::RequestAttention => &[
+                "An attention is the client cancelling a request: when it comes a fixed time after the request (30 s for SqlClient's CommandTimeout), the command timed out. Find why the query was slow (blocking, plan, missing index) before raising the timeout.",
+                "If the attention was never acknowledged (DONE with ATTN), the server was stuck or the connection broke: SqlClient closes the connection 5 s later.",
+            ],
+            Code::RequestError => &[
+                "The server raised an error while running a request: look at its number and message; errors of class 20 and above end the connection.",
+            ],
+            Code::RequestAbandoned => &[
+                "The client closed the connection while waiting for an answer: a client-side timeout or an application that gave up. Check the client's command timeout and why the server took so long.",
+            ],
+            Code::ResetByServer => &[
+                "The SQL Server host reset the connection: check the ERRORLOG and the System event log at that time (a crash, a KILL, a fatal error of class 20+, the service stopping).",
+                "If it happened during the login, look for an SSL/TLS or authentication failure in the ERRORLOG.",
+            ],
+            Code::ResetByClient => &[
+                "The client reset the connection: an application that closed abruptly, a client-side timeout, or a pool discarding a connection. Check the application's logs at that time.",
+            ],
+            Code::ResetByMiddlebox => &[
+                "A device between client and server (firewall, load balancer, IPS, NAT) forged the reset: its TTL differs from the real peer's. Identify the device from the hop count and check its logs and session timeouts.",
+            ],
+            Code::IdleKilled => &[
+                "Keep connections alive below the device's idle timeout: SQL Server's client library sends TCP keep-alives every 30 s by default; Linux drivers rely on net.ipv4.tcp_keepalive_time (2 h by default) — lower it, or enable keep-alive in the driver.",
+                "Or raise the idle timeout of the firewall or load balancer in the path (Azure Load Balancer: 4 min, AWS NLB: 350 s, many firewalls: 30-60 min).",
+                "Connection pools: set a lifetime (Load Balance Timeout / Connection Lifetime) shorter than the idle timeout.",
+            ],
+            Code::TcpServerClosed => &[
+                "The server closed the connection first: normal after a KILL, a fatal error, or the server's own idle policies; check the ERRORLOG if the client did not expect it.",
             ],
         }
     }

@@ -3,6 +3,7 @@
 
 mod catalog;
 pub mod login;
+mod meaning;
 mod outcome;
 mod rules;
 
@@ -19,11 +20,32 @@ use crate::time::Timestamp;
 pub use catalog::Code;
 pub use outcome::{outcome, Outcome};
 
+/// Thresholds users may differ on, with their defaults.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// A connection reset after this long without application data was killed while idle.
+    /// 5 s: long enough that no request/response gap of a healthy exchange reaches it, short
+    /// enough to catch every middlebox timeout (minutes) and test scenarios (seconds).
+    pub idle_threshold_ns: i64,
+    /// A login slower than this (SYN to LOGINACK) is reported. 2 s: the contract's figure;
+    /// SqlClient's whole connect budget is 15 s.
+    pub slow_login_ns: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            idle_threshold_ns: 5_000_000_000,
+            slow_login_ns: 2_000_000_000,
+        }
+    }
+}
+
 /// Findings for one connection, in catalogue order.
-pub fn connection_findings(c: &ConnectionFacts) -> Vec<Finding> {
+pub fn connection_findings(c: &ConnectionFacts, settings: &Settings) -> Vec<Finding> {
     rules::CONNECTION_RULES
         .iter()
-        .filter_map(|rule| rule(c))
+        .filter_map(|rule| rule(c, settings))
         .collect()
 }
 
@@ -80,6 +102,12 @@ impl FindingBuilder {
 
     pub(crate) fn evidence_at(self, mark: Mark, note: impl Into<String>) -> Self {
         self.evidence(mark.frame, mark.ts, note)
+    }
+
+    /// A next step that depends on the facts, placed before the catalogue's general ones.
+    pub(crate) fn first_step(mut self, step: String) -> Self {
+        self.finding.next_steps.insert(0, step);
+        self
     }
 
     pub(crate) fn build(self) -> Finding {

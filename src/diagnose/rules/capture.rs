@@ -1,12 +1,12 @@
 //! Rules about the capture itself: artefacts to tell apart from network faults.
 
-use crate::diagnose::{Code, FindingBuilder};
+use crate::diagnose::{Code, FindingBuilder, Settings};
 use crate::facts::{CaptureFacts, ConnectionFacts};
 use crate::report::model::Finding;
 use crate::tcp::{Direction, RoleBasis};
 
 /// `capture.one_direction`: one side's packets are missing altogether.
-pub(super) fn one_direction(c: &ConnectionFacts) -> Option<Finding> {
+pub(super) fn one_direction(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     let to_server = t.dir(Direction::ToServer);
     let to_client = t.dir(Direction::ToClient);
@@ -32,7 +32,7 @@ pub(super) fn one_direction(c: &ConnectionFacts) -> Option<Finding> {
 }
 
 /// `capture.duplicates`: the same packet captured twice.
-pub(super) fn duplicates(c: &ConnectionFacts) -> Option<Finding> {
+pub(super) fn duplicates(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     let count = u64::from(t.dir(Direction::ToServer).flags.duplicate)
         + u64::from(t.dir(Direction::ToClient).flags.duplicate);
@@ -51,7 +51,7 @@ pub(super) fn duplicates(c: &ConnectionFacts) -> Option<Finding> {
 }
 
 /// `capture.packet_loss`: the peer acknowledged data the capture never saw.
-pub(super) fn packet_loss(c: &ConnectionFacts) -> Option<Finding> {
+pub(super) fn packet_loss(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     let (a, b) = (t.dir(Direction::ToServer), t.dir(Direction::ToClient));
     let gaps = a.gaps + b.gaps;
@@ -73,7 +73,7 @@ pub(super) fn packet_loss(c: &ConnectionFacts) -> Option<Finding> {
 }
 
 /// `capture.mid_stream`: the connection was already open when the capture began.
-pub(super) fn mid_stream(c: &ConnectionFacts) -> Option<Finding> {
+pub(super) fn mid_stream(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     if !t.mid_stream || t.roles == RoleBasis::SynAck {
         return None;
@@ -131,4 +131,31 @@ pub(super) fn truncated_frames(c: &CaptureFacts) -> Vec<Finding> {
                 .build()
         })
         .collect()
+}
+
+/// `capture.malformed` on a connection: bytes that should have been TDS and were not.
+pub(super) fn undecodable(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    use crate::facts::AnomalyKind;
+    let first = c.anomalies.first()?;
+    let what = match first.kind {
+        AnomalyKind::NotTds => "not_tds",
+        AnomalyKind::MalformedTds => "malformed_tds",
+        AnomalyKind::TdsResync => "tds_resync",
+        AnomalyKind::TdsTooLarge => "tds_too_large",
+    };
+    let summary = match first.kind {
+        AnomalyKind::NotTds => format!(
+            "The traffic on the SQL Server port {} is not TDS: it could not be decoded (another program on the port, or corrupt data).",
+            c.tcp.server.port()
+        ),
+        _ => format!("Protocol bytes could not be decoded: {}.", first.detail),
+    };
+    let mut b = FindingBuilder::new(Code::CaptureMalformed, summary)
+        .detail("what", what)
+        .detail("input", first.at.frame.input)
+        .detail("count", c.anomalies.len());
+    for a in c.anomalies.iter().take(5) {
+        b = b.evidence_at(a.at, a.detail.clone());
+    }
+    Some(b.build())
 }

@@ -1,24 +1,43 @@
 //! Every rule, one pure function each, listed in the order findings are reported.
 
 mod capture;
+mod ending;
+mod login;
+mod request;
 pub(crate) mod tcp;
 
+use super::Settings;
 use crate::facts::{CaptureFacts, ConnectionFacts};
 use crate::report::model::Finding;
 
-pub(super) type ConnectionRule = fn(&ConnectionFacts) -> Option<Finding>;
+pub(super) type ConnectionRule = fn(&ConnectionFacts, &Settings) -> Option<Finding>;
 pub(super) type CaptureRule = fn(&CaptureFacts) -> Vec<Finding>;
 
 pub(super) const CONNECTION_RULES: &[ConnectionRule] = &[
     tcp::syn_refused,
     tcp::syn_unanswered,
     tcp::syn_retried,
+    login::encryption_mismatch,
+    login::login_ok,
+    login::cleartext_login,
+    login::login_failed,
+    login::sspi_failed,
+    login::login_timed_out,
+    login::slow_login,
+    login::redirected,
+    request::attention,
+    request::server_error,
+    request::abandoned,
+    ending::reset,
+    ending::idle_killed,
+    ending::server_closed_first,
     tcp::retransmitted,
     tcp::zero_window,
     capture::one_direction,
     capture::duplicates,
     capture::packet_loss,
     capture::mid_stream,
+    capture::undecodable,
 ];
 
 pub(super) const CAPTURE_RULES: &[CaptureRule] =

@@ -1,12 +1,12 @@
 //! Rules on the TCP handshake and transfer.
 
-use crate::diagnose::{secs, Code, FindingBuilder};
+use crate::diagnose::{secs, Code, FindingBuilder, Settings};
 use crate::facts::ConnectionFacts;
 use crate::report::model::Finding;
 use crate::tcp::{DirFacts, Direction};
 
 /// `tcp.refused`: the client's SYN was answered by a RST from the server's address.
-pub(super) fn syn_refused(c: &ConnectionFacts) -> Option<Finding> {
+pub(super) fn syn_refused(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     let syn = t.dir(Direction::ToServer).syn?;
     if t.syn_ack.is_some() {
@@ -32,7 +32,7 @@ pub(super) fn syn_refused(c: &ConnectionFacts) -> Option<Finding> {
 }
 
 /// `tcp.no_answer`: SYN (and retries) with nothing at all coming back.
-pub(super) fn syn_unanswered(c: &ConnectionFacts) -> Option<Finding> {
+pub(super) fn syn_unanswered(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     let client = t.dir(Direction::ToServer);
     let syn = client.syn?;
@@ -59,7 +59,7 @@ pub(super) fn syn_unanswered(c: &ConnectionFacts) -> Option<Finding> {
 }
 
 /// `tcp.syn_retry`: the handshake completed only after the SYN was sent again.
-pub(super) fn syn_retried(c: &ConnectionFacts) -> Option<Finding> {
+pub(super) fn syn_retried(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     let client = t.dir(Direction::ToServer);
     let syn = client.syn?;
@@ -93,7 +93,7 @@ pub(crate) fn data_retransmissions(d: &DirFacts) -> u64 {
 }
 
 /// `tcp.retransmissions`: segments sent again (duplicate capture copies are not counted).
-pub(super) fn retransmitted(c: &ConnectionFacts) -> Option<Finding> {
+pub(super) fn retransmitted(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     let to_server = data_retransmissions(t.dir(Direction::ToServer));
     let to_client = data_retransmissions(t.dir(Direction::ToClient));
@@ -123,7 +123,7 @@ pub(super) fn retransmitted(c: &ConnectionFacts) -> Option<Finding> {
 }
 
 /// `tcp.zero_window`: a receiver told its peer to stop sending.
-pub(super) fn zero_window(c: &ConnectionFacts) -> Option<Finding> {
+pub(super) fn zero_window(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     let (dir, side) = [
         (Direction::ToClient, "server"),

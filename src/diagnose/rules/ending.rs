@@ -1,0 +1,234 @@
+//! Rules on how a connection ended: who reset it (the server, the client, or a device in the
+//! path forging resets), whether it was killed while idle, and servers that closed first.
+
+use crate::diagnose::login::{login_outcome, LoginOutcome};
+use crate::diagnose::{secs, Code, FindingBuilder, Settings};
+use crate::facts::{ConnectionFacts, Dialect};
+use crate::report::model::Finding;
+use crate::tcp::{DirFacts, Direction, Mark, TcpEnd};
+
+/// RSTs from both ends this close together were sent by one device resetting both sides
+/// (`tcp-timing.md` §6): a real endpoint's abort draws no RST from its peer.
+const BOTH_ENDS_WINDOW_NS: i64 = 100_000_000;
+/// A request answered by a reset within this time found the connection already dead: the
+/// kill happened during the idle period before it.
+const WAKE_UP_RESET_NS: i64 = 3_000_000_000;
+
+fn side(d: Direction) -> &'static str {
+    match d {
+        Direction::ToServer => "client",
+        Direction::ToClient => "server",
+    }
+}
+
+/// The first RST and the direction it travelled (sent by that direction's sender).
+fn first_rst(c: &ConnectionFacts) -> Option<(Direction, Mark)> {
+    let t = &c.tcp;
+    [Direction::ToServer, Direction::ToClient]
+        .into_iter()
+        .filter_map(|d| t.dir(d).rst.map(|m| (d, m)))
+        .min_by_key(|(_, m)| m.ts)
+}
+
+/// A RST whose TTL is not the sender's usual TTL: (rst ttl, usual ttl).
+fn ttl_mismatch(d: &DirFacts) -> Option<(u8, u8)> {
+    let (rst, usual) = (d.rst_ttl?, d.ttl?);
+    (rst != usual).then_some((rst, usual))
+}
+
+/// Why a reset was forged by a device in the path, if it was.
+fn forged(c: &ConnectionFacts, by: Direction) -> Option<(&'static str, Option<(u8, u8)>)> {
+    let t = &c.tcp;
+    if let Some(m) = ttl_mismatch(t.dir(by)) {
+        return Some(("ttl", Some(m)));
+    }
+    let (a, b) = (
+        t.dir(Direction::ToServer).rst?,
+        t.dir(Direction::ToClient).rst?,
+    );
+    (b.ts.nanos_since(a.ts).abs() <= BOTH_ENDS_WINDOW_NS).then_some(("both_ends", None))
+}
+
+/// What the connection was doing when it ended: `login`, `request` or `idle`.
+fn phase(c: &ConnectionFacts) -> &'static str {
+    if let Some(t) = c.tds.as_ref().filter(|t| t.dialect == Dialect::Tds7) {
+        match login_outcome(c) {
+            Some(LoginOutcome::Ok | LoginOutcome::Encrypted | LoginOutcome::NotSeen) | None => {}
+            Some(_) => return "login",
+        }
+        return if t.outstanding.as_ref().is_some_and(|r| r.done.is_none()) {
+            "request"
+        } else {
+            "idle"
+        };
+    }
+    let (cs, sc) = (
+        c.tcp.dir(Direction::ToServer),
+        c.tcp.dir(Direction::ToClient),
+    );
+    match (cs.last_data, sc.last_data) {
+        (Some(a), Some(b)) if a.ts > b.ts => "request",
+        (Some(_), None) => "request",
+        _ => "idle",
+    }
+}
+
+fn refused(c: &ConnectionFacts) -> bool {
+    c.tcp.dir(Direction::ToServer).syn.is_some() && c.tcp.syn_ack.is_none()
+}
+
+/// `reset.by_server`, `reset.by_client` or `reset.by_middlebox`.
+pub(super) fn reset(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    if refused(c) {
+        return None; // tcp.refused says it
+    }
+    let (by, at) = first_rst(c)?;
+    let phase = phase(c);
+    let sender = side(by);
+    if let Some((why, ttls)) = forged(c, by) {
+        let summary = match (why, ttls) {
+            ("ttl", Some((rst, usual))) => format!(
+                "A device between client and server reset the connection during the {phase}: the reset claims to come from the {sender} but has TTL {rst}, while the {sender}'s packets have TTL {usual}."
+            ),
+            _ => format!(
+                "A device between client and server reset the connection during the {phase}: both ends received resets at the same moment."
+            ),
+        };
+        let mut b = FindingBuilder::new(Code::ResetByMiddlebox, summary)
+            .detail("why", why)
+            .detail("phase", phase)
+            .detail("posing_as", sender)
+            .evidence_at(at, format!("RST posing as the {sender}"));
+        if let Some((rst, usual)) = ttls {
+            b = b.detail("ttl", rst).detail("peer_ttl", usual);
+        }
+        return Some(b.build());
+    }
+    let code = match by {
+        Direction::ToClient => Code::ResetByServer,
+        Direction::ToServer => Code::ResetByClient,
+    };
+    let summary = format!("The {sender} reset the connection during the {phase}.");
+    Some(
+        FindingBuilder::new(code, summary)
+            .detail("phase", phase)
+            .evidence_at(at, format!("RST from the {sender}"))
+            .build(),
+    )
+}
+
+/// The last application data before the connection died, and what ended it: the end itself,
+/// or a request the dead connection answered with a reset.
+fn idle_gap(c: &ConnectionFacts, end: Mark) -> Option<(Mark, Mark)> {
+    let (cs, sc) = (
+        c.tcp.dir(Direction::ToServer),
+        c.tcp.dir(Direction::ToClient),
+    );
+    let outstanding = c
+        .tds
+        .as_ref()
+        .and_then(|t| t.outstanding.as_ref())
+        .filter(|r| r.first_response.is_none());
+    if let Some(req) = outstanding {
+        // Woken up: the request found a dead connection.
+        if end.ts.nanos_since(req.at.ts) <= WAKE_UP_RESET_NS {
+            let before = sc.last_data.or(c.tcp.syn_ack)?;
+            return Some((before, req.at));
+        }
+        return None;
+    }
+    let last = match (cs.last_data, sc.last_data) {
+        (Some(a), Some(b)) => Some(if a.ts > b.ts { a } else { b }),
+        (a, b) => a.or(b),
+    }
+    .or(c.tcp.syn_ack)?;
+    Some((last, end))
+}
+
+/// `idle.killed`: reset, or silently dropped, after sitting idle.
+pub(super) fn idle_killed(c: &ConnectionFacts, s: &Settings) -> Option<Finding> {
+    if refused(c) || phase(c) == "login" {
+        return None;
+    }
+    let t = &c.tcp;
+    let probes = u64::from(t.dir(Direction::ToServer).flags.keep_alive)
+        + u64::from(t.dir(Direction::ToClient).flags.keep_alive);
+    let (by, end) = match first_rst(c) {
+        Some((by, at)) => {
+            let who = if forged(c, by).is_some() {
+                "middlebox"
+            } else {
+                side(by)
+            };
+            (who, at)
+        }
+        // Keep-alives that nobody answered, then the sender gave up: dropped silently.
+        None if probes > 0 && !matches!(t.end, TcpEnd::Open) => {
+            ("unknown", super::login::end_mark(c))
+        }
+        None => return None,
+    };
+    let (last, trigger) = idle_gap(c, end)?;
+    let idle = trigger.ts.nanos_since(last.ts);
+    if idle < s.idle_threshold_ns {
+        return None;
+    }
+    let summary = format!(
+        "The connection was killed after {:.0} s idle ({}){}.",
+        idle as f64 / 1e9,
+        match by {
+            "middlebox" => "a device in the path reset it".to_string(),
+            "unknown" => "nothing answered its keep-alives".to_string(),
+            who => format!("the {who} reset it"),
+        },
+        if probes > 0 {
+            format!("; {probes} keep-alive probes were sent")
+        } else {
+            String::new()
+        }
+    );
+    Some(
+        FindingBuilder::new(Code::IdleKilled, summary)
+            .detail("idle_s", secs(idle))
+            .detail("by", by)
+            .detail("keepalive_probes", probes)
+            .evidence_at(last, "last application data")
+            .evidence_at(end, "end")
+            .build(),
+    )
+}
+
+/// `tcp.server_closed`: the server sent the first FIN.
+pub(super) fn server_closed_first(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = &c.tcp;
+    let first = match t.end {
+        TcpEnd::Fin {
+            first: Direction::ToClient,
+        }
+        | TcpEnd::HalfClosed {
+            by: Direction::ToClient,
+        } => t.dir(Direction::ToClient).fin?,
+        TcpEnd::Rst { .. } => {
+            // A FIN from the server before the reset still means the server closed first.
+            let fin = t.dir(Direction::ToClient).fin?;
+            if t.dir(Direction::ToServer)
+                .fin
+                .is_some_and(|c| c.ts < fin.ts)
+            {
+                return None;
+            }
+            fin
+        }
+        _ => return None,
+    };
+    let phase = phase(c);
+    Some(
+        FindingBuilder::new(
+            Code::TcpServerClosed,
+            format!("The server closed the connection first (FIN) during the {phase}."),
+        )
+        .detail("phase", phase)
+        .evidence_at(first, "server FIN")
+        .build(),
+    )
+}

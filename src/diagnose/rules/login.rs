@@ -1,0 +1,303 @@
+//! Rules on the login: PRELOGIN encryption, LOGIN7, SSPI, LOGINACK or ERROR, timing.
+
+use crate::diagnose::login::{connection_encryption, login_outcome, EncryptionMode, LoginOutcome};
+use crate::diagnose::meaning::{is_sspi_error, login_error};
+use crate::diagnose::{secs, Code, FindingBuilder, Settings};
+use crate::facts::{AuthKind, ConnectionFacts, Dialect, ServerError, TdsFacts};
+use crate::report::model::Finding;
+use crate::tcp::{Direction, Mark, TcpEnd};
+
+fn tds7(c: &ConnectionFacts) -> Option<&TdsFacts> {
+    c.tds.as_ref().filter(|t| t.dialect == Dialect::Tds7)
+}
+
+/// The frame and time the connection ended (first FIN or RST), or its last frame.
+pub(super) fn end_mark(c: &ConnectionFacts) -> Mark {
+    let t = &c.tcp;
+    let marks = [Direction::ToServer, Direction::ToClient]
+        .into_iter()
+        .flat_map(|d| [t.dir(d).fin, t.dir(d).rst]);
+    marks.flatten().min_by_key(|m| m.ts).unwrap_or(t.last)
+}
+
+/// `prelogin.encryption_mismatch`: one side requires TLS the other cannot do.
+pub(super) fn encryption_mismatch(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    if connection_encryption(t)? != EncryptionMode::Mismatch {
+        return None;
+    }
+    let (client, server) = (t.prelogin_client.as_ref()?, t.prelogin_server.as_ref()?);
+    let (ce, se) = (client.encryption?.as_str(), server.encryption?.as_str());
+    let summary = format!(
+        "Encryption could not be agreed: the client's PRELOGIN said encryption {ce}, the server's said {se}, so the connection was closed before the login."
+    );
+    Some(
+        FindingBuilder::new(Code::PreloginEncryptionMismatch, summary)
+            .detail("client", ce)
+            .detail("server", se)
+            .evidence_at(client.at, format!("client PRELOGIN, encryption {ce}"))
+            .evidence_at(
+                server.at,
+                format!("server PRELOGIN response, encryption {se}"),
+            )
+            .evidence_at(end_mark(c), "connection closed")
+            .build(),
+    )
+}
+
+/// `login.ok`: LOGINACK.
+pub(super) fn login_ok(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    let ack = t.login_ack.as_ref()?;
+    let user = t
+        .login7
+        .as_ref()
+        .map(|l| format!(" as '{}'", l.user))
+        .filter(|_| t.login7.as_ref().is_some_and(|l| !l.user.is_empty()))
+        .unwrap_or_default();
+    let summary = format!(
+        "Logged in{user} to {} {}.",
+        ack.prog_name, ack.server_version
+    );
+    let mut b = FindingBuilder::new(Code::LoginOk, summary)
+        .detail("server_version", ack.server_version.clone())
+        .evidence_at(ack.at, "LOGINACK");
+    if let Some(db) = &t.database {
+        b = b.detail("database", db.clone());
+    }
+    Some(b.build())
+}
+
+/// `login.cleartext`: a LOGIN7 read without TLS.
+pub(super) fn cleartext_login(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    let l7 = t.login7.as_ref()?;
+    if t.tls
+        .as_ref()
+        .is_some_and(|tls| tls.application_data.is_some_and(|a| a.ts <= l7.at.ts))
+    {
+        return None;
+    }
+    let summary = format!(
+        "The login{} was sent without encryption: the password is only obfuscated and can be read by anyone on the path.",
+        if l7.auth == AuthKind::Sql { " (SQL authentication)" } else { "" }
+    );
+    Some(
+        FindingBuilder::new(Code::LoginCleartext, summary)
+            .evidence_at(l7.at, "LOGIN7 in clear")
+            .build(),
+    )
+}
+
+fn failing_error(t: &TdsFacts) -> Option<&ServerError> {
+    t.login_errors.first()
+}
+
+/// `login.failed`: an ERROR token in the login response.
+pub(super) fn login_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    if login_outcome(c)? != LoginOutcome::Failed {
+        return None;
+    }
+    let e = failing_error(t)?;
+    let m = login_error(e.number, e.state);
+    let user = t.login7.as_ref().map(|l| l.user.as_str()).unwrap_or("");
+    let summary = format!(
+        "Login{} failed with error {} state {}: {}.",
+        if user.is_empty() {
+            String::new()
+        } else {
+            format!(" for '{user}'")
+        },
+        e.number,
+        e.state,
+        m.meaning
+    );
+    let mut b = FindingBuilder::new(Code::LoginFailed, summary)
+        .detail("number", e.number)
+        .detail("state", e.state)
+        .detail("class", e.class)
+        .detail("message", e.message.clone())
+        .detail("meaning", m.meaning)
+        .first_step(m.check.to_string());
+    if let Some(l7) = &t.login7 {
+        b = b.evidence_at(l7.at, "LOGIN7");
+    }
+    b = b.evidence_at(e.at, format!("ERROR {} state {}", e.number, e.state));
+    for other in t.login_errors.iter().skip(1) {
+        b = b.evidence_at(
+            other.at,
+            format!("also ERROR {} state {}", other.number, other.state),
+        );
+    }
+    Some(b.build())
+}
+
+/// `login.sspi_failed`: an integrated login that failed in its SSPI exchange.
+pub(super) fn sspi_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    let integrated = t
+        .login7
+        .as_ref()
+        .is_some_and(|l| l.auth != AuthKind::Sql && l.auth != AuthKind::FedAuth);
+    let sspi_error = t.login_errors.iter().find(|e| is_sspi_error(e.number));
+    // Closed by the server in the middle of the SSPI rounds, with no error at all.
+    let closed_during_sspi = integrated
+        && t.login_ack.is_none()
+        && t.login_errors.is_empty()
+        && !t.sspi_rounds.is_empty()
+        && matches!(
+            c.tcp.end,
+            TcpEnd::Fin {
+                first: Direction::ToClient
+            } | TcpEnd::Rst {
+                by: Direction::ToClient
+            }
+        );
+    if sspi_error.is_none() && !closed_during_sspi {
+        return None;
+    }
+    let auth = t
+        .login7
+        .as_ref()
+        .map(|l| l.auth.as_str())
+        .unwrap_or("integrated");
+    let summary = match sspi_error {
+        Some(e) => format!(
+            "The Windows ({auth}) login failed: error {} — {}.",
+            e.number,
+            login_error(e.number, e.state).meaning
+        ),
+        None => format!(
+            "The Windows ({auth}) login failed: the server closed the connection during the SSPI exchange ({} round{}).",
+            t.sspi_rounds.len(),
+            if t.sspi_rounds.len() == 1 { "" } else { "s" }
+        ),
+    };
+    let mut b = FindingBuilder::new(Code::LoginSspiFailed, summary).detail("auth", auth);
+    if let Some(e) = sspi_error {
+        b = b
+            .detail("number", e.number)
+            .detail("state", e.state)
+            .evidence_at(e.at, format!("ERROR {}", e.number));
+    } else {
+        b = b.evidence_at(end_mark(c), "server closed during SSPI");
+    }
+    if let Some(l7) = &t.login7 {
+        b = b.evidence_at(l7.at, "LOGIN7 with integrated security");
+    }
+    Some(b.build())
+}
+
+/// The login step the client was waiting on when it gave up, and when it began.
+fn pending_step(t: &TdsFacts) -> Option<(&'static str, Mark)> {
+    if let Some(r) = t.sspi_rounds.last() {
+        return Some(("sspi", *r));
+    }
+    if let Some(l) = &t.login7 {
+        return Some(("login", l.at));
+    }
+    if let Some(at) = t.login7_encrypted {
+        return Some(("login", at));
+    }
+    if let Some(tls) = &t.tls {
+        if let Some(at) = tls.client_hello {
+            return Some(("tls", at));
+        }
+    }
+    if let (Some(p), None) = (&t.prelogin_client, &t.prelogin_server) {
+        return Some(("prelogin", p.at));
+    }
+    t.prelogin_server.as_ref().map(|p| ("login", p.at))
+}
+
+/// `login.timeout`: the client closed before the login finished.
+pub(super) fn login_timed_out(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    if login_outcome(c)? != LoginOutcome::Timeout {
+        return None;
+    }
+    let (step, since) = pending_step(t)?;
+    let end = end_mark(c);
+    let waited = end.ts.nanos_since(since.ts);
+    let summary = format!(
+        "The client gave up on the login after waiting {:.1} s for the server's answer to its {} step.",
+        waited as f64 / 1e9,
+        step
+    );
+    Some(
+        FindingBuilder::new(Code::LoginTimeout, summary)
+            .detail("pending_step", step)
+            .detail("waited_s", secs(waited))
+            .evidence_at(since, format!("{step} sent"))
+            .evidence_at(end, "client closed")
+            .build(),
+    )
+}
+
+/// `login.slow`: SYN to LOGINACK took longer than the threshold.
+pub(super) fn slow_login(c: &ConnectionFacts, s: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    let ack = t.login_ack.as_ref()?;
+    let start = c.tcp.dir(Direction::ToServer).syn?;
+    let total = ack.at.ts.nanos_since(start.ts);
+    if total < s.slow_login_ns {
+        return None;
+    }
+    let mut steps: Vec<(&'static str, Mark, Mark)> = Vec::new();
+    if let Some(sa) = c.tcp.syn_ack {
+        steps.push(("tcp_handshake", start, sa));
+    }
+    if let (Some(a), Some(b)) = (&t.prelogin_client, &t.prelogin_server) {
+        steps.push(("prelogin", a.at, b.at));
+    }
+    if let Some(tls) = &t.tls {
+        if let (Some(a), Some(b)) = (tls.client_hello, tls.application_data) {
+            steps.push(("tls_handshake", a, b));
+        }
+    }
+    if let Some(l) = t.login7.as_ref().map(|l| l.at).or(t.login7_encrypted) {
+        steps.push(("login7_to_loginack", l, ack.at));
+    }
+    let slowest = steps
+        .iter()
+        .max_by_key(|(_, a, b)| b.ts.nanos_since(a.ts))?;
+    let mut step_ms = serde_json::Map::new();
+    for (name, a, b) in &steps {
+        step_ms.insert(
+            (*name).to_string(),
+            (b.ts.nanos_since(a.ts) as f64 / 1e6).round().into(),
+        );
+    }
+    let summary = format!(
+        "The login took {:.1} s; the slowest step was {} ({:.1} s).",
+        total as f64 / 1e9,
+        slowest.0.replace('_', " "),
+        slowest.2.ts.nanos_since(slowest.1.ts) as f64 / 1e9
+    );
+    Some(
+        FindingBuilder::new(Code::LoginSlow, summary)
+            .detail("total_ms", (total as f64 / 1e6).round())
+            .detail("slowest_step", slowest.0)
+            .detail("steps", serde_json::Value::Object(step_ms))
+            .evidence_at(slowest.1, format!("{} began", slowest.0.replace('_', " ")))
+            .evidence_at(slowest.2, format!("{} ended", slowest.0.replace('_', " ")))
+            .build(),
+    )
+}
+
+/// `login.redirected`: ENVCHANGE routing.
+pub(super) fn redirected(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let r = tds7(c)?.routing.as_ref()?;
+    let summary = format!(
+        "The server redirected the client to {}:{}.",
+        r.server, r.port
+    );
+    Some(
+        FindingBuilder::new(Code::LoginRedirected, summary)
+            .detail("to_server", r.server.clone())
+            .detail("to_port", r.port)
+            .evidence_at(r.at, "ENVCHANGE routing")
+            .build(),
+    )
+}

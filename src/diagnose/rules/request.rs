@@ -1,0 +1,132 @@
+//! Rules on requests after the login: cancels, server errors, abandoned requests.
+
+use crate::diagnose::{secs, Code, FindingBuilder, Settings};
+use crate::facts::{ConnectionFacts, Dialect, TdsFacts};
+use crate::report::model::Finding;
+use crate::tcp::{Direction, TcpEnd};
+
+use super::login::end_mark;
+
+fn tds7(c: &ConnectionFacts) -> Option<&TdsFacts> {
+    c.tds.as_ref().filter(|t| t.dialect == Dialect::Tds7)
+}
+
+/// Command timeouts of common drivers, in whole seconds, for telling a timeout from a user
+/// cancel: SqlClient CommandTimeout 30 s (`tcp-timing.md` §3); 15 and 60 are common settings.
+const DRIVER_TIMEOUTS_S: &[f64] = &[15.0, 30.0, 60.0];
+
+/// `request.attention`: the client cancelled requests.
+pub(super) fn attention(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    let first = t.attentions.first()?;
+    let after = first.request_at.map(|r| first.at.ts.nanos_since(r.ts));
+    let acknowledged = t.attentions.iter().all(|a| a.acknowledged.is_some());
+    let timeout_like = after.is_some_and(|ns| {
+        let s = ns as f64 / 1e9;
+        DRIVER_TIMEOUTS_S.iter().any(|d| (s - d).abs() < 0.5)
+    });
+    let summary = format!(
+        "The client cancelled {} request{} (ATTENTION){}{}.",
+        t.attention_count,
+        if t.attention_count == 1 { "" } else { "s" },
+        match after {
+            Some(ns) => format!(
+                " {:.1} s after sending it{}",
+                ns as f64 / 1e9,
+                if timeout_like {
+                    ", the length of a typical command timeout"
+                } else {
+                    ""
+                }
+            ),
+            None => String::new(),
+        },
+        if acknowledged {
+            "; the server acknowledged it"
+        } else {
+            "; the server never acknowledged it"
+        }
+    );
+    let mut b = FindingBuilder::new(Code::RequestAttention, summary)
+        .detail("count", t.attention_count)
+        .detail("acknowledged", acknowledged);
+    if let Some(ns) = after {
+        b = b.detail("after_s", secs(ns));
+    }
+    if let Some(r) = first.request_at {
+        b = b.evidence_at(r, "request");
+    }
+    b = b.evidence_at(first.at, "ATTENTION");
+    if let Some(ack) = first.acknowledged {
+        b = b.evidence_at(ack, "DONE with ATTN");
+    }
+    Some(b.build())
+}
+
+/// `request.error`: ERROR tokens after the login.
+pub(super) fn server_error(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    let e = t.errors.first()?;
+    let summary = format!(
+        "The server returned error {} (class {}, state {}){}: {}",
+        e.number,
+        e.class,
+        e.state,
+        if t.error_count > 1 {
+            format!(" and {} more", t.error_count - 1)
+        } else {
+            String::new()
+        },
+        e.message
+    );
+    let mut b = FindingBuilder::new(Code::RequestError, summary)
+        .detail("number", e.number)
+        .detail("state", e.state)
+        .detail("class", e.class)
+        .detail("message", e.message.clone())
+        .detail("count", t.error_count);
+    if !e.procedure.is_empty() {
+        b = b
+            .detail("procedure", e.procedure.clone())
+            .detail("line", e.line);
+    }
+    for err in t.errors.iter().take(5) {
+        b = b.evidence_at(err.at, format!("ERROR {} class {}", err.number, err.class));
+    }
+    Some(b.build())
+}
+
+/// `request.abandoned`: the client closed while a request had no answer at all.
+pub(super) fn abandoned(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    let req = t.outstanding.as_ref()?;
+    if req.first_response.is_some() {
+        return None;
+    }
+    let client_closed = matches!(
+        c.tcp.end,
+        TcpEnd::Fin {
+            first: Direction::ToServer
+        } | TcpEnd::HalfClosed {
+            by: Direction::ToServer
+        } | TcpEnd::Rst {
+            by: Direction::ToServer
+        }
+    );
+    if !client_closed {
+        return None;
+    }
+    let end = end_mark(c);
+    let after = end.ts.nanos_since(req.at.ts);
+    let summary = format!(
+        "The client closed the connection {:.1} s after sending a request that had no answer yet.",
+        after as f64 / 1e9
+    );
+    Some(
+        FindingBuilder::new(Code::RequestAbandoned, summary)
+            .detail("after_s", secs(after))
+            .evidence_at(req.at, "request")
+            .evidence_at(end, "client closed")
+            .build(),
+    )
+}
