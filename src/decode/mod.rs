@@ -57,6 +57,9 @@ impl SkipReason {
 pub struct Packet<'a> {
     pub frame: FrameRef,
     pub ts: Timestamp,
+    /// The frame's length on the wire (its `orig_len`): per-connection byte counts match
+    /// tshark's conversation table only when they count whole frames.
+    pub wire_len: u32,
     pub ip: IpInfo,
     pub l4: L4<'a>,
 }
