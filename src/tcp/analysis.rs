@@ -119,7 +119,7 @@ impl SeqAnalysis {
         if syn {
             if let Some(shift) = seg.options.window_scale {
                 // Wireshark caps the shift at 14 (RFC 7323 section 2.3).
-                self.flows[fwd].win_scale = WinScale::Shift(shift.min(14));
+                self.set_scale(fwd, WinScale::Shift(shift.min(14)));
             }
             self.verify_window_scaling(fwd, rev, has_ack);
         }
@@ -130,7 +130,8 @@ impl SeqAnalysis {
     /// Wireshark's `verify_tcp_window_scaling`: a SYN without the option means neither side
     /// scales.
     fn verify_window_scaling(&mut self, fwd: usize, rev: usize, is_synack: bool) {
-        let (f, r) = (self.flows[fwd].win_scale, self.flows[rev].win_scale);
+        let scale = |i: usize| self.flows.get(i).map_or(WinScale::Unknown, |f| f.win_scale);
+        let (f, r) = (scale(fwd), scale(rev));
         if f == WinScale::Unknown {
             self.set_scale(fwd, WinScale::NotUsed);
             self.set_scale(rev, WinScale::NotUsed);

@@ -126,7 +126,10 @@ impl Tracker {
     fn account(&mut self, eff: Effect) {
         let b = self.stats.buffered_bytes as isize + eff.cost_delta;
         self.stats.buffered_bytes = b.max(0) as usize;
-        self.stats.peak_buffered_bytes = self.stats.peak_buffered_bytes.max(self.stats.buffered_bytes);
+        self.stats.peak_buffered_bytes = self
+            .stats
+            .peak_buffered_bytes
+            .max(self.stats.buffered_bytes);
         if eff.forced_gap_bytes > 0 {
             self.stats.bytes_dropped_at_limits += eff.forced_gap_bytes;
             self.stats.buffer_limit_hits += 1;

@@ -211,3 +211,6 @@ impl TcpFacts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

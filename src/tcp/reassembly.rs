@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use crate::capture::FrameRef;
 use crate::time::Timestamp;
 
-use super::{ConnId, Direction, DirFacts, StreamEvent, StreamEventKind, StreamSink};
+use super::{ConnId, DirFacts, Direction, StreamEvent, StreamEventKind, StreamSink};
 
 /// Segments further ahead than this are not believed: a corrupt or foreign seq would
 /// otherwise turn into a gigabyte-sized gap.
@@ -207,11 +207,7 @@ impl Reassembler {
         if ahead > MAX_AHEAD as i64 {
             return (eff, 0);
         }
-        let before_start = if s < 0 {
-            (e_full.min(0) - s) as u64
-        } else {
-            0
-        };
+        let before_start = if s < 0 { (e_full.min(0) - s) as u64 } else { 0 };
         if fin && self.fin_off.is_none() && e_full >= 0 {
             self.fin_off = Some(e_full as u64);
         }

@@ -12,8 +12,10 @@ use super::{ConnId, DirFacts, Direction, Mark, RoleBasis, StreamSink, TcpEnd, Tc
 /// Recent segments remembered per direction to recognise capture duplicates.
 const DUP_RING: usize = 4;
 /// Without an IP ID or TCP timestamp to tell copies apart, only copies this close in time are
-/// taken for capture duplicates (a retransmission needs at least an RTT).
-const DUP_UNTAGGED_NS: i64 = 1_000_000;
+/// taken for capture duplicates: a copy made by the capture (span port seeing both ways,
+/// merged interfaces) is microseconds apart, while even back-to-back duplicate ACKs from a
+/// host are spaced by the arrival of the segments that trigger them.
+const DUP_UNTAGGED_NS: i64 = 20_000;
 /// Segments remembered per direction for "most retransmissions of one segment".
 const RETRANS_TRACK: usize = 8;
 
@@ -79,6 +81,15 @@ pub(crate) struct Conn {
     pub data_seen: bool,
     /// Packet counter value at the last packet, for least-recently-active eviction.
     pub touch: u64,
+}
+
+/// This direction's element of a `[to_server, to_client]` pair and the other one.
+pub(crate) fn split<T>(pair: &mut [T; 2], dir: Direction) -> (&mut T, &mut T) {
+    let [a, b] = pair;
+    match dir {
+        Direction::ToServer => (a, b),
+        Direction::ToClient => (b, a),
+    }
 }
 
 fn dir_of(i: usize) -> Direction {
@@ -186,7 +197,6 @@ impl Conn {
     ) -> Effect {
         let dir = self.direction(src);
         let d = dir.index();
-        let o = 1 - d;
         let ts = pkt.ts;
         let mark = Mark {
             frame: pkt.frame,
@@ -198,7 +208,7 @@ impl Conn {
 
         // A SYN with a new ISN restarts Wireshark's analysis: tshark opens a new stream there.
         if flags.syn() {
-            let st = &mut self.state[d];
+            let (st, _) = split(&mut self.state, dir);
             if let Some(isn) = st.isn {
                 if isn != seg.seq && !flags.ack() {
                     self.analysis = SeqAnalysis::default();
@@ -226,11 +236,12 @@ impl Conn {
             tsval: seg.options.timestamps.map(|t| t.0),
             payload_hash: payload_fingerprint(seg.payload),
         };
-        let is_dup = self.state[d].is_duplicate(&sig, ts.as_nanos());
+        let (st, _) = split(&mut self.state, dir);
+        let is_dup = st.is_duplicate(&sig, ts.as_nanos());
 
         let ta = self.analysis.on_segment(d, seg, ts.as_nanos());
 
-        let f = &mut self.dirs[d];
+        let (f, fo) = split(&mut self.dirs, dir);
         f.frames += 1;
         f.frame_bytes += u64::from(pkt.wire_len);
         f.payload_bytes += u64::from(payload_len);
@@ -248,7 +259,7 @@ impl Conn {
         } else {
             analysis::count(&mut f.flags, ta);
             if ta & analysis::ANY_RETRANSMISSION != 0 {
-                let n = self.state[d].count_retransmission(seg.seq);
+                let n = st.count_retransmission(seg.seq);
                 f.max_retransmits_per_segment = f.max_retransmits_per_segment.max(n);
             }
         }
@@ -293,27 +304,24 @@ impl Conn {
         }
         // Zero-window periods of this side's receive window.
         if !flags.syn() && !flags.rst() {
-            let st = &mut self.state[d];
             if seg.window == 0 {
                 if st.zero_window_since.is_none() {
                     st.zero_window_since = Some(ts);
                     f.zero_window_periods += 1;
                 }
             } else if let Some(since) = st.zero_window_since.take() {
-                f.zero_window_ns = f.zero_window_ns.saturating_add(ts.nanos_since(since).max(0));
+                f.zero_window_ns = f
+                    .zero_window_ns
+                    .saturating_add(ts.nanos_since(since).max(0));
             }
         }
 
+        if flags.rst() || (f.fin.is_some() && fo.fin.is_some()) {
+            self.ended = true;
+        }
         let mut eff = Effect::default();
         if !is_dup {
             eff = self.reassemble(pkt, seg, dir, sink, stream_limit);
-        }
-
-        if flags.rst() {
-            self.ended = true;
-        }
-        if self.dirs[d].fin.is_some() && self.dirs[o].fin.is_some() {
-            self.ended = true;
         }
         eff
     }
@@ -326,16 +334,10 @@ impl Conn {
         sink: &mut dyn StreamSink,
         stream_limit: usize,
     ) -> Effect {
-        let d = dir.index();
         let flags = seg.flags;
         let mut eff = Effect::default();
-        let [f0, f1] = &mut self.dirs;
-        let [s0, s1] = &mut self.streams;
-        let (fd, fo, sd, so) = if d == 0 {
-            (f0, f1, s0, s1)
-        } else {
-            (f1, f0, s1, s0)
-        };
+        let (fd, fo) = split(&mut self.dirs, dir);
+        let (sd, so) = split(&mut self.streams, dir);
         if flags.syn() {
             sd.on_syn(seg.seq);
         }
@@ -388,9 +390,8 @@ impl Conn {
     /// Final facts, after a last flush of both directions.
     pub(crate) fn close(mut self, sink: &mut dyn StreamSink, evicted: bool) -> (TcpFacts, Effect) {
         let eff = self.flush(sink);
-        for i in 0..2 {
-            if let Some(since) = self.state[i].zero_window_since.take() {
-                let f = &mut self.dirs[i];
+        for (st, f) in self.state.iter_mut().zip(self.dirs.iter_mut()) {
+            if let Some(since) = st.zero_window_since.take() {
                 f.zero_window_ns = f
                     .zero_window_ns
                     .saturating_add(self.last.ts.nanos_since(since).max(0));
