@@ -49,6 +49,9 @@ pub struct Tracker {
     linger: VecDeque<(Timestamp, FlowKey, ConnId)>,
     packets: u64,
     stats: TrackerStats,
+    /// Wireshark analysis flags of the last TCP packet, for frame-by-frame tests against tshark.
+    #[cfg(test)]
+    pub(crate) last_flags: u16,
 }
 
 impl Tracker {
@@ -61,6 +64,8 @@ impl Tracker {
             linger: VecDeque::new(),
             packets: 0,
             stats: TrackerStats::default(),
+            #[cfg(test)]
+            last_flags: 0,
         }
     }
 
@@ -113,6 +118,10 @@ impl Tracker {
         conn.touch = self.packets;
         let was_ended = conn.ended;
         let eff = conn.on_segment(pkt, seg, src, sink, self.limits.stream_buffer_bytes);
+        #[cfg(test)]
+        {
+            self.last_flags = conn.last_flags;
+        }
         if conn.ended && !was_ended {
             let deadline = pkt.ts.add_nanos(LINGER_NS);
             self.linger.push_back((deadline, key, conn.id));

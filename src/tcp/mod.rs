@@ -214,3 +214,5 @@ impl TcpFacts {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tshark_check;

@@ -81,6 +81,8 @@ pub(crate) struct Conn {
     pub data_seen: bool,
     /// Packet counter value at the last packet, for least-recently-active eviction.
     pub touch: u64,
+    #[cfg(test)]
+    pub last_flags: u16,
 }
 
 /// This direction's element of a `[to_server, to_client]` pair and the other one.
@@ -145,6 +147,8 @@ impl Conn {
             ended: false,
             data_seen: false,
             touch: 0,
+            #[cfg(test)]
+            last_flags: 0,
         }
     }
 
@@ -240,6 +244,10 @@ impl Conn {
         let is_dup = st.is_duplicate(&sig, ts.as_nanos());
 
         let ta = self.analysis.on_segment(d, seg, ts.as_nanos());
+        #[cfg(test)]
+        {
+            self.last_flags = ta;
+        }
 
         let (f, fo) = split(&mut self.dirs, dir);
         f.frames += 1;

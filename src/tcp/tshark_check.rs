@@ -1,0 +1,402 @@
+//! Frame-by-frame comparison of our Wireshark analysis flags with tshark 4.0 on the real
+//! captures in `shared/captures`. The decoder is being written elsewhere, so this test reads
+//! pcap/pcapng and decodes Ethernet/SLL/NULL/raw IP and TCP with a small test-only parser.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::analysis as a;
+use super::*;
+use crate::decode::{IpInfo, Packet, TcpFlags, TcpOptions, TcpSegment, L4};
+use crate::limits::Limits;
+
+fn captures_dir() -> Option<PathBuf> {
+    let local = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/captures"));
+    [local, PathBuf::from("/work/shared/captures")]
+        .into_iter()
+        .find(|p| p.is_dir())
+}
+
+struct RawFrame {
+    no: u64,
+    ts_ns: i64,
+    link: u32,
+    orig_len: u32,
+    data: Vec<u8>,
+}
+
+fn u16_at(b: &[u8], i: usize, be: bool) -> u16 {
+    let x = [b[i], b[i + 1]];
+    if be {
+        u16::from_be_bytes(x)
+    } else {
+        u16::from_le_bytes(x)
+    }
+}
+fn u32_at(b: &[u8], i: usize, be: bool) -> u32 {
+    let x = [b[i], b[i + 1], b[i + 2], b[i + 3]];
+    if be {
+        u32::from_be_bytes(x)
+    } else {
+        u32::from_le_bytes(x)
+    }
+}
+
+fn read_frames(bytes: &[u8]) -> Option<Vec<RawFrame>> {
+    let magic = u32_at(bytes, 0, false);
+    let mut out = Vec::new();
+    match magic {
+        0xa1b2c3d4 | 0xd4c3b2a1 | 0xa1b23c4d | 0x4d3cb2a1 => {
+            let be = magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1;
+            let nanos = magic == 0xa1b23c4d || magic == 0x4d3cb2a1;
+            let link = u32_at(bytes, 20, be);
+            let mut off = 24;
+            while off + 16 <= bytes.len() {
+                let secs = i64::from(u32_at(bytes, off, be));
+                let frac = i64::from(u32_at(bytes, off + 4, be));
+                let incl = u32_at(bytes, off + 8, be) as usize;
+                let orig = u32_at(bytes, off + 12, be);
+                let data = bytes.get(off + 16..off + 16 + incl)?.to_vec();
+                out.push(RawFrame {
+                    no: out.len() as u64 + 1,
+                    ts_ns: secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 },
+                    link,
+                    orig_len: orig,
+                    data,
+                });
+                off += 16 + incl;
+            }
+        }
+        0x0a0d0d0a => {
+            let mut off = 0;
+            let mut be = false;
+            let mut links: Vec<(u32, i64)> = Vec::new();
+            while off + 12 <= bytes.len() {
+                let btype = u32_at(bytes, off, be);
+                if btype == 0x0a0d0d0a {
+                    be = u32_at(bytes, off + 8, false) != 0x1a2b3c4d;
+                    links.clear();
+                }
+                let blen = u32_at(bytes, off + 4, be) as usize;
+                if blen < 12 || off + blen > bytes.len() {
+                    break;
+                }
+                let body = &bytes[off + 8..off + blen - 4];
+                match btype {
+                    1 => {
+                        // Default resolution µs; if_tsresol (option 9) may change it.
+                        let mut unit_ns = 1000i64;
+                        let mut o = 8;
+                        while o + 4 <= body.len() {
+                            let code = u16_at(body, o, be);
+                            let len = u16_at(body, o + 2, be) as usize;
+                            if code == 0 {
+                                break;
+                            }
+                            if code == 9 && len == 1 {
+                                let r = body[o + 4];
+                                unit_ns = if r & 0x80 == 0 {
+                                    1_000_000_000 / 10i64.pow(u32::from(r))
+                                } else {
+                                    1_000_000_000 >> (r & 0x7f)
+                                }
+                                .max(1);
+                            }
+                            o += 4 + len.div_ceil(4) * 4;
+                        }
+                        links.push((u32::from(u16_at(body, 0, be)), unit_ns));
+                    }
+                    6 => {
+                        let ifc = u32_at(body, 0, be) as usize;
+                        let hi = u64::from(u32_at(body, 4, be));
+                        let lo = u64::from(u32_at(body, 8, be));
+                        let cap = u32_at(body, 12, be) as usize;
+                        let orig = u32_at(body, 16, be);
+                        let (link, unit) = links.get(ifc).copied().unwrap_or((1, 1000));
+                        out.push(RawFrame {
+                            no: out.len() as u64 + 1,
+                            ts_ns: ((hi << 32 | lo) as i64).saturating_mul(unit),
+                            link,
+                            orig_len: orig,
+                            data: body.get(20..20 + cap)?.to_vec(),
+                        });
+                    }
+                    3 => {
+                        let orig = u32_at(body, 0, be);
+                        let (link, _) = links.first().copied().unwrap_or((1, 1000));
+                        let data = body[4..].to_vec();
+                        out.push(RawFrame {
+                            no: out.len() as u64 + 1,
+                            ts_ns: 0,
+                            link,
+                            orig_len: orig,
+                            data: data[..(orig as usize).min(data.len())].to_vec(),
+                        });
+                    }
+                    _ => {}
+                }
+                off += blen;
+            }
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// Decodes a frame down to TCP; None for anything else (fragments included).
+fn decode(f: &RawFrame) -> Option<Packet<'_>> {
+    let d = &f.data[..];
+    let (ip_off, ethertype) = match f.link {
+        1 => {
+            let mut off = 12;
+            let mut et = u16_at(d, off, true);
+            while et == 0x8100 || et == 0x88a8 {
+                off += 4;
+                et = u16_at(d, off, true);
+            }
+            (off + 2, et)
+        }
+        113 => (16, u16_at(d, 14, true)),
+        0 => {
+            let fam = u32_at(d, 0, false).min(u32_at(d, 0, true));
+            (4, if fam == 2 { 0x0800 } else { 0x86dd })
+        }
+        101 | 12 | 14 | 228 | 229 => {
+            (0, if d.first()? >> 4 == 4 { 0x0800 } else { 0x86dd })
+        }
+        _ => return None,
+    };
+    let ip = d.get(ip_off..)?;
+    let (src, dst, ttl, ip_id, l4) = match ethertype {
+        0x0800 => {
+            let ihl = usize::from(ip.first()? & 0x0f) * 4;
+            let total = usize::from(u16_at(ip, 2, true));
+            let frag = u16_at(ip, 6, true);
+            if frag & 0x3fff != 0 || *ip.get(9)? != 6 || total < ihl {
+                return None;
+            }
+            let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
+            let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
+            let end = total.min(ip.len());
+            (
+                src,
+                dst,
+                ip[8],
+                Some(u32::from(u16_at(ip, 4, true))),
+                (ip.get(ihl..end)?, total - ihl),
+            )
+        }
+        0x86dd => {
+            if *ip.get(6)? != 6 {
+                return None;
+            }
+            let plen = usize::from(u16_at(ip, 4, true));
+            let mut s = [0u8; 16];
+            s.copy_from_slice(ip.get(8..24)?);
+            let mut t = [0u8; 16];
+            t.copy_from_slice(ip.get(24..40)?);
+            let end = (40 + plen).min(ip.len());
+            (
+                IpAddr::V6(Ipv6Addr::from(s)),
+                IpAddr::V6(Ipv6Addr::from(t)),
+                ip[7],
+                None,
+                (ip.get(40..end)?, plen),
+            )
+        }
+        _ => return None,
+    };
+    let (tcp, l4_len) = l4;
+    let hlen = usize::from(tcp.get(12)? >> 4) * 4;
+    if hlen < 20 || tcp.len() < hlen || l4_len < hlen {
+        return None;
+    }
+    let mut options = TcpOptions {
+        any: hlen > 20,
+        ..TcpOptions::default()
+    };
+    let mut o = 20;
+    while o < hlen {
+        match tcp[o] {
+            0 => break,
+            1 => o += 1,
+            k => {
+                let len = usize::from(*tcp.get(o + 1)?);
+                if len < 2 || o + len > hlen {
+                    break;
+                }
+                match (k, len) {
+                    (2, 4) => options.mss = Some(u16_at(tcp, o + 2, true)),
+                    (3, 3) => options.window_scale = Some(tcp[o + 2]),
+                    (8, 10) => {
+                        options.timestamps =
+                            Some((u32_at(tcp, o + 2, true), u32_at(tcp, o + 6, true)))
+                    }
+                    _ => {}
+                }
+                o += len;
+            }
+        }
+    }
+    Some(Packet {
+        frame: FrameRef { input: 0, no: f.no },
+        ts: Timestamp::from_nanos(f.ts_ns),
+        wire_len: f.orig_len,
+        ip: IpInfo {
+            src,
+            dst,
+            ttl,
+            ip_id,
+            reassembled: false,
+        },
+        l4: L4::Tcp(TcpSegment {
+            src_port: u16_at(tcp, 0, true),
+            dst_port: u16_at(tcp, 2, true),
+            seq: u32_at(tcp, 4, true),
+            ack: u32_at(tcp, 8, true),
+            flags: TcpFlags(tcp[13]),
+            window: u16_at(tcp, 14, true),
+            options,
+            payload: &tcp[hlen..],
+            payload_len: (l4_len - hlen) as u32,
+            checksum_ok: None,
+        }),
+    })
+}
+
+/// The flags in our bit order, as tshark field names.
+const FIELDS: [(u16, &str); 14] = [
+    (a::RETRANSMISSION, "retransmission"),
+    (a::FAST_RETRANSMISSION, "fast_retransmission"),
+    (a::SPURIOUS_RETRANSMISSION, "spurious_retransmission"),
+    (a::KEEP_ALIVE, "keep_alive"),
+    (a::KEEP_ALIVE_ACK, "keep_alive_ack"),
+    (a::ZERO_WINDOW, "zero_window"),
+    (a::ZERO_WINDOW_PROBE, "zero_window_probe"),
+    (a::ZERO_WINDOW_PROBE_ACK, "zero_window_probe_ack"),
+    (a::WINDOW_UPDATE, "window_update"),
+    (a::WINDOW_FULL, "window_full"),
+    (a::DUPLICATE_ACK, "duplicate_ack"),
+    (a::LOST_SEGMENT, "lost_segment"),
+    (a::ACK_LOST_SEGMENT, "ack_lost_segment"),
+    (a::OUT_OF_ORDER, "out_of_order"),
+];
+
+fn tshark_flags(path: &std::path::Path) -> Option<BTreeMap<u64, u16>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(path).args(["-Y", "tcp.analysis.flags", "-T", "fields"]);
+    cmd.args(["-E", "occurrence=f", "-e", "frame.number"]);
+    for (_, name) in FIELDS {
+        cmd.arg("-e").arg(format!("tcp.analysis.{name}"));
+    }
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut m = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut cols = line.split('\t');
+        let no: u64 = cols.next()?.parse().ok()?;
+        let mut bits = 0;
+        for ((bit, _), c) in FIELDS.iter().zip(cols) {
+            if !c.is_empty() {
+                bits |= bit;
+            }
+        }
+        if bits != 0 {
+            m.insert(no, bits);
+        }
+    }
+    Some(m)
+}
+
+struct Null;
+impl StreamSink for Null {
+    fn on_event(&mut self, _ev: StreamEvent<'_>) {}
+    fn on_close(&mut self, _facts: TcpFacts) {}
+}
+
+fn names(bits: u16) -> String {
+    FIELDS
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Compares one capture; returns (frames flagged by tshark, mismatching frames).
+fn compare(name: &str) -> Option<(usize, Vec<String>)> {
+    let path = captures_dir()?.join(name);
+    let bytes = std::fs::read(&path).ok()?;
+    let frames = read_frames(&bytes)?;
+    let want = tshark_flags(&path)?;
+    let mut tracker = Tracker::new(&Limits::default());
+    let mut got = BTreeMap::new();
+    for f in &frames {
+        if let Some(p) = decode(f) {
+            tracker.on_packet(&p, &mut Null);
+            if tracker.last_flags != 0 {
+                got.insert(f.no, tracker.last_flags);
+            }
+        }
+    }
+    tracker.finish(&mut Null);
+    let mut bad = Vec::new();
+    let all: std::collections::BTreeSet<u64> = want.keys().chain(got.keys()).copied().collect();
+    for no in all {
+        let w = want.get(&no).copied().unwrap_or(0);
+        let g = got.get(&no).copied().unwrap_or(0);
+        if w != g {
+            bad.push(format!("frame {no}: tshark [{}] ours [{}]", names(w), names(g)));
+        }
+    }
+    Some((want.len(), bad))
+}
+
+#[test]
+fn analysis_flags_match_tshark_frame_by_frame() {
+    if Command::new("tshark").arg("-v").output().is_err() {
+        eprintln!("tshark not installed: skipped");
+        return;
+    }
+    let files = [
+        "tds7-login-loginack_arkime_tds7.pcap",
+        "tds-rpc-midstream_wswiki_ms-sql-tds-rpc-requests.pcap",
+        "tds-midstream-retrans_wswiki_startmenu_Dameware.pcap",
+        "tds7-sspi-ntlm-ipv6-synthetic_arkime_ntlm_synthetic.pcap",
+        "tds5-sybase-port3106_arkime_tds5.pcap",
+        "tds-merged-plus-garbage_malcolm_TDS.pcap",
+        "tcp1433-one-sided_zeek_one-sided-2745.pcap",
+        "tcp1433-syn-unanswered-pcapng_chrissanders_synscan.pcapng",
+        "pcapng-multi-linktype_wswiki_pcapng-example.pcapng",
+        "pcapng-many-interfaces_wswiki_many_interfaces.pcapng",
+        "pcap-bigendian-tcp_wswiki_TNS_Oracle2.pcap",
+    ];
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for f in files {
+        let Some((flagged, bad)) = compare(f) else {
+            eprintln!("{f}: not available, skipped");
+            continue;
+        };
+        checked += 1;
+        eprintln!("{f}: tshark flags {flagged} frames, {} differ", bad.len());
+        for b in bad.iter().take(15) {
+            eprintln!("  {b}");
+        }
+        if !bad.is_empty() {
+            failures.push(format!("{f}: {} frames differ", bad.len()));
+        }
+    }
+    assert!(checked > 0 || captures_dir().is_none());
+    assert!(failures.is_empty(), "{failures:?}");
+}
