@@ -300,9 +300,21 @@ impl SeqAnalysis {
     }
 }
 
+/// The flags as tshark's fields show them: Wireshark's tree adds the plain
+/// `tcp.analysis.retransmission` item to fast and spurious retransmissions too (seen with
+/// tshark 4.0.17 on FTPv6-1.cap frame 210), so `-Y tcp.analysis.retransmission` counts all three.
+pub(crate) fn as_displayed(ta: u16) -> u16 {
+    if ta & (FAST_RETRANSMISSION | SPURIOUS_RETRANSMISSION) != 0 {
+        ta | RETRANSMISSION
+    } else {
+        ta
+    }
+}
+
 /// Adds one segment's flags to per-direction counts (a frame counts once per flag, as
-/// `tshark -Y tcp.analysis.<flag>` counts frames).
+/// `tshark -Y tcp.analysis.<flag>` counts frames; see [`as_displayed`]).
 pub(crate) fn count(c: &mut crate::tcp::AnalysisCounts, ta: u16) {
+    let ta = as_displayed(ta);
     let add = |n: &mut u32, bit: u16| {
         if ta & bit != 0 {
             *n = n.saturating_add(1);

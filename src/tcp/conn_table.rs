@@ -226,7 +226,19 @@ impl Tracker {
                 break;
             }
             self.linger.pop_front();
-            let expired = matches!(self.table.get(&key), Some(c) if c.id == id && c.ended);
+            let (expired, busy_until) = match self.table.get(&key) {
+                Some(c) if c.id == id && c.ended => {
+                    let until = c.last.ts.add_nanos(LINGER_NS);
+                    (until <= now, until)
+                }
+                _ => (false, now),
+            };
+            if !expired && busy_until > now {
+                // Still receiving stray packets (retried SYNs, retransmitted FINs): wait a
+                // linger time after the last of them.
+                self.linger.push_back((busy_until, key, id));
+                continue;
+            }
             if expired {
                 if let Some(conn) = self.table.remove(&key) {
                     self.close(conn, sink, false);

@@ -163,10 +163,16 @@ impl Conn {
     /// Whether a SYN (without ACK) from `src` starts a new connection on this 5-tuple
     /// rather than retrying this one's.
     pub(crate) fn syn_starts_new(&self, src: SocketAddr, seq: u32) -> bool {
+        let d = self.direction(src).index();
+        let isn = self.state.get(d).and_then(|s| s.isn);
+        // The same ISN before any data is the same attempt, even after a RST refused it
+        // (Windows retries a refused connect with the same SYN; tshark keeps one stream).
+        if isn == Some(seq) && !self.data_seen {
+            return false;
+        }
         if self.ended {
             return true;
         }
-        let d = self.direction(src).index();
         let answered = self.syn_ack.is_some() || self.data_seen;
         match self.state.get(d).and_then(|s| s.isn) {
             // Same ISN: a retransmitted SYN. Another ISN before any answer: the client
@@ -218,6 +224,13 @@ impl Conn {
                     self.analysis = SeqAnalysis::default();
                 }
             }
+            if self.ended && !flags.ack() && !self.data_seen {
+                // A refused attempt retried (same ISN, see `syn_starts_new`): it may still
+                // succeed, so it is open again until its next end.
+                self.ended = false;
+                self.first_rst = None;
+                self.streams = Default::default();
+            }
             st.isn = Some(seg.seq);
             if flags.ack() {
                 if self.syn_ack.is_none() {
@@ -246,7 +259,7 @@ impl Conn {
         let ta = self.analysis.on_segment(d, seg, ts.as_nanos());
         #[cfg(test)]
         {
-            self.last_flags = ta;
+            self.last_flags = analysis::as_displayed(ta);
         }
 
         let (f, fo) = split(&mut self.dirs, dir);

@@ -419,6 +419,28 @@ fn syn_retries_belong_to_one_connection() {
 }
 
 #[test]
+fn a_refused_syn_retried_with_the_same_isn_stays_one_connection() {
+    let s = vec![
+        Seg::new(C, S, 100, 0, SYN).at_ms(0),
+        Seg::new(S, C, 0, 101, RST | ACK).at_ms(1),
+        Seg::new(C, S, 100, 0, SYN).at_ms(500),
+        Seg::new(S, C, 0, 101, RST | ACK).at_ms(501),
+        Seg::new(C, S, 100, 0, SYN).at_ms(1500),
+        Seg::new(S, C, 900, 101, SYN | ACK).at_ms(1501),
+        Seg::new(C, S, 101, 901, ACK).data(b"hi").at_ms(1502),
+    ];
+    let r = run(&s);
+    assert_eq!(r.facts.len(), 1);
+    let f = r.facts(0);
+    let c = f.dir(Direction::ToServer);
+    assert_eq!(c.syn_count, 3);
+    assert_eq!(c.flags.retransmission, 2);
+    assert_eq!(f.dir(Direction::ToClient).rst_count, 2);
+    assert_eq!(f.end, TcpEnd::Open);
+    assert_eq!(r.stream(0, Direction::ToServer), known(b"hi"));
+}
+
+#[test]
 fn mid_stream_roles_follow_ports() {
     let s = vec![
         Seg::new("10.0.0.2:1433", "10.0.0.1:50000", 10, 20, ACK)
@@ -677,7 +699,8 @@ fn wireshark_flags_dup_acks_and_fast_retransmission() {
     assert_eq!(c.flags.lost_segment, 1);
     assert_eq!(sv.flags.duplicate_ack, 2);
     assert_eq!(c.flags.fast_retransmission, 1);
-    assert_eq!(c.flags.retransmission, 0);
+    // tshark shows tcp.analysis.retransmission on fast retransmissions too.
+    assert_eq!(c.flags.retransmission, 1);
     assert_eq!(r.stream(0, Direction::ToServer).len(), 300);
     assert!(r.stream(0, Direction::ToServer).iter().all(|b| b.is_some()));
 }
@@ -695,7 +718,7 @@ fn wireshark_flags_keep_alive_and_spurious() {
     let c = f.dir(Direction::ToServer);
     assert_eq!(c.flags.keep_alive, 1);
     assert_eq!(c.flags.spurious_retransmission, 1);
-    assert_eq!(c.flags.retransmission, 0);
+    assert_eq!(c.flags.retransmission, 1);
     assert_eq!(f.dir(Direction::ToClient).flags.keep_alive_ack, 1);
     assert_eq!(r.stream(0, Direction::ToServer), known(b"abcd"));
 }
