@@ -440,3 +440,387 @@ fn analysis_flags_match_tshark_frame_by_frame() {
     assert!(checked > 0 || captures_dir().is_none());
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// A pcap file built packet by packet (Ethernet / IPv4 / TCP, checksums left zero: tshark
+/// does not verify them by default).
+struct PcapWriter {
+    buf: Vec<u8>,
+}
+
+struct Synth {
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    ip_id: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    win: u16,
+    wscale: Option<u8>,
+    payload: Vec<u8>,
+    ts_ns: i64,
+}
+
+impl PcapWriter {
+    fn new() -> PcapWriter {
+        let mut buf = Vec::new();
+        buf.extend(0xa1b2c3d4u32.to_le_bytes());
+        buf.extend(2u16.to_le_bytes());
+        buf.extend(4u16.to_le_bytes());
+        buf.extend([0u8; 8]);
+        buf.extend(65535u32.to_le_bytes());
+        buf.extend(1u32.to_le_bytes());
+        PcapWriter { buf }
+    }
+
+    fn push(&mut self, p: &Synth) {
+        let mut opts = Vec::new();
+        if p.flags & TcpFlags::SYN != 0 {
+            opts.extend([2, 4, 0x05, 0xb4]);
+            if let Some(s) = p.wscale {
+                opts.extend([1, 3, 3, s]);
+            }
+        }
+        let tcp_len = 20 + opts.len();
+        let total = 20 + tcp_len + p.payload.len();
+        let mut f = Vec::new();
+        f.extend([0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 6, 0x08, 0x00]);
+        f.extend([0x45, 0]);
+        f.extend((total as u16).to_be_bytes());
+        f.extend(p.ip_id.to_be_bytes());
+        f.extend([0x40, 0, 64, 6, 0, 0]);
+        f.extend(p.src.0);
+        f.extend(p.dst.0);
+        f.extend(p.src.1.to_be_bytes());
+        f.extend(p.dst.1.to_be_bytes());
+        f.extend(p.seq.to_be_bytes());
+        f.extend(p.ack.to_be_bytes());
+        f.push(((tcp_len / 4) as u8) << 4);
+        f.push(p.flags);
+        f.extend(p.win.to_be_bytes());
+        f.extend([0, 0, 0, 0]);
+        f.extend(&opts);
+        f.extend(&p.payload);
+        let secs = p.ts_ns.div_euclid(1_000_000_000) as u32;
+        let usec = (p.ts_ns.rem_euclid(1_000_000_000) / 1000) as u32;
+        self.buf.extend(secs.to_le_bytes());
+        self.buf.extend(usec.to_le_bytes());
+        self.buf.extend((f.len() as u32).to_le_bytes());
+        self.buf.extend((f.len() as u32).to_le_bytes());
+        self.buf.extend(f);
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+/// One side of a generated conversation.
+struct Side {
+    addr: ([u8; 4], u16),
+    next: u32,
+    /// Highest ack this side has sent, and its last window.
+    last_ack: u32,
+    win: u16,
+    wscale: Option<u8>,
+    ip_id: u16,
+    /// Segments sent: (seq, len).
+    sent: Vec<(u32, u32)>,
+}
+
+/// Generates one randomised conversation into `out` (capture order, timestamps rising).
+fn generate(rng: &mut Rng, conn: u16, t: &mut i64, out: &mut Vec<Synth>) {
+    let mut sides = [
+        Side {
+            addr: ([10, 1, (conn >> 8) as u8, conn as u8], 40000 + conn),
+            next: rng.next() as u32,
+            last_ack: 0,
+            win: 8192,
+            wscale: None,
+            ip_id: rng.next() as u16,
+            sent: Vec::new(),
+        },
+        Side {
+            addr: ([10, 2, 0, 1], 1433),
+            next: {
+                let r = rng.next() as u32;
+                rng.pick(&[0u32, u32::MAX - 3000, r])
+            },
+            last_ack: 0,
+            win: 16384,
+            wscale: None,
+            ip_id: rng.next() as u16,
+            sent: Vec::new(),
+        },
+    ];
+    let start = out.len();
+    let emit = |sides: &mut [Side; 2],
+                from: usize,
+                seq: u32,
+                flags: u8,
+                len: u32,
+                t: i64,
+                out: &mut Vec<Synth>| {
+        let to = 1 - from;
+        let ack = sides[from].last_ack;
+        let s = &mut sides[from];
+        s.ip_id = s.ip_id.wrapping_add(1);
+        out.push(Synth {
+            src: s.addr,
+            dst: sides[to].addr,
+            ip_id: sides[from].ip_id,
+            seq,
+            ack,
+            flags,
+            win: sides[from].win,
+            wscale: sides[from].wscale,
+            payload: vec![0x5a; len as usize],
+            ts_ns: t,
+        });
+    };
+    let tick = |rng: &mut Rng, t: &mut i64| {
+        *t += rng.pick(&[
+            0,
+            50_000,
+            1_000_000,
+            2_900_000,
+            3_100_000,
+            25_000_000,
+            300_000_000,
+            2_000_000_000,
+        ]);
+    };
+    if rng.below(10) < 7 {
+        let ws = rng.below(3);
+        if ws != 2 {
+            sides[0].wscale = Some(rng.below(10) as u8);
+        }
+        if ws == 0 {
+            sides[1].wscale = Some(rng.below(10) as u8);
+        }
+        let isn_c = sides[0].next;
+        emit(&mut sides, 0, isn_c, TcpFlags::SYN, 0, *t, out);
+        sides[0].next = isn_c.wrapping_add(1);
+        tick(rng, t);
+        let isn_s = sides[1].next;
+        sides[1].last_ack = sides[0].next;
+        emit(
+            &mut sides,
+            1,
+            isn_s,
+            TcpFlags::SYN | TcpFlags::ACK,
+            0,
+            *t,
+            out,
+        );
+        sides[1].next = isn_s.wrapping_add(1);
+        tick(rng, t);
+        sides[0].last_ack = sides[1].next;
+        let q = sides[0].next;
+        emit(&mut sides, 0, q, TcpFlags::ACK, 0, *t, out);
+    } else {
+        sides[0].last_ack = sides[1].next;
+        sides[1].last_ack = sides[0].next;
+    }
+    let steps = 10 + rng.below(70);
+    for _ in 0..steps {
+        tick(rng, t);
+        let from = if rng.below(4) == 0 { 1 } else { 0 };
+        let to = 1 - from;
+        let ackf = TcpFlags::ACK;
+        match rng.below(13) {
+            0..=3 => {
+                let len = rng.pick(&[1u32, 10, 100, 536, 1460]);
+                let seq = sides[from].next;
+                sides[from].next = seq.wrapping_add(len);
+                sides[from].sent.push((seq, len));
+                if rng.below(10) == 0 {
+                    continue; // lost in the capture
+                }
+                emit(&mut sides, from, seq, ackf | TcpFlags::PSH, len, *t, out);
+            }
+            4 | 5 => {
+                // The receiver acks some or all of what was sent, with some window.
+                let peer_next = sides[to].next;
+                let base = sides[from].last_ack;
+                let span = peer_next.wrapping_sub(base);
+                let ack = if rng.below(3) == 0 && span > 0 {
+                    base.wrapping_add(rng.below(u64::from(span)) as u32)
+                } else {
+                    peer_next
+                };
+                sides[from].last_ack = ack;
+                sides[from].win = match rng.below(8) {
+                    0 => 0,
+                    1 => rng.below(4000) as u16 + 1,
+                    2 => 100,
+                    _ => sides[from].win,
+                };
+                let q = sides[from].next;
+                emit(&mut sides, from, q, ackf, 0, *t, out);
+            }
+            6 => {
+                let q = sides[from].next;
+                emit(&mut sides, from, q, ackf, 0, *t, out)
+            } // dup ack
+            7 => {
+                if let Some(&(seq, len)) = sides[from]
+                    .sent
+                    .get(rng.below(sides[from].sent.len() as u64) as usize)
+                {
+                    emit(&mut sides, from, seq, ackf, len, *t, out);
+                }
+            }
+            8 => {
+                let len = rng.below(2) as u32;
+                let q = sides[from].next.wrapping_sub(1);
+                emit(&mut sides, from, q, ackf, len, *t, out);
+            }
+            9 => {
+                let q = sides[from].next;
+                emit(&mut sides, from, q, ackf, 1, *t, out)
+            } // probe-like
+            10 => {
+                // Fill the peer's window exactly.
+                let shift = u32::from(sides[to].wscale.unwrap_or(0));
+                let edge = sides[to]
+                    .last_ack
+                    .wrapping_add(u32::from(sides[to].win) << shift);
+                let len = edge.wrapping_sub(sides[from].next);
+                if len > 0 && len <= 3000 {
+                    let seq = sides[from].next;
+                    sides[from].next = edge;
+                    sides[from].sent.push((seq, len));
+                    emit(&mut sides, from, seq, ackf, len, *t, out);
+                }
+            }
+            11 => {
+                if out.len() > start + 1 {
+                    let n = out.len();
+                    out.swap(n - 1, n - 2);
+                    let (a, b) = (out[n - 2].ts_ns, out[n - 1].ts_ns);
+                    out[n - 2].ts_ns = a.min(b);
+                    out[n - 1].ts_ns = a.max(b);
+                }
+            }
+            _ => {
+                if let Some(last) = out.last() {
+                    let copy = Synth {
+                        payload: last.payload.clone(),
+                        ts_ns: *t,
+                        ..*last
+                    };
+                    out.push(copy);
+                }
+            }
+        }
+    }
+    tick(rng, t);
+    match rng.below(3) {
+        0 => {
+            let seq = sides[0].next;
+            emit(
+                &mut sides,
+                0,
+                seq,
+                TcpFlags::ACK | TcpFlags::FIN,
+                0,
+                *t,
+                out,
+            );
+            sides[0].next = seq.wrapping_add(1);
+            sides[1].last_ack = sides[0].next;
+            tick(rng, t);
+            let seq = sides[1].next;
+            emit(
+                &mut sides,
+                1,
+                seq,
+                TcpFlags::ACK | TcpFlags::FIN,
+                0,
+                *t,
+                out,
+            );
+            sides[1].next = seq.wrapping_add(1);
+            sides[0].last_ack = sides[1].next;
+            tick(rng, t);
+            let q = sides[0].next;
+            emit(&mut sides, 0, q, TcpFlags::ACK, 0, *t, out);
+        }
+        1 => {
+            let q = sides[1].next;
+            emit(&mut sides, 1, q, TcpFlags::RST | TcpFlags::ACK, 0, *t, out)
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn analysis_flags_match_tshark_on_generated_conversations() {
+    if Command::new("tshark").arg("-v").output().is_err() {
+        eprintln!("tshark not installed: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for seed in [
+        0x9e37_79b9_7f4a_7c15u64,
+        0x1234_5678_9abc_def1,
+        0x0f0f_1e1e_2d2d_3c3c,
+    ] {
+        let mut rng = Rng(seed);
+        let mut pkts = Vec::new();
+        // Connections one after another, each on its own 5-tuple, 100 s apart.
+        for conn in 0..150u16 {
+            let mut t = 1_000_000_000_000 + i64::from(conn) * 100_000_000_000;
+            generate(&mut rng, conn, &mut t, &mut pkts);
+        }
+        let mut w = PcapWriter::new();
+        for p in &pkts {
+            w.push(p);
+        }
+        let path = tmp.path().join(format!("gen-{seed:x}.pcap"));
+        std::fs::write(&path, &w.buf).unwrap();
+        let (flagged, bad) = compare_path(&path).unwrap();
+        let not_ack_lost = bad
+            .iter()
+            .filter(|b| {
+                let strip = |x: &str| {
+                    x.replace(",ack_lost_segment", "")
+                        .replace("ack_lost_segment", "")
+                };
+                let (t, o) = b.split_once(" ours ").unwrap_or((b, ""));
+                strip(t.split_once("tshark ").map_or("", |x| x.1)) != strip(o)
+            })
+            .count();
+        eprintln!(
+            "seed {seed:x}: {} frames, tshark flags {flagged}, {} differ ({not_ack_lost} in other flags than ack_lost_segment)",
+            pkts.len(),
+            bad.len()
+        );
+        for b in bad.iter().take(60) {
+            eprintln!("  {b}");
+        }
+        // Known deviations (see the module docs): "ACKed unseen segment" in corner cases,
+        // and connections we split after the linger time where tshark keeps one stream.
+        if bad.len() * 50 > flagged || not_ack_lost * 200 > flagged {
+            failures.push(format!("seed {seed:x}: {} frames differ", bad.len()));
+            let keep = std::env::temp_dir().join(format!("tdsscope-gen-{seed:x}.pcap"));
+            let _ = std::fs::copy(&path, &keep);
+            eprintln!("  kept as {}", keep.display());
+        }
+        assert!(flagged > 100, "the generator should exercise the flags");
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+}
