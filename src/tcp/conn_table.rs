@@ -84,18 +84,24 @@ impl Tracker {
         let dst = SocketAddr::new(pkt.ip.dst, seg.dst_port);
         let key = FlowKey::new(src, dst);
 
-        let replace = match self.table.get(&key) {
-            None => false,
-            Some(c) if seg.flags.syn() && !seg.flags.ack() => c.syn_starts_new(src, seg.seq),
-            Some(c) if seg.flags.syn() => c.syn_ack_starts_new(src, seg.seq),
-            Some(_) => false,
-        };
-        if replace {
-            if let Some(old) = self.table.remove(&key) {
-                self.close(old, sink, false);
+        // Only a SYN can start a new connection on a known 5-tuple; other segments take one
+        // lookup here and one below.
+        let exists = if seg.flags.syn() {
+            let replace = match self.table.get(&key) {
+                None => false,
+                Some(c) if !seg.flags.ack() => c.syn_starts_new(src, seg.seq),
+                Some(c) => c.syn_ack_starts_new(src, seg.seq),
+            };
+            if replace {
+                if let Some(old) = self.table.remove(&key) {
+                    self.close(old, sink, false);
+                }
             }
-        }
-        if !self.table.contains_key(&key) {
+            self.table.contains_key(&key)
+        } else {
+            self.table.contains_key(&key)
+        };
+        if !exists {
             while self.table.len() >= self.limits.max_connections.max(1) {
                 if !self.evict_one(sink) {
                     break;

@@ -32,16 +32,17 @@ struct SegSig {
     payload_hash: u64,
 }
 
-/// Hash of at most 64 bytes from each end of the payload: cheap, and with seq, ack, IP ID
-/// and length already equal, enough to tell copies from rewrites.
+/// Hash of at most 32 bytes from each end of the payload: cheap on every packet, and with
+/// seq, ack, IP ID, TCP timestamp and length already equal, enough to tell copies from
+/// rewrites.
 fn payload_fingerprint(p: &[u8]) -> u64 {
     use std::hash::Hasher;
     let mut h = super::flow_hash::FxHasher::default();
-    if p.len() <= 128 {
+    if p.len() <= 64 {
         h.write(p);
     } else {
-        h.write(p.get(..64).unwrap_or(&[]));
-        h.write(p.get(p.len() - 64..).unwrap_or(&[]));
+        h.write(p.get(..32).unwrap_or(&[]));
+        h.write(p.get(p.len() - 32..).unwrap_or(&[]));
     }
     h.finish()
 }

@@ -928,3 +928,65 @@ proptest! {
         }
     }
 }
+
+/// Throughput of the tracker alone: `cargo test --release --lib tcp_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn tcp_throughput() {
+    let payload = vec![0x42u8; 1000];
+    let conns = 2000u32;
+    let per_conn = 500u32;
+    let mut segs = Vec::new();
+    for c in 0..conns {
+        let src = format!("10.{}.{}.1:{}", c / 250, c % 250, 40000 + c % 20000);
+        segs.push(Seg::new(&src, S, 0, 0, SYN));
+        segs.push(Seg::new(S, &src, 0, 1, SYN | ACK));
+    }
+    let mut pkts_src = Vec::new();
+    for i in 0..per_conn {
+        for c in 0..conns {
+            let src = format!("10.{}.{}.1:{}", c / 250, c % 250, 40000 + c % 20000);
+            let mut s = Seg::new(&src, S, 1 + i * 1000, 1, ACK).at_ms(i64::from(i));
+            s.payload = payload.clone();
+            s.ip_id = Some(i);
+            pkts_src.push(s);
+            if i % 2 == 1 {
+                pkts_src.push(Seg::new(S, &src, 1, 1 + (i + 1) * 1000, ACK).at_ms(i64::from(i)));
+            }
+        }
+    }
+    let mut t = Tracker::new(&Limits::default());
+    struct Count(u64);
+    impl StreamSink for Count {
+        fn on_event(&mut self, ev: StreamEvent<'_>) {
+            if let StreamEventKind::Data(d) = ev.kind {
+                self.0 += d.len() as u64;
+            }
+        }
+        fn on_close(&mut self, _facts: TcpFacts) {}
+    }
+    let mut sink = Count(0);
+    for (i, s) in segs.iter().enumerate() {
+        t.on_packet(&packet(s, i as u64), &mut sink);
+    }
+    let built: Vec<Packet<'_>> = pkts_src
+        .iter()
+        .enumerate()
+        .map(|(i, s)| packet(s, i as u64))
+        .collect();
+    let start = std::time::Instant::now();
+    for p in &built {
+        t.on_packet(p, &mut sink);
+    }
+    let el = start.elapsed();
+    t.finish(&mut sink);
+    let n = built.len() as f64;
+    eprintln!(
+        "{} packets in {:?}: {:.1} Mpkt/s, {:.0} MB/s payload, {} bytes delivered",
+        built.len(),
+        el,
+        n / el.as_secs_f64() / 1e6,
+        sink.0 as f64 / el.as_secs_f64() / 1e6,
+        sink.0
+    );
+}
