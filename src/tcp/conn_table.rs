@@ -165,13 +165,18 @@ impl Tracker {
                 break;
             };
             let held = conn.buffered();
-            let gaps_before = conn.dirs[0].gap_bytes + conn.dirs[1].gap_bytes;
+            let gap_bytes = |c: &Conn| c.dirs.iter().map(|d| d.gap_bytes).sum::<u64>();
+            let gaps_before = gap_bytes(conn);
             let eff = conn.flush(sink);
-            let gaps_after = conn.dirs[0].gap_bytes + conn.dirs[1].gap_bytes;
+            let forced = gap_bytes(conn).saturating_sub(gaps_before);
             self.account(Effect {
                 cost_delta: eff.cost_delta,
-                forced_gap_bytes: gaps_after.saturating_sub(gaps_before).max(1),
+                forced_gap_bytes: forced,
             });
+            if forced == 0 {
+                // Only snaplen-cut pieces were held: still a limit hit.
+                self.stats.buffer_limit_hits += 1;
+            }
             if held == 0 {
                 break;
             }

@@ -223,6 +223,10 @@ impl Conn {
             if let Some(isn) = st.isn {
                 if isn != seg.seq && !flags.ack() {
                     self.analysis = SeqAnalysis::default();
+                    // The retry's stream starts at its own ISN (no data flowed yet, see
+                    // `syn_starts_new`).
+                    let (sd, _) = split(&mut self.streams, dir);
+                    *sd = Reassembler::default();
                 }
             }
             if self.ended && !flags.ack() && !self.data_seen {

@@ -409,9 +409,11 @@ fn syn_retries_belong_to_one_connection() {
         Seg::new(C, S, 555, 0, SYN).at_ms(3000),
         Seg::new(S, C, 900, 556, SYN | ACK).at_ms(3010),
         Seg::new(C, S, 556, 901, ACK).at_ms(3020),
+        Seg::new(C, S, 556, 901, ACK).data(b"go").at_ms(3021),
     ];
     let r = run(&s);
     assert_eq!(r.facts.len(), 1);
+    assert_eq!(r.stream(0, Direction::ToServer), known(b"go"));
     let f = r.facts(0);
     assert_eq!(f.dir(Direction::ToServer).syn_count, 3);
     assert_eq!(f.handshake_rtt_ns, Some(10_000_000));
