@@ -816,9 +816,10 @@ fn analysis_flags_match_tshark_on_generated_conversations() {
         for b in bad.iter().take(60) {
             eprintln!("  {b}");
         }
-        // Known deviations (see the module docs): "ACKed unseen segment" in corner cases,
-        // and connections we split after the linger time where tshark keeps one stream.
-        if bad.len() * 50 > flagged || not_ack_lost * 200 > flagged {
+        // Known deviations (see analysis.rs): a few fast retransmissions after mid-stream
+        // starts, and connections we split after the linger time where tshark keeps one
+        // stream. Measured: 7, 4 and 16 frames before the last fix, 1, 3, 3 after.
+        if bad.len() * 500 > flagged {
             failures.push(format!("seed {seed:x}: {} frames differ", bad.len()));
             let keep = std::env::temp_dir().join(format!("tdsscope-gen-{seed:x}.pcap"));
             let _ = std::fs::copy(&path, &keep);
