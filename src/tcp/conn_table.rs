@@ -1,7 +1,8 @@
 //! The connection table: finds each segment's connection, opens and closes connections, and
 //! keeps memory bounded (connection count, buffered bytes, closed connections released).
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::decode::{Packet, L4};
@@ -45,8 +46,9 @@ pub struct Tracker {
     /// whose connection was active since are requeued when reached (second chance), so the
     /// one evicted is the least recently active, approximately, in O(1) amortised.
     lru: VecDeque<(FlowKey, ConnId, u64)>,
-    /// Ended connections waiting for their linger to expire: (deadline, key, connection).
-    linger: VecDeque<(Timestamp, FlowKey, ConnId)>,
+    /// Ended connections waiting for their linger to expire, earliest deadline first:
+    /// (deadline, key, connection).
+    linger: BinaryHeap<Reverse<(Timestamp, FlowKey, ConnId)>>,
     packets: u64,
     stats: TrackerStats,
     /// Wireshark analysis flags of the last TCP packet, for frame-by-frame tests against tshark.
@@ -61,7 +63,7 @@ impl Tracker {
             table: HashMap::default(),
             next_id: 0,
             lru: VecDeque::new(),
-            linger: VecDeque::new(),
+            linger: BinaryHeap::new(),
             packets: 0,
             stats: TrackerStats::default(),
             #[cfg(test)]
@@ -130,7 +132,7 @@ impl Tracker {
         }
         if conn.ended && !was_ended {
             let deadline = pkt.ts.add_nanos(LINGER_NS);
-            self.linger.push_back((deadline, key, conn.id));
+            self.linger.push(Reverse((deadline, key, conn.id)));
         }
         self.account(eff);
         if self.stats.buffered_bytes > self.limits.total_buffer_bytes {
@@ -232,11 +234,11 @@ impl Tracker {
     /// Timestamp-driven housekeeping: connections that ended more than the linger time
     /// before `now` are closed.
     pub fn advance(&mut self, now: Timestamp, sink: &mut dyn StreamSink) {
-        while let Some(&(deadline, key, id)) = self.linger.front() {
+        while let Some(&Reverse((deadline, key, id))) = self.linger.peek() {
             if deadline > now {
                 break;
             }
-            self.linger.pop_front();
+            self.linger.pop();
             let (expired, busy_until) = match self.table.get(&key) {
                 Some(c) if c.id == id && c.ended => {
                     let until = c.last.ts.add_nanos(LINGER_NS);
@@ -247,7 +249,7 @@ impl Tracker {
             if !expired && busy_until > now {
                 // Still receiving stray packets (retried SYNs, retransmitted FINs): wait a
                 // linger time after the last of them.
-                self.linger.push_back((busy_until, key, id));
+                self.linger.push(Reverse((busy_until, key, id)));
                 continue;
             }
             if expired {

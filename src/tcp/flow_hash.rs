@@ -63,7 +63,7 @@ pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;
 
 /// A TCP 5-tuple with its two endpoints in a canonical order, so both directions of a
 /// connection find the same entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct FlowKey {
     lo: [u8; 16],
     hi: [u8; 16],

@@ -19,37 +19,46 @@ const DUP_UNTAGGED_NS: i64 = 20_000;
 /// Segments remembered per direction for "most retransmissions of one segment".
 const RETRANS_TRACK: usize = 8;
 
-/// What identifies a byte-identical copy of a segment.
+/// What identifies a byte-identical copy of a segment, hashed to 64 bits to keep the
+/// per-connection ring small: IP ID, seq, ack, flags, window, length, TSval, and at most
+/// 32 bytes from each end of the payload (cheap on every packet; with everything else
+/// equal, enough to tell copies from rewrites).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SegSig {
-    ip_id: Option<u32>,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    window: u16,
-    len: u32,
-    tsval: Option<u32>,
-    payload_hash: u64,
+    hash: u64,
+    /// Whether an IP ID or a TCP timestamp tells this segment from a retransmission.
+    tagged: bool,
 }
 
-/// Hash of at most 32 bytes from each end of the payload: cheap on every packet, and with
-/// seq, ack, IP ID, TCP timestamp and length already equal, enough to tell copies from
-/// rewrites.
-fn payload_fingerprint(p: &[u8]) -> u64 {
-    use std::hash::Hasher;
-    let mut h = super::flow_hash::FxHasher::default();
-    if p.len() <= 64 {
-        h.write(p);
-    } else {
-        h.write(p.get(..32).unwrap_or(&[]));
-        h.write(p.get(p.len() - 32..).unwrap_or(&[]));
+impl SegSig {
+    fn new(ip_id: Option<u32>, seg: &TcpSegment<'_>) -> SegSig {
+        use std::hash::Hasher;
+        let mut h = super::flow_hash::FxHasher::default();
+        let tsval = seg.options.timestamps.map(|t| t.0);
+        h.write_u64(u64::from(ip_id.unwrap_or(0)) << 32 | u64::from(seg.seq));
+        h.write_u64(u64::from(seg.ack) << 32 | u64::from(seg.payload_len));
+        h.write_u64(
+            u64::from(seg.flags.0) << 48
+                | u64::from(seg.window) << 32
+                | u64::from(tsval.unwrap_or(0)),
+        );
+        let p = seg.payload;
+        if p.len() <= 64 {
+            h.write(p);
+        } else {
+            h.write(p.get(..32).unwrap_or(&[]));
+            h.write(p.get(p.len() - 32..).unwrap_or(&[]));
+        }
+        SegSig {
+            hash: h.finish(),
+            tagged: ip_id.is_some() || tsval.is_some(),
+        }
     }
-    h.finish()
 }
 
 #[derive(Debug, Default)]
 struct DirState {
-    recent: [Option<(SegSig, i64)>; DUP_RING],
+    recent: [Option<(u64, i64)>; DUP_RING],
     recent_next: usize,
     retrans: [(u32, u32); RETRANS_TRACK],
     retrans_next: usize,
@@ -248,16 +257,7 @@ impl Conn {
             }
         }
 
-        let sig = SegSig {
-            ip_id: pkt.ip.ip_id.filter(|&id| id != 0),
-            seq: seg.seq,
-            ack: seg.ack,
-            flags: flags.0,
-            window: seg.window,
-            len: payload_len,
-            tsval: seg.options.timestamps.map(|t| t.0),
-            payload_hash: payload_fingerprint(seg.payload),
-        };
+        let sig = SegSig::new(pkt.ip.ip_id.filter(|&id| id != 0), seg);
         let (st, _) = split(&mut self.state, dir);
         let is_dup = st.is_duplicate(&sig, ts.as_nanos());
 
@@ -461,13 +461,13 @@ fn add(acc: &mut Effect, e: Effect) {
 
 impl DirState {
     fn is_duplicate(&mut self, sig: &SegSig, now: i64) -> bool {
-        let tagged = sig.ip_id.is_some() || sig.tsval.is_some();
-        let dup = self.recent.iter().flatten().any(|(s, t)| {
-            s == sig && (tagged || now.saturating_sub(*t).unsigned_abs() <= DUP_UNTAGGED_NS as u64)
+        let dup = self.recent.iter().flatten().any(|(h, t)| {
+            *h == sig.hash
+                && (sig.tagged || now.saturating_sub(*t).unsigned_abs() <= DUP_UNTAGGED_NS as u64)
         });
         if !dup {
             if let Some(slot) = self.recent.get_mut(self.recent_next % DUP_RING) {
-                *slot = Some((*sig, now));
+                *slot = Some((sig.hash, now));
             }
             self.recent_next = self.recent_next.wrapping_add(1);
         }

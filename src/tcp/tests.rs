@@ -992,3 +992,47 @@ fn tcp_throughput() {
         sink.0
     );
 }
+
+#[test]
+fn closed_connections_are_released_as_capture_time_passes() {
+    let mut t = Tracker::new(&Limits::default());
+    let mut rec = Rec::default();
+    let mut no = 0;
+    for i in 0..1000u32 {
+        let src = format!("10.0.{}.{}:{}", i / 250, i % 250, 2000 + i);
+        let base = i64::from(i) * 1000;
+        let mut s = handshake(10, 20);
+        for x in &mut s {
+            x.src = if x.src == addr(C) { addr(&src) } else { x.src };
+            x.dst = if x.dst == addr(C) { addr(&src) } else { x.dst };
+            x.ts_ns += base * 1_000_000;
+        }
+        s.push(Seg::new(&src, S, 11, 21, ACK | FIN).at_ms(base + 30));
+        s.push(Seg::new(S, &src, 21, 12, ACK | FIN).at_ms(base + 31));
+        s.push(Seg::new(&src, S, 12, 22, ACK).at_ms(base + 32));
+        for x in &s {
+            no += 1;
+            t.on_packet(&packet(x, no), &mut rec);
+        }
+        assert!(
+            t.stats().open_connections <= 13,
+            "{}",
+            t.stats().open_connections
+        );
+    }
+    t.finish(&mut rec);
+    assert_eq!(rec.facts.len(), 1000);
+    assert!(rec
+        .facts
+        .iter()
+        .all(|f| matches!(f.end, TcpEnd::Fin { .. })));
+    // Closed in order of first packet (linger expiry and finish both keep it).
+    assert!(rec.facts.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+#[test]
+fn a_connection_costs_about_a_kilobyte() {
+    let size = std::mem::size_of::<state::Conn>();
+    eprintln!("Conn is {size} bytes");
+    assert!(size <= 1600, "{size}");
+}
