@@ -995,3 +995,122 @@ fn compare_follow(
         }
     }
 }
+
+#[derive(Default)]
+struct Facts(Vec<TcpFacts>);
+impl StreamSink for Facts {
+    fn on_event(&mut self, _ev: StreamEvent<'_>) {}
+    fn on_close(&mut self, facts: TcpFacts) {
+        self.0.push(facts);
+    }
+}
+
+/// Per connection and sender: frames, frame bytes and TCP payload bytes, as tshark counts
+/// them, compared with our `DirFacts`; plus the roles and ends of the one real login.
+#[test]
+fn per_direction_counts_match_tshark() {
+    if Command::new("tshark").arg("-v").output().is_err() {
+        return;
+    }
+    let Some(dir) = captures_dir() else {
+        return;
+    };
+    let mut compared = 0;
+    for name in [
+        "tds7-login-loginack_arkime_tds7.pcap",
+        "tds-midstream-retrans_wswiki_startmenu_Dameware.pcap",
+        "tds-merged-plus-garbage_malcolm_TDS.pcap",
+        "tcp1433-syn-unanswered-pcapng_chrissanders_synscan.pcapng",
+        "tds7-sspi-ntlm-ipv6-synthetic_arkime_ntlm_synthetic.pcap",
+    ] {
+        let path = dir.join(name);
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let frames = read_frames(&bytes).unwrap();
+        let mut sink = Facts::default();
+        let mut tracker = Tracker::new(&Limits::default());
+        for f in &frames {
+            if let Some(p) = decode(f) {
+                tracker.on_packet(&p, &mut sink);
+            }
+        }
+        tracker.finish(&mut sink);
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&path)
+            .args(["-Y", "tcp && !icmp", "-T", "fields", "-E", "occurrence=f"])
+            .args(["-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport"])
+            .args(["-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.dstport"])
+            .args(["-e", "frame.len", "-e", "tcp.len"])
+            .output()
+            .unwrap();
+        // (src, dst) -> (frames, frame bytes, payload bytes)
+        let mut want: BTreeMap<(String, String), (u64, u64, u64)> = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let c: Vec<&str> = line.split('\t').collect();
+            if c.len() < 8 {
+                continue;
+            }
+            let ip = |a: &str, b: &str| {
+                if a.is_empty() {
+                    b.to_string()
+                } else {
+                    a.to_string()
+                }
+            };
+            let sa =
+                std::net::SocketAddr::new(ip(c[0], c[1]).parse().unwrap(), c[2].parse().unwrap());
+            let da =
+                std::net::SocketAddr::new(ip(c[3], c[4]).parse().unwrap(), c[5].parse().unwrap());
+            let e = want.entry((sa.to_string(), da.to_string())).or_default();
+            e.0 += 1;
+            e.1 += c[6].parse::<u64>().unwrap();
+            e.2 += c[7].parse::<u64>().unwrap_or(0);
+        }
+        // Sum ours per (src, dst), across connections of the same 5-tuple.
+        let mut got: BTreeMap<(String, String), (u64, u64, u64)> = BTreeMap::new();
+        for f in &sink.0 {
+            for (d, from, to) in [
+                (Direction::ToServer, f.client, f.server),
+                (Direction::ToClient, f.server, f.client),
+            ] {
+                let x = f.dir(d);
+                if x.frames == 0 {
+                    continue;
+                }
+                let e = got.entry((from.to_string(), to.to_string())).or_default();
+                e.0 += x.frames;
+                e.1 += x.frame_bytes;
+                e.2 += x.payload_bytes;
+            }
+        }
+        assert_eq!(got, want, "{name}");
+        compared += want.len();
+        if name.starts_with("tds7-login") {
+            let f = sink
+                .0
+                .iter()
+                .find(|f| f.server.port() == 1433)
+                .expect("the login connection");
+            assert_eq!(f.roles, RoleBasis::Syn);
+            assert_eq!(f.client.to_string(), "217.77.3.70:1040");
+            assert!(matches!(f.end, TcpEnd::Fin { .. }));
+            assert!(f.handshake_rtt_ns.is_some());
+            assert!(!f.mid_stream);
+        }
+        if name.contains("Dameware") {
+            let f = sink
+                .0
+                .iter()
+                .find(|f| f.server.to_string() == "130.243.82.167:1433")
+                .expect("the TDS connection");
+            assert!(f.mid_stream);
+            assert_eq!(f.roles, RoleBasis::Port);
+            assert_eq!(f.client.to_string(), "193.11.84.90:2081");
+            assert_eq!(f.dir(Direction::ToClient).flags.retransmission, 1);
+        }
+    }
+    eprintln!("compared {compared} (sender, receiver) pairs with tshark");
+    assert!(compared > 0);
+}
