@@ -7,6 +7,14 @@
     clippy::panic
 )]
 
+mod analysis;
+mod conn_table;
+mod flow_hash;
+mod reassembly;
+mod state;
+
+pub use conn_table::{Tracker, TrackerStats};
+
 use std::net::SocketAddr;
 
 use crate::capture::FrameRef;
@@ -144,6 +152,11 @@ pub struct DirFacts {
     pub gap_bytes: u64,
     pub gaps: u32,
     pub flags: AnalysisCounts,
+    /// Wireshark's flags on the byte-identical copies counted in `flags.duplicate` (left out
+    /// of `flags`): tshark's `tcp.analysis.*` counts equal `flags` plus these.
+    pub duplicate_copy_flags: AnalysisCounts,
+    /// Mid-stream pickup: payload bytes sent before the first byte we started the stream at.
+    pub bytes_before_start: u64,
     /// Largest number of times one segment was retransmitted.
     pub max_retransmits_per_segment: u32,
     /// TTL / hop limit of this side's packets: the first seen and whether it ever changed.
@@ -198,3 +211,8 @@ impl TcpFacts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tshark_check;
