@@ -84,12 +84,11 @@ pub(super) fn syn_retried(c: &ConnectionFacts, _: &Settings) -> Option<Finding> 
     )
 }
 
-/// Data segments sent again by one side: Wireshark's retransmission flags (a fast
-/// retransmission carries the retransmission flag too, a spurious one does not) without the
-/// SYN or SYN-ACK retries, which the handshake rules report.
+/// Data segments sent again by one side: Wireshark's retransmission flag (which fast and
+/// spurious retransmissions carry too) without the SYN or SYN-ACK retries, which the
+/// handshake rules report. Capture duplicates are counted apart by the tracker.
 pub(crate) fn data_retransmissions(d: &DirFacts) -> u64 {
-    let flagged = u64::from(d.flags.retransmission) + u64::from(d.flags.spurious_retransmission);
-    flagged.saturating_sub(u64::from(d.syn_count.saturating_sub(1)))
+    u64::from(d.flags.retransmission).saturating_sub(u64::from(d.syn_count.saturating_sub(1)))
 }
 
 /// `tcp.retransmissions`: segments sent again (duplicate capture copies are not counted).
