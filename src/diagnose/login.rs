@@ -77,7 +77,14 @@ pub fn connection_encryption(t: &TdsFacts) -> Option<EncryptionMode> {
 /// How the login of a TDS 7.x connection went; None when no TDS 7.x was seen.
 pub fn login_outcome(c: &ConnectionFacts) -> Option<LoginOutcome> {
     let t = c.tds.as_ref().filter(|t| t.dialect == Dialect::Tds7)?;
-    if t.login_ack.is_some() {
+    if let Some(ack) = &t.login_ack {
+        // A LOGINACK that arrives after the client's FIN or RST came too late: the client
+        // had already given up (its login timeout).
+        let client = c.tcp.dir(Direction::ToServer);
+        let gave_up = [client.fin, client.rst].into_iter().flatten().min_by_key(|m| m.ts);
+        if gave_up.is_some_and(|g| g.ts < ack.at.ts) {
+            return Some(LoginOutcome::Timeout);
+        }
         return Some(LoginOutcome::Ok);
     }
     if !t.login_errors.is_empty() {

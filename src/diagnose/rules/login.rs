@@ -49,6 +49,9 @@ pub(super) fn encryption_mismatch(c: &ConnectionFacts, _: &Settings) -> Option<F
 pub(super) fn login_ok(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = tds7(c)?;
     let ack = t.login_ack.as_ref()?;
+    if login_outcome(c)? != LoginOutcome::Ok {
+        return None;
+    }
     let user = t
         .login7
         .as_ref()
