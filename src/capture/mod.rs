@@ -9,6 +9,17 @@ use std::path::PathBuf;
 
 use crate::time::Timestamp;
 
+pub mod chain;
+pub mod netmon;
+pub mod open;
+pub mod pcap;
+pub mod pcapng;
+pub use chain::{Chain, ChainEvent, InputInfo};
+pub use open::{from_reader, open};
+mod stream;
+
+pub use stream::READ_BUFFER_BYTES;
+
 /// Which input a frame came from, and its 1-based number within that input, exactly as
 /// Wireshark numbers it (`frame.number`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -126,5 +137,9 @@ pub trait FrameSource {
     /// seen (0 if unknown), for the `capture.truncated_frames` finding.
     fn snaplen(&self) -> Option<u32> {
         None
+    }
+    /// Frames so far whose captured length was shorter than their length on the wire.
+    fn truncated_frames(&self) -> u64 {
+        0
     }
 }
