@@ -77,8 +77,22 @@ pub fn from_reader<R>(
 where
     R: Read + Seek + 'static,
 {
+    let mut buffered = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let mut first = [0u8; 4];
-    let got = read_up_to(&mut reader, &mut first).map_err(|e| read_error(path, 0, e))?;
+    // Peek without consuming, so the file is read once; a source that hands out fewer than
+    // four bytes at a time is read and rewound instead.
+    let peeked = buffered.fill_buf().map_err(|e| read_error(path, 0, e))?;
+    let got = if peeked.len() >= first.len() || peeked.is_empty() {
+        let n = peeked.len().min(first.len());
+        first[..n].copy_from_slice(&peeked[..n]);
+        n
+    } else {
+        let n = read_up_to(&mut buffered, &mut first).map_err(|e| read_error(path, 0, e))?;
+        buffered
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| read_error(path, 0, e))?;
+        n
+    };
     let first = first.get(..got).unwrap_or_default();
     if got == 0 {
         return Err(Error::Empty {
@@ -86,10 +100,6 @@ where
         });
     }
     let detected = detect(first).ok_or_else(|| unknown(path, first))?;
-    reader
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| read_error(path, 0, e))?;
-    let buffered = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     match detected {
         Detected::Format(format) => with_format(format, buffered, path, input, limits),
         Detected::Gzip => from_gzip(buffered, path, input, limits),
