@@ -69,7 +69,7 @@ pub fn open(path: &Path, input: u16, limits: &Limits) -> Result<Box<dyn FrameSou
 /// Builds a reader from any seekable byte source positioned at its start (a file, or an
 /// in-memory `Cursor` for tests and fuzzing). `path` only names the input in errors.
 pub fn from_reader<R>(
-    mut reader: R,
+    reader: R,
     path: &Path,
     input: u16,
     limits: &Limits,
