@@ -332,7 +332,7 @@ fn check_truncated(name: &str, cut_fraction: f64) {
     )
     .unwrap();
     let mut ends = Vec::new();
-    while let Some(_) = whole.next_frame().unwrap() {
+    while whole.next_frame().unwrap().is_some() {
         ends.push(whole.bytes_read());
     }
     let expect_frames = ends.iter().filter(|&&e| e <= cut as u64).count();
