@@ -16,6 +16,8 @@ pub mod pcap;
 pub mod pcapng;
 pub use chain::{Chain, ChainEvent, InputInfo};
 pub use open::{from_reader, open};
+#[cfg(test)]
+mod fixtures;
 mod stream;
 
 pub use stream::READ_BUFFER_BYTES;

@@ -286,3 +286,169 @@ impl<R: BufRead> FrameSource for PcapReader<R> {
         self.truncated
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::capture::fixtures::{cursor, pcap_header, pcap_record};
+    use proptest::prelude::*;
+
+    /// Little-endian microsecond pcap, Ethernet, snaplen 65535, two frames (the second cut
+    /// to 4 of its 10 bytes).
+    const VALID_LE: [u8; 24 + 16 + 6 + 16 + 4] = [
+        /* magic */ 0xd4, 0xc3, 0xb2, 0xa1, /* version */ 0x02, 0x00, 0x04, 0x00,
+        /* thiszone */ 0, 0, 0, 0, /* sigfigs */ 0, 0, 0, 0,
+        /* snaplen 65535 */ 0xff, 0xff, 0x00, 0x00, /* linktype 1 */ 0x01, 0x00, 0x00,
+        0x00, /* ts_sec 1_000_000_000 */ 0x00, 0xca, 0x9a, 0x3b, /* ts_usec 5 */ 0x05, 0,
+        0, 0, /* caplen 6 */ 0x06, 0, 0, 0, /* orig_len 6 */ 0x06, 0, 0, 0,
+        /* data */ 1, 2, 3, 4, 5, 6, /* ts_sec */ 0x01, 0xca, 0x9a, 0x3b,
+        /* ts_usec 999_999 */ 0x3f, 0x42, 0x0f, 0x00, /* caplen 4 */ 0x04, 0, 0, 0,
+        /* orig_len 10 */ 0x0a, 0, 0, 0, /* data */ 7, 8, 9, 10,
+    ];
+
+    fn reader(bytes: &[u8]) -> Result<PcapReader<std::io::Cursor<Vec<u8>>>, Error> {
+        PcapReader::new(cursor(bytes), Path::new("t.pcap"), 3, &Limits::default())
+    }
+
+    #[test]
+    fn reads_valid_little_endian_microseconds() {
+        let mut r = reader(&VALID_LE).unwrap();
+        assert_eq!(r.header().snaplen, 65535);
+        let f = r.next_frame().unwrap().unwrap();
+        assert_eq!(f.at, FrameRef { input: 3, no: 1 });
+        assert_eq!(f.ts.as_nanos(), 1_000_000_000_000_005_000);
+        assert_eq!(f.link, LinkType::ETHERNET);
+        assert_eq!(f.data, &[1, 2, 3, 4, 5, 6]);
+        assert!(!f.is_truncated());
+        let f = r.next_frame().unwrap().unwrap();
+        assert_eq!(f.at.no, 2);
+        assert_eq!(f.ts.as_nanos(), 1_000_000_001_999_999_000);
+        assert_eq!(f.data, &[7, 8, 9, 10]);
+        assert_eq!(f.orig_len, 10);
+        assert!(f.is_truncated());
+        assert!(r.next_frame().unwrap().is_none());
+        assert!(r.next_frame().unwrap().is_none());
+        assert_eq!(r.truncated_frames(), 1);
+        assert_eq!(r.snaplen(), Some(65535));
+        assert_eq!(r.bytes_read(), VALID_LE.len() as u64);
+    }
+
+    #[test]
+    fn all_four_magics_read_the_same_frames() {
+        for e in [Endianness::Little, Endianness::Big] {
+            for nanos in [false, true] {
+                let mut file = pcap_header(e, nanos, 262_144, 101);
+                let frac = if nanos { 123_456_789 } else { 123_456 };
+                file.extend(pcap_record(e, 1_700_000_000, frac, &[0x45, 0, 0, 20], 4));
+                let mut r = reader(&file).unwrap();
+                assert_eq!(r.header().magic, Magic { endian: e, nanos });
+                let f = r.next_frame().unwrap().unwrap();
+                let want = if nanos {
+                    1_700_000_000_123_456_789
+                } else {
+                    1_700_000_000_123_456_000
+                };
+                assert_eq!(f.ts.as_nanos(), want, "{e:?} nanos={nanos}");
+                assert_eq!(f.link, LinkType::RAW);
+                assert_eq!(f.data, &[0x45, 0, 0, 20]);
+            }
+        }
+    }
+
+    #[test]
+    fn fcs_bits_of_the_link_type_are_ignored() {
+        let file = pcap_header(Endianness::Little, false, 0, 0x1000_0000 | 1);
+        let r = reader(&file).unwrap();
+        assert_eq!(r.header().link, LinkType::ETHERNET);
+    }
+
+    #[test]
+    fn every_truncation_gives_partial_frames_or_an_error() {
+        for n in 0..VALID_LE.len() {
+            let cut = &VALID_LE[..n];
+            let Ok(mut r) = reader(cut) else {
+                assert!(n < FILE_HEADER_LEN);
+                continue;
+            };
+            let mut frames = 0;
+            let end = loop {
+                match r.next_frame() {
+                    Ok(Some(_)) => frames += 1,
+                    other => break other.map(|_| ()),
+                }
+            };
+            let boundary = n == 24 || n == 24 + 16 + 6;
+            match end {
+                Ok(()) => assert!(boundary, "clean end at {n}"),
+                Err(Error::Malformed { offset, what, .. }) => {
+                    assert!(!boundary, "{n}: {what}");
+                    assert!(what.contains(&format!("frame {}", frames + 1)), "{what}");
+                    assert_eq!(offset, if frames == 0 { 24 } else { 46 });
+                }
+                Err(e) => panic!("{n}: {e}"),
+            }
+            // A finished reader stays finished.
+            assert!(r.next_frame().unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn impossible_captured_length_is_malformed_after_good_frames() {
+        let e = Endianness::Little;
+        let mut file = pcap_header(e, false, 65535, 1);
+        file.extend(pcap_record(e, 1, 0, &[1, 2], 2));
+        let bad_at = file.len() as u64;
+        file.extend(pcap_record(e, 1, 0, &[], 0));
+        // caplen := 300 KiB, above the default 256 KiB limit.
+        let at = bad_at as usize + 8;
+        file[at..at + 4].copy_from_slice(&(300u32 << 10).to_le_bytes());
+        let mut r = reader(&file).unwrap();
+        assert!(r.next_frame().unwrap().is_some());
+        match r.next_frame() {
+            Err(Error::Malformed { offset, what, .. }) => {
+                assert_eq!(offset, bad_at);
+                assert!(what.contains("frame 2"), "{what}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn captured_length_far_above_snaplen_is_malformed() {
+        let e = Endianness::Big;
+        let mut file = pcap_header(e, false, 96, 1);
+        file.extend(pcap_record(e, 1, 0, &vec![0; 200], 200)); // a little over: fine
+        file.extend(pcap_record(e, 1, 0, &vec![0; 96 + 65_537], 70_000));
+        let mut r = reader(&file).unwrap();
+        assert_eq!(r.next_frame().unwrap().unwrap().data.len(), 200);
+        assert!(matches!(
+            r.next_frame(),
+            Err(Error::Malformed { offset: 240, .. })
+        ));
+    }
+
+    #[test]
+    fn not_a_pcap_is_refused() {
+        assert!(matches!(
+            reader(b"GMBU\0\0\0\0"),
+            Err(Error::Malformed { offset: 0, .. })
+        ));
+        assert!(matches!(reader(b""), Err(Error::Empty { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_after_a_header_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let mut file = pcap_header(Endianness::Little, false, 65535, 1);
+            file.extend(tail);
+            let mut r = reader(&file).unwrap();
+            for _ in 0..1000 {
+                match r.next_frame() {
+                    Ok(Some(f)) => prop_assert!(f.data.len() <= file.len()),
+                    _ => break,
+                }
+            }
+        }
+    }
+}

@@ -629,3 +629,339 @@ impl<R: BufRead> FrameSource for PcapngReader<R> {
         self.truncated
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::capture::fixtures::{block, cursor, epb, idb, pb, shb, spb};
+    use proptest::prelude::*;
+
+    const LE: Endianness = Endianness::Little;
+    const BE: Endianness = Endianness::Big;
+
+    /// SHB (LE) + IDB Ethernet + EPB, field by field.
+    const VALID_LE: [u8; 28 + 20 + 36] = [
+        /* SHB type */ 0x0a, 0x0d, 0x0d, 0x0a, /* total length 28 */ 28, 0, 0, 0,
+        /* byte-order magic */ 0x4d, 0x3c, 0x2b, 0x1a, /* major 1 */ 1, 0,
+        /* minor 0 */ 0, 0, /* section length -1 */ 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, /* total length */ 28, 0, 0, 0, /* IDB type */ 1, 0, 0, 0,
+        /* total length 20 */ 20, 0, 0, 0, /* linktype 1 */ 1, 0, /* reserved */ 0,
+        0, /* snaplen 0 */ 0, 0, 0, 0, /* total length */ 20, 0, 0, 0,
+        /* EPB type */ 6, 0, 0, 0, /* total length 36 */ 36, 0, 0, 0,
+        /* interface 0 */ 0, 0, 0, 0, /* ts high */ 0, 0, 0, 0,
+        /* ts low 1_000_001 µs */ 0x41, 0x42, 0x0f, 0, /* caplen 3 */ 3, 0, 0, 0,
+        /* orig_len 5 */ 5, 0, 0, 0, /* data + pad */ 0xaa, 0xbb, 0xcc, 0,
+        /* total length */ 36, 0, 0, 0,
+    ];
+
+    type TestReader = PcapngReader<std::io::Cursor<Vec<u8>>>;
+
+    fn reader(bytes: &[u8]) -> Result<TestReader, Error> {
+        PcapngReader::new(cursor(bytes), Path::new("t.pcapng"), 1, &Limits::default())
+    }
+
+    fn frames(r: &mut TestReader) -> (Vec<(u64, i64, u32, Vec<u8>, u32)>, Option<Error>) {
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            match r.next_frame() {
+                Ok(Some(f)) => out.push((
+                    f.at.no,
+                    f.ts.as_nanos(),
+                    f.link.0,
+                    f.data.to_vec(),
+                    f.orig_len,
+                )),
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        panic!("no end")
+    }
+
+    #[test]
+    fn reads_valid_fixture() {
+        let mut r = reader(&VALID_LE).unwrap();
+        let (f, err) = frames(&mut r);
+        assert!(err.is_none());
+        assert_eq!(f, vec![(1, 1_000_001_000, 1, vec![0xaa, 0xbb, 0xcc], 5)]);
+        assert_eq!(r.truncated_frames(), 1);
+        assert_eq!(r.snaplen(), Some(0));
+        assert_eq!(r.bytes_read(), VALID_LE.len() as u64);
+    }
+
+    #[test]
+    fn timestamp_resolutions_are_exact() {
+        assert_eq!(
+            TsResol::from_option(6).units_to_nanos(1_500_000),
+            1_500_000_000
+        );
+        assert_eq!(
+            TsResol::from_option(9).units_to_nanos(u64::MAX),
+            i128::from(u64::MAX)
+        );
+        // 2^-10: 1025 units = 1.0009765625 s, rounded down to the nanosecond.
+        assert_eq!(
+            TsResol::from_option(0x80 | 10).units_to_nanos(1025),
+            1_000_976_562
+        );
+        assert_eq!(
+            TsResol::from_option(12).units_to_nanos(1_234_567_891_234),
+            1_234_567_891
+        );
+        assert_eq!(TsResol::from_option(0).units_to_nanos(3), 3_000_000_000);
+        assert_eq!(TsResol::from_option(0x80 | 127).units_to_nanos(u64::MAX), 0);
+        assert_eq!(TsResol::from_option(127).units_to_nanos(u64::MAX), 0);
+    }
+
+    #[test]
+    fn interfaces_carry_resolution_offset_and_link() {
+        for e in [LE, BE] {
+            let mut file = shb(e);
+            file.extend(idb(e, 1, 0, None, None)); // µs
+            file.extend(idb(e, 113, 0, Some(9), None)); // ns, Linux SLL
+            file.extend(idb(e, 101, 0, Some(0x80 | 10), Some(100))); // 2^-10, +100 s
+            file.extend(epb(e, 0, 1_700_000_000_123_456, &[1], 1));
+            file.extend(epb(e, 1, 1_700_000_000_123_456_789, &[2], 1));
+            file.extend(epb(e, 2, 1024 * 5 + 512, &[3], 1));
+            let mut r = reader(&file).unwrap();
+            let (f, err) = frames(&mut r);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(r.interfaces().len(), 3);
+            assert_eq!(f[0].1, 1_700_000_000_123_456_000);
+            assert_eq!((f[0].2, f[1].2, f[2].2), (1, 113, 101));
+            assert_eq!(f[1].1, 1_700_000_000_123_456_789);
+            assert_eq!(f[2].1, 105_500_000_000);
+            assert_eq!(f.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+        }
+    }
+
+    #[test]
+    fn simple_packet_blocks_take_the_previous_time_and_the_snaplen() {
+        let mut file = shb(LE);
+        file.extend(idb(LE, 1, 4, None, None));
+        file.extend(spb(LE, &[9, 9], 2)); // no previous frame: time 0
+        file.extend(epb(LE, 0, 7_000_000, &[1, 2], 2));
+        file.extend(spb(LE, &[1, 2, 3, 4, 5, 6], 6)); // cut to snaplen 4
+        let mut r = reader(&file).unwrap();
+        let (f, err) = frames(&mut r);
+        assert!(err.is_none());
+        assert_eq!(f[0].1, 0);
+        assert_eq!(f[2].1, 7_000_000_000);
+        assert_eq!(f[2].3, vec![1, 2, 3, 4]);
+        assert_eq!(f[2].4, 6);
+        assert_eq!(r.truncated_frames(), 1);
+    }
+
+    #[test]
+    fn obsolete_packet_block_is_read() {
+        let mut file = shb(BE);
+        file.extend(idb(BE, 1, 0, None, None));
+        file.extend(pb(BE, 0, 2_000_000, &[5, 6, 7], 3));
+        let (f, err) = frames(&mut reader(&file).unwrap());
+        assert!(err.is_none());
+        assert_eq!(f, vec![(1, 2_000_000_000, 1, vec![5, 6, 7], 3)]);
+    }
+
+    #[test]
+    fn other_blocks_are_skipped() {
+        let mut file = shb(LE);
+        file.extend(idb(LE, 1, 0, None, None));
+        for t in [
+            block_type::NAME_RESOLUTION,
+            block_type::INTERFACE_STATISTICS,
+            block_type::DECRYPTION_SECRETS,
+            block_type::CUSTOM,
+            block_type::CUSTOM_NO_COPY,
+            0x1234_5678,
+        ] {
+            file.extend(block(LE, t, &[1, 2, 3, 4, 5]));
+        }
+        file.extend(block(LE, 0x8000_0001, &[]));
+        file.extend(epb(LE, 0, 1, &[1], 1));
+        let (f, err) = frames(&mut reader(&file).unwrap());
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn sections_have_their_own_byte_order_and_interfaces() {
+        let mut file = shb(LE);
+        file.extend(idb(LE, 1, 0, None, None));
+        file.extend(epb(LE, 0, 1_000_000, &[1], 1));
+        file.extend(shb(BE));
+        file.extend(idb(BE, 101, 0, Some(9), None));
+        file.extend(epb(BE, 0, 2_000_000_000, &[2], 1));
+        // Interface 1 of the first section is gone in the second.
+        let bad_at = {
+            let mut r = reader(&file).unwrap();
+            let (f, err) = frames(&mut r);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(
+                f,
+                vec![
+                    (1, 1_000_000_000, 1, vec![1], 1),
+                    (2, 2_000_000_000, 101, vec![2], 1)
+                ]
+            );
+            assert_eq!(r.sections(), 2);
+            file.len() as u64
+        };
+        file.extend(epb(BE, 1, 0, &[3], 1));
+        let (f, err) = frames(&mut reader(&file).unwrap());
+        assert_eq!(f.len(), 2);
+        assert!(matches!(err, Some(Error::Malformed { offset, .. }) if offset == bad_at));
+    }
+
+    #[test]
+    fn impossible_block_lengths_are_malformed_at_the_block() {
+        let base = {
+            let mut f = shb(LE);
+            f.extend(idb(LE, 1, 0, None, None));
+            f
+        };
+        let at = base.len() as u64;
+        let good = epb(LE, 0, 1, &[1, 2, 3, 4], 4);
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for total in [0u32, 8, 13, 1 << 30] {
+            let mut b = good.clone();
+            b[4..8].copy_from_slice(&total.to_le_bytes());
+            cases.push(b);
+        }
+        let mut mismatch = good.clone();
+        let n = mismatch.len();
+        mismatch[n - 4..].copy_from_slice(&99u32.to_le_bytes());
+        cases.push(mismatch);
+        let mut caplen_over = good.clone();
+        caplen_over[20..24].copy_from_slice(&5u32.to_le_bytes()); // block holds 4
+        cases.push(caplen_over);
+        let mut unknown_over = block(LE, 0x77, &[]);
+        unknown_over[4..8].copy_from_slice(&(MAX_SKIPPED_BLOCK_BYTES + 4).to_le_bytes());
+        cases.push(unknown_over);
+        for (i, case) in cases.iter().enumerate() {
+            let mut file = base.clone();
+            file.extend(epb(LE, 0, 1, &[0], 1));
+            file.extend(case);
+            let (f, err) = frames(&mut reader(&file).unwrap());
+            assert_eq!(f.len(), 1, "case {i}");
+            match err {
+                Some(Error::Malformed { offset, .. }) => assert_eq!(offset, at + 36, "case {i}"),
+                other => panic!("case {i}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn must_start_with_a_section_header() {
+        let file = idb(LE, 1, 0, None, None);
+        assert!(matches!(
+            reader(&file),
+            Err(Error::Malformed { offset: 0, .. })
+        ));
+        let mut bad_bom = shb(LE);
+        bad_bom[8] = 0;
+        assert!(matches!(
+            reader(&bad_bom),
+            Err(Error::Malformed { offset: 8, .. })
+        ));
+        let mut v2 = shb(LE);
+        v2[12] = 2;
+        assert!(matches!(reader(&v2), Err(Error::Malformed { .. })));
+        assert!(matches!(reader(&[]), Err(Error::Empty { .. })));
+    }
+
+    #[test]
+    fn every_truncation_gives_partial_frames_or_an_error() {
+        let mut file = shb(BE);
+        file.extend(idb(BE, 1, 0, Some(9), Some(-5)));
+        file.extend(epb(BE, 0, 9, &[1, 2, 3], 3));
+        file.extend(block(BE, 4, &[0; 8]));
+        file.extend(spb(BE, &[1], 1));
+        let boundaries: Vec<usize> = {
+            let mut v = vec![];
+            let mut at = 0;
+            for b in [
+                shb(BE),
+                idb(BE, 1, 0, Some(9), Some(-5)),
+                epb(BE, 0, 9, &[1, 2, 3], 3),
+                block(BE, 4, &[0; 8]),
+                spb(BE, &[1], 1),
+            ] {
+                at += b.len();
+                v.push(at);
+            }
+            v
+        };
+        for n in 0..file.len() {
+            let Ok(mut r) = reader(&file[..n]) else {
+                continue;
+            };
+            let (_, err) = frames(&mut r);
+            if boundaries.contains(&n) {
+                assert!(err.is_none(), "{n}: {err:?}");
+            } else {
+                assert!(matches!(err, Some(Error::Malformed { .. })), "{n}: {err:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_out_of_range_are_clamped_not_wrapped() {
+        let iface = Interface {
+            link: LinkType::ETHERNET,
+            snaplen: 0,
+            tsresol: TsResol::Pow10(9),
+            tsoffset_s: i64::MAX,
+        };
+        assert_eq!(iface.timestamp(u64::MAX).as_nanos(), i64::MAX);
+        let iface = Interface {
+            tsoffset_s: i64::MIN,
+            ..iface
+        };
+        assert_eq!(iface.timestamp(0).as_nanos(), i64::MIN);
+    }
+
+    #[test]
+    fn options_with_bad_lengths_end_the_option_list() {
+        let mut body = Vec::new();
+        body.extend([1, 0, 0, 0, 0, 0, 0, 0]); // linktype 1, snaplen 0
+        body.extend([9, 0, 200, 0, 6]); // if_tsresol claiming 200 bytes
+        let mut file = shb(LE);
+        file.extend(block(LE, 1, &body));
+        file.extend(epb(LE, 0, 3, &[1], 1));
+        let (f, err) = frames(&mut reader(&file).unwrap());
+        assert!(err.is_none());
+        assert_eq!(f[0].1, 3_000);
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_after_a_header_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let mut file = shb(LE);
+            file.extend(idb(LE, 1, 0, None, None));
+            file.extend(tail);
+            let mut r = reader(&file).unwrap();
+            for _ in 0..1000 {
+                match r.next_frame() {
+                    Ok(Some(f)) => prop_assert!(f.data.len() <= file.len()),
+                    _ => break,
+                }
+            }
+        }
+
+        #[test]
+        fn any_packet_blocks_never_panic(blocks in proptest::collection::vec((0u32..8, proptest::collection::vec(any::<u8>(), 0..64)), 0..20)) {
+            let mut file = shb(BE);
+            file.extend(idb(BE, 1, 0, None, None));
+            for (t, body) in blocks {
+                file.extend(block(BE, t, &body));
+            }
+            let mut r = reader(&file).unwrap();
+            for _ in 0..100 {
+                if !matches!(r.next_frame(), Ok(Some(_))) {
+                    break;
+                }
+            }
+        }
+    }
+}
