@@ -97,7 +97,8 @@ pub struct SystemTime {
 impl SystemTime {
     /// Nanoseconds since the Unix epoch, reading the fields as UTC. Out-of-range fields
     /// carry over as C `mktime` does (second 60 is the next minute), so no value fails.
-    pub fn to_unix_nanos(self) -> i64 {
+    /// i128, because SYSTEMTIME years (1601..30827) reach far beyond i64 nanoseconds.
+    pub fn to_unix_nanos(self) -> i128 {
         let month0 = i64::from(self.month) - 1;
         let year = i64::from(self.year) + month0.div_euclid(12);
         let month = month0.rem_euclid(12) + 1;
@@ -106,7 +107,7 @@ impl SystemTime {
             + i64::from(self.hour) * 3_600
             + i64::from(self.minute) * 60
             + i64::from(self.second);
-        secs * 1_000_000_000 + i64::from(self.millisecond) * 1_000_000
+        i128::from(secs) * 1_000_000_000 + i128::from(self.millisecond) * 1_000_000
     }
 }
 
@@ -274,7 +275,7 @@ impl<R: BufRead + Seek> NetmonReader<R> {
         if header.frame_table_length % 4 != 0 {
             return Err(malformed(
                 path,
-                12 + 16 + 4,
+                28,
                 format!(
                     "frame table length {} is not a multiple of 4",
                     header.frame_table_length
@@ -286,7 +287,7 @@ impl<R: BufRead + Seek> NetmonReader<R> {
             path: path.to_path_buf(),
             input,
             header,
-            start_ns: i128::from(header.start.to_unix_nanos()),
+            start_ns: header.start.to_unix_nanos(),
             max_frame_bytes: limits.max_frame_bytes,
             table_entries: u64::from(header.frame_table_length / 4),
             next_entry: 0,
@@ -473,5 +474,288 @@ impl<R: BufRead + Seek> FrameSource for NetmonReader<R> {
 
     fn truncated_frames(&self) -> u64 {
         self.truncated
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::capture::fixtures::{cursor, netmon_file, NetmonFrame};
+    use proptest::prelude::*;
+
+    /// Start time of netmon2-ipv6-port2433_wswiki_FTPv6-1.cap: 2005-07-16 (Saturday)
+    /// 10:29:29.800, which tshark shows as 1121509769.800 with TZ=UTC.
+    const START: [u16; 8] = [2005, 7, 6, 16, 10, 29, 29, 800];
+    const START_NS: i64 = 1_121_509_769_800_000_000;
+
+    type TestReader = NetmonReader<std::io::Cursor<Vec<u8>>>;
+
+    fn reader(bytes: &[u8]) -> Result<TestReader, Error> {
+        NetmonReader::new(cursor(bytes), Path::new("t.cap"), 2, &Limits::default())
+    }
+
+    fn frame(delta_us: u64, data: &[u8], media: u16) -> NetmonFrame {
+        NetmonFrame {
+            delta_us,
+            data: data.to_vec(),
+            orig_len: data.len() as u32,
+            media,
+            filetime: 0,
+        }
+    }
+
+    /// (number, ns, link, data)
+    type Seen = (u64, i64, u32, Vec<u8>);
+
+    fn frames(r: &mut TestReader) -> (Vec<Seen>, Option<Error>) {
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            match r.next_frame() {
+                Ok(Some(f)) => out.push((f.at.no, f.ts.as_nanos(), f.link.0, f.data.to_vec())),
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        panic!("no end")
+    }
+
+    #[test]
+    fn systemtime_reads_as_utc_like_mktime() {
+        let st = |y, mo, d, h, mi, s, ms| SystemTime {
+            year: y,
+            month: mo,
+            day: d,
+            hour: h,
+            minute: mi,
+            second: s,
+            millisecond: ms,
+        };
+        assert_eq!(
+            st(2005, 7, 16, 10, 29, 29, 800).to_unix_nanos(),
+            i128::from(START_NS)
+        );
+        assert_eq!(st(1970, 1, 1, 0, 0, 0, 0).to_unix_nanos(), 0);
+        for (y, mo, d) in [
+            (2024, 2, 29),
+            (2000, 3, 1),
+            (1601, 1, 1),
+            (2100, 12, 31),
+            (1999, 12, 31),
+        ] {
+            let want = chrono::NaiveDate::from_ymd_opt(i32::from(y), u32::from(mo), u32::from(d))
+                .unwrap()
+                .and_hms_opt(23, 59, 58)
+                .unwrap()
+                .and_utc()
+                .timestamp();
+            assert_eq!(
+                st(y, mo, d, 23, 59, 58, 0).to_unix_nanos(),
+                i128::from(want) * 1_000_000_000
+            );
+        }
+        // Out-of-range fields carry over instead of failing.
+        assert_eq!(st(1970, 1, 1, 0, 0, 60, 0).to_unix_nanos(), 60_000_000_000);
+        assert_eq!(st(1969, 13, 1, 0, 0, 0, 0).to_unix_nanos(), 0);
+        assert_eq!(
+            st(1970, 1, 0, 0, 0, 0, 0).to_unix_nanos(),
+            -86_400_000_000_000
+        );
+        assert!(
+            st(
+                u16::MAX,
+                u16::MAX,
+                u16::MAX,
+                u16::MAX,
+                u16::MAX,
+                u16::MAX,
+                u16::MAX
+            )
+            .to_unix_nanos()
+                > 0
+        );
+    }
+
+    #[test]
+    fn version_2_0_uses_the_header_media_type_and_start_time() {
+        let negative = (1u64 << 63) - 5_000_000; // -5 s once in 100 ns units
+        let file = netmon_file(
+            0,
+            1,
+            START,
+            &[
+                frame(0, &[1, 2, 3], 0),
+                frame(1_500_000, &[4], 0),
+                frame(negative, &[5], 0),
+            ],
+            None,
+        );
+        let mut r = reader(&file).unwrap();
+        let (f, err) = frames(&mut r);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(
+            f,
+            vec![
+                (1, START_NS, 1, vec![1, 2, 3]),
+                (2, START_NS + 1_500_000_000, 1, vec![4]),
+                (3, START_NS - 5_000_000_000, 1, vec![5]),
+            ]
+        );
+        assert!(r.next_frame().unwrap().is_none());
+        assert_eq!(r.format(), Format::Netmon2);
+    }
+
+    #[test]
+    fn trailers_of_2_1_and_2_2_give_each_frame_its_media_type() {
+        for minor in [1, 2] {
+            let file = netmon_file(
+                minor,
+                1,
+                START,
+                &[
+                    frame(1, &[1], 1),
+                    frame(2, &[2], 0xE000 | 101),
+                    frame(3, &[3], 0xFFFD), // adapter list: not a frame
+                    frame(4, &[4], 6),      // NetMon 802.11: no LINKTYPE
+                    frame(5, &[5], 0xFFFF), // filter string: delivered, unmapped
+                    frame(6, &[6], 9),
+                ],
+                None,
+            );
+            let (f, err) = frames(&mut reader(&file).unwrap());
+            assert!(err.is_none(), "{err:?}");
+            let links: Vec<(u64, u32, u8)> = f.iter().map(|x| (x.0, x.2, x.3[0])).collect();
+            assert_eq!(
+                links,
+                vec![
+                    (1, 1, 1),
+                    (2, 101, 2),
+                    (3, UNMAPPED_MEDIA_BASE | 6, 4),
+                    (4, UNMAPPED_MEDIA_BASE | 0xFFFF, 5),
+                    (5, 101, 6),
+                ],
+                "2.{minor}"
+            );
+            assert_eq!(unmapped_media(LinkType(f[2].2)), Some(6));
+            assert_eq!(unmapped_media(LinkType::ETHERNET), None);
+        }
+    }
+
+    #[test]
+    fn version_2_3_uses_the_per_frame_filetime() {
+        // 2020-01-01T00:00:00Z + 0.1234567 s.
+        let filetime = 1_577_836_800u64 * 10_000_000 + 116_444_736_000_000_000 + 1_234_567;
+        let mut f0 = frame(999, &[1, 2], 1);
+        f0.filetime = filetime;
+        let file = netmon_file(3, 1, START, &[f0], None);
+        let (f, err) = frames(&mut reader(&file).unwrap());
+        assert!(err.is_none());
+        assert_eq!(f[0].1, 1_577_836_800_123_456_700);
+    }
+
+    #[test]
+    fn frames_come_in_table_order() {
+        let file = netmon_file(
+            0,
+            1,
+            START,
+            &[frame(3, &[3], 1), frame(1, &[1], 1), frame(2, &[2], 1)],
+            Some(&[1, 2, 0]),
+        );
+        let (f, err) = frames(&mut reader(&file).unwrap());
+        assert!(err.is_none());
+        assert_eq!(f.iter().map(|x| x.3[0]).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(f.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn tables_larger_than_one_chunk_are_read_in_chunks() {
+        let many: Vec<NetmonFrame> = (0..TABLE_CHUNK_ENTRIES as u64 * 2 + 3)
+            .map(|i| frame(i, &(i as u32).to_le_bytes(), 1))
+            .collect();
+        let file = netmon_file(1, 1, START, &many, None);
+        let (f, err) = frames(&mut reader(&file).unwrap());
+        assert!(err.is_none());
+        assert_eq!(f.len(), many.len());
+        for (i, x) in f.iter().enumerate() {
+            assert_eq!(x.3, (i as u32).to_le_bytes());
+            assert_eq!(x.1, START_NS + i as i64 * 1_000);
+        }
+    }
+
+    #[test]
+    fn impossible_lengths_are_malformed() {
+        let good = netmon_file(0, 1, START, &[frame(0, &[1], 1), frame(0, &[2], 1)], None);
+        // Second frame claims 1 MiB.
+        let second = 128 + 16 + 1;
+        let mut big = good.clone();
+        big[second + 12..second + 16].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        let mut r = reader(&big).unwrap();
+        let (f, err) = frames(&mut r);
+        assert_eq!(f.len(), 1);
+        assert!(matches!(err, Some(Error::Malformed { offset, .. }) if offset == second as u64));
+        // Table length not a multiple of 4.
+        let mut odd = good.clone();
+        odd[28..32].copy_from_slice(&7u32.to_le_bytes());
+        assert!(matches!(reader(&odd), Err(Error::Malformed { .. })));
+        // Table beyond the end of the file.
+        let mut far = good.clone();
+        far[24..28].copy_from_slice(&1_000_000u32.to_le_bytes());
+        assert!(matches!(reader(&far), Err(Error::Malformed { .. })));
+        // A table entry pointing past the end.
+        let mut past = good.clone();
+        let n = past.len();
+        past[n - 4..].copy_from_slice(&1_000_000u32.to_le_bytes());
+        let (f, err) = frames(&mut reader(&past).unwrap());
+        assert_eq!(f.len(), 1);
+        assert!(matches!(err, Some(Error::Malformed { what, .. }) if what.contains("frame 2")));
+        // Version 1.x and 3.x are refused.
+        let mut v1 = good.clone();
+        v1[5] = 1;
+        assert!(matches!(reader(&v1), Err(Error::Malformed { .. })));
+        assert!(matches!(reader(b"GMBU"), Err(Error::Malformed { .. })));
+        assert!(matches!(reader(b""), Err(Error::Empty { .. })));
+    }
+
+    #[test]
+    fn every_truncation_gives_partial_frames_or_an_error() {
+        let file = netmon_file(
+            2,
+            1,
+            START,
+            &[frame(0, &[1, 2, 3], 1), frame(5, &[4, 5], 1)],
+            None,
+        );
+        for n in 0..file.len() {
+            match reader(&file[..n]) {
+                Err(_) => {}
+                Ok(mut r) => {
+                    let (_, err) = frames(&mut r);
+                    assert!(err.is_some(), "{n}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_after_a_header_never_panic(
+            minor in 0u8..5,
+            table_at in 0u32..2200,
+            table_len in 0u32..64,
+            tail in proptest::collection::vec(any::<u8>(), 0..2048),
+        ) {
+            let mut file = netmon_file(minor, 1, START, &[], None);
+            file[24..28].copy_from_slice(&table_at.to_le_bytes());
+            file[28..32].copy_from_slice(&(table_len * 4).to_le_bytes());
+            file.extend(tail);
+            if let Ok(mut r) = reader(&file) {
+                for _ in 0..100 {
+                    if !matches!(r.next_frame(), Ok(Some(_))) {
+                        break;
+                    }
+                }
+            }
+        }
     }
 }

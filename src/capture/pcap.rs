@@ -418,7 +418,7 @@ mod tests {
     fn captured_length_far_above_snaplen_is_malformed() {
         let e = Endianness::Big;
         let mut file = pcap_header(e, false, 96, 1);
-        file.extend(pcap_record(e, 1, 0, &vec![0; 200], 200)); // a little over: fine
+        file.extend(pcap_record(e, 1, 0, &[0; 200], 200)); // a little over: fine
         file.extend(pcap_record(e, 1, 0, &vec![0; 96 + 65_537], 70_000));
         let mut r = reader(&file).unwrap();
         assert_eq!(r.next_frame().unwrap().unwrap().data.len(), 200);

@@ -656,12 +656,14 @@ mod tests {
     ];
 
     type TestReader = PcapngReader<std::io::Cursor<Vec<u8>>>;
+    /// (number, ns, link, data, orig_len)
+    type Seen = (u64, i64, u32, Vec<u8>, u32);
 
     fn reader(bytes: &[u8]) -> Result<TestReader, Error> {
         PcapngReader::new(cursor(bytes), Path::new("t.pcapng"), 1, &Limits::default())
     }
 
-    fn frames(r: &mut TestReader) -> (Vec<(u64, i64, u32, Vec<u8>, u32)>, Option<Error>) {
+    fn frames(r: &mut TestReader) -> (Vec<Seen>, Option<Error>) {
         let mut out = Vec::new();
         for _ in 0..10_000 {
             match r.next_frame() {
