@@ -449,3 +449,33 @@ fn chain_orders_by_first_timestamp_and_numbers_per_file() {
     }
     assert_eq!(done, vec![(0, false), (1, false), (2, false), (3, true)]);
 }
+
+/// Throughput check, run by hand: `TDSSCOPE_BENCH_FILES=a.pcap,b.pcapng cargo test --release
+/// --test capture_readers throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let Ok(list) = std::env::var("TDSSCOPE_BENCH_FILES") else {
+        println!("SKIPPED: set TDSSCOPE_BENCH_FILES");
+        return;
+    };
+    for name in list.split(',') {
+        let path = Path::new(name);
+        let size = std::fs::metadata(path).unwrap().len();
+        let start = std::time::Instant::now();
+        let mut source = open(path, 0, &Limits::default()).unwrap();
+        let (mut frames, mut bytes, mut sum) = (0u64, 0u64, 0u64);
+        while let Some(f) = source.next_frame().unwrap() {
+            frames += 1;
+            bytes += f.data.len() as u64;
+            sum = sum.wrapping_add(u64::from(*f.data.first().unwrap_or(&0)));
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{name}: {} {frames} frames, {bytes} data bytes, {size} file bytes in {secs:.3} s = {:.0} frames/s, {:.0} MB/s (checksum {sum})",
+            source.format(),
+            frames as f64 / secs,
+            size as f64 / secs / 1e6
+        );
+    }
+}
