@@ -258,6 +258,26 @@ fn editcap_netmon2_copy_reads_identically() {
 }
 
 #[test]
+fn netmon1_copy_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("v1.cap");
+    if !editcap(
+        "netmon1",
+        &capture("tds7-login-loginack_arkime_tds7.pcap"),
+        &dst,
+    ) {
+        return;
+    }
+    match open(&dst, 0, &Limits::default()) {
+        Err(Error::UnknownFormat { magic, .. }) => {
+            assert!(magic.contains("Network Monitor 1.x"), "{magic}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("NetMon 1.x is not read"),
+    }
+}
+
+#[test]
 fn editcap_nanosecond_pcapng_keeps_nanoseconds() {
     let dir = tempfile::tempdir().unwrap();
     let src = capture("pcap-nanosecond-le_wswiki_dhcp-nanosecond.pcap");

@@ -190,9 +190,21 @@ where
 
 fn unknown(path: &Path, first: &[u8]) -> Error {
     let hex: Vec<String> = first.iter().map(|b| format!("{b:02x}")).collect();
+    let mut magic = hex.join(" ");
+    // Say what the file is when we know it, so the user can convert it.
+    let known = match first {
+        b"RTSS" => Some("Network Monitor 1.x; convert it with `editcap -F pcapng`"),
+        [0xa1, 0xb2, 0xcd, 0x34] | [0x34, 0xcd, 0xb2, 0xa1] => {
+            Some("Alexey Kuznetsov's modified pcap; convert it with `editcap -F pcapng`")
+        }
+        _ => None,
+    };
+    if let Some(what) = known {
+        magic = format!("{magic} ({what})");
+    }
     Error::UnknownFormat {
         path: path.to_path_buf(),
-        magic: hex.join(" "),
+        magic,
     }
 }
 
