@@ -84,19 +84,55 @@ fn epoch_nanos(s: &str) -> i64 {
     secs.parse::<i64>().expect("seconds") * 1_000_000_000 + frac.parse::<i64>().expect("nanos")
 }
 
-fn tshark_times(path: &Path) -> Vec<i64> {
+/// One tshark line per frame: time, captured length, length on the wire, wiretap encapsulation.
+struct TsharkFrame {
+    ts: i64,
+    cap_len: usize,
+    len: u32,
+    encap: u32,
+}
+
+fn tshark_frames(path: &Path) -> Vec<TsharkFrame> {
     let out = Command::new("tshark")
         .env("TZ", "UTC")
         .args(["-r"])
         .arg(path)
-        .args(["-T", "fields", "-e", "frame.time_epoch"])
+        .args(["-T", "fields", "-E", "separator=,"])
+        .args([
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.cap_len",
+            "-e",
+            "frame.len",
+        ])
+        .args(["-e", "frame.encap_type"])
         .output()
         .expect("tshark runs");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(epoch_nanos)
+        .map(|l| {
+            let v: Vec<&str> = l.split(',').collect();
+            TsharkFrame {
+                ts: epoch_nanos(v[0]),
+                cap_len: v[1].parse().unwrap(),
+                len: v[2].parse().unwrap(),
+                encap: v[3].parse().unwrap(),
+            }
+        })
         .collect()
+}
+
+/// Wiretap encapsulation numbers (wiretap/wtap.h) to LINKTYPEs, for those in the captures.
+fn encap_to_linktype(encap: u32) -> u32 {
+    match encap {
+        1 => 1,    // Ethernet
+        7 => 101,  // raw IP
+        15 => 0,   // BSD loopback (NULL)
+        25 => 113, // Linux cooked
+        other => panic!("add wiretap encapsulation {other} to the table"),
+    }
 }
 
 fn capinfos_count(path: &Path) -> u64 {
@@ -134,23 +170,31 @@ fn every_shared_capture_matches_capinfos_and_tshark() {
         assert!(err.is_none(), "{}: {:?}", path.display(), err);
         let count = capinfos_count(&path);
         assert_eq!(frames.len() as u64, count, "{} frame count", path.display());
-        let times = tshark_times(&path);
-        assert_eq!(times.len() as u64, count, "{} tshark lines", path.display());
-        let us = |ns: i64| ns.div_euclid(1_000);
-        for (i, f) in frames.iter().enumerate() {
-            assert_eq!(f.no, i as u64 + 1);
-        }
-        let (first, last) = (&frames[0], &frames[frames.len() - 1]);
-        assert_eq!(us(first.ts), us(times[0]), "{} first ts", path.display());
+        let tshark = tshark_frames(&path);
         assert_eq!(
-            us(last.ts),
-            us(*times.last().unwrap()),
-            "{} last ts",
+            tshark.len() as u64,
+            count,
+            "{} tshark lines",
             path.display()
         );
+        let us = |ns: i64| ns.div_euclid(1_000);
+        let (first, last) = (&frames[0], &frames[frames.len() - 1]);
+        assert_eq!(
+            us(first.ts),
+            us(tshark[0].ts),
+            "{} first ts",
+            path.display()
+        );
+        let tlast = tshark.last().unwrap().ts;
+        assert_eq!(us(last.ts), us(tlast), "{} last ts", path.display());
         // Every frame, not only the ends, is cheap to check on files this size.
-        for (f, t) in frames.iter().zip(&times) {
-            assert_eq!(us(f.ts), us(*t), "{} frame {}", path.display(), f.no);
+        for (i, (f, t)) in frames.iter().zip(&tshark).enumerate() {
+            let what = format!("{} frame {}", path.display(), f.no);
+            assert_eq!(f.no, i as u64 + 1, "{what}");
+            assert_eq!(us(f.ts), us(t.ts), "{what}");
+            assert_eq!(f.data.len(), t.cap_len, "{what}");
+            assert_eq!(f.orig_len, t.len, "{what}");
+            assert_eq!(f.link.0, encap_to_linktype(t.encap), "{what}");
         }
         println!("{}: {} {} frames ok", path.display(), format, frames.len());
     }
