@@ -68,6 +68,8 @@ pub fn open(path: &Path, input: u16, limits: &Limits) -> Result<Box<dyn FrameSou
 
 /// Builds a reader from any seekable byte source positioned at its start (a file, or an
 /// in-memory `Cursor` for tests and fuzzing). `path` only names the input in errors.
+/// `bytes_read()` here counts bytes the reader consumed (decompressed bytes for gzip; for
+/// NetMon, the position of the last record read).
 pub fn from_reader<R>(
     reader: R,
     path: &Path,
