@@ -44,39 +44,6 @@ pub struct Outcome {
 /// Frames between progress callbacks: often enough for a smooth bar, rare enough to cost nothing.
 const PROGRESS_EVERY_FRAMES: u64 = 8192;
 
-struct Opened {
-    path: PathBuf,
-    first_ts: Option<Timestamp>,
-}
-
-/// Opens each path once to learn its format and first timestamp, so that several files are
-/// processed as one chained capture in time order (as `mergecap -a` would, after sorting).
-fn order_inputs(
-    paths: &[PathBuf],
-    limits: &Limits,
-    errors: &mut Vec<capture::Error>,
-) -> Vec<Opened> {
-    let mut opened = Vec::new();
-    for path in paths {
-        match capture::open(path, 0, limits) {
-            Ok(mut source) => {
-                let first_ts = match source.next_frame() {
-                    Ok(Some(frame)) => Some(frame.ts),
-                    _ => None,
-                };
-                opened.push(Opened {
-                    path: path.clone(),
-                    first_ts,
-                });
-            }
-            Err(e) => errors.push(e),
-        }
-    }
-    // Stable sort: files without frames keep their command-line order, after the others.
-    opened.sort_by_key(|o| (o.first_ts.is_none(), o.first_ts));
-    opened
-}
-
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
@@ -89,8 +56,10 @@ pub fn analyze(
     progress: &mut dyn FnMut(Progress),
 ) -> std::io::Result<Outcome> {
     let mut result = Outcome::default();
-    let ordered = order_inputs(paths, &opts.limits, &mut result.input_errors);
-    let bytes_total: u64 = ordered.iter().map(|o| file_len(&o.path)).sum();
+    // Several files are one capture, read in the order of their first frames (files that
+    // cannot be read go last and are reported).
+    let ordered = capture::order_by_first_timestamp(paths, &opts.limits);
+    let bytes_total: u64 = ordered.iter().map(|p| file_len(p)).sum();
     let mut bytes_before = 0u64;
 
     let mut decoder = Decoder::new(&opts.limits);
@@ -115,20 +84,19 @@ pub fn analyze(
         Ok(())
     };
 
-    for (index, opened) in ordered.iter().enumerate() {
+    for (index, path) in ordered.iter().enumerate() {
         let input_no = u16::try_from(index).unwrap_or(u16::MAX);
-        let mut input = Input::new(opened.path.display().to_string());
-        input.bytes = file_len(&opened.path);
-        let mut source: Box<dyn FrameSource> =
-            match capture::open(&opened.path, input_no, &opts.limits) {
-                Ok(s) => s,
-                Err(e) => {
-                    input.error = Some(e.to_string());
-                    result.input_errors.push(e);
-                    inputs.push(input);
-                    continue;
-                }
-            };
+        let mut input = Input::new(path.display().to_string());
+        input.bytes = file_len(path);
+        let mut source: Box<dyn FrameSource> = match capture::open(path, input_no, &opts.limits) {
+            Ok(s) => s,
+            Err(e) => {
+                input.error = Some(e.to_string());
+                result.input_errors.push(e);
+                inputs.push(input);
+                continue;
+            }
+        };
         input.format = Some(source.format().as_str());
         let mut first: Option<Timestamp> = None;
         let mut last: Option<Timestamp> = None;
@@ -181,11 +149,6 @@ pub fn analyze(
             bytes_done: bytes_before,
             bytes_total,
         });
-        inputs.push(input);
-    }
-    for e in &result.input_errors {
-        let mut input = Input::new(e.path().display().to_string());
-        input.error = Some(e.to_string());
         inputs.push(input);
     }
     tracker.finish(&mut sessions);

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod capture_readers;
 mod cli;
 mod decode_tshark;
 mod generated;

@@ -3,11 +3,28 @@
 //!
 //! Readers stream: each holds one frame's buffer and the file's read-ahead, so memory does not
 //! grow with file size. A reader hands out one [`Frame`] at a time, borrowed from its buffer.
+//!
+//! Entry points: [`open`] (a file, format from its magic bytes, gzip decompressed on the fly),
+//! [`from_reader`] (the same over any `Read + Seek`, for tests and fuzzing), and [`Chain`]
+//! (several files as one capture, in first-timestamp order, with an [`InputInfo`] per file).
 
 use std::fmt;
 use std::path::PathBuf;
 
 use crate::time::Timestamp;
+
+pub mod chain;
+#[cfg(test)]
+mod fixtures;
+pub mod netmon;
+pub mod open;
+pub mod pcap;
+pub mod pcapng;
+mod stream;
+
+pub use chain::{order_by_first_timestamp, Chain, ChainEvent, InputInfo};
+pub use open::{from_reader, open};
+pub use stream::READ_BUFFER_BYTES;
 
 /// Which input a frame came from, and its 1-based number within that input, exactly as
 /// Wireshark numbers it (`frame.number`).
@@ -130,6 +147,10 @@ pub trait FrameSource {
     /// True when the file was gzip-compressed.
     fn compressed(&self) -> bool {
         false
+    }
+    /// Frames so far whose captured length was shorter than their length on the wire.
+    fn truncated_frames(&self) -> u64 {
+        0
     }
 }
 

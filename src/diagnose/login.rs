@@ -81,7 +81,10 @@ pub fn login_outcome(c: &ConnectionFacts) -> Option<LoginOutcome> {
         // A LOGINACK that arrives after the client's FIN or RST came too late: the client
         // had already given up (its login timeout).
         let client = c.tcp.dir(Direction::ToServer);
-        let gave_up = [client.fin, client.rst].into_iter().flatten().min_by_key(|m| m.ts);
+        let gave_up = [client.fin, client.rst]
+            .into_iter()
+            .flatten()
+            .min_by_key(|m| m.ts);
         if gave_up.is_some_and(|g| g.ts < ack.at.ts) {
             return Some(LoginOutcome::Timeout);
         }
