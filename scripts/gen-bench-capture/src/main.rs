@@ -32,7 +32,8 @@ options:
 
 fn parse_u64(flag: &str, v: Option<String>) -> Result<u64, String> {
     let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
-    v.parse::<u64>().map_err(|_| format!("{flag}: '{v}' is not a non-negative integer"))
+    v.parse::<u64>()
+        .map_err(|_| format!("{flag}: '{v}' is not a non-negative integer"))
 }
 
 fn parse_ppm(flag: &str, v: Option<String>) -> Result<u32, String> {
@@ -73,7 +74,8 @@ fn parse_args() -> Result<Args, String> {
             "-o" | "--output" => output = Some(it.next().ok_or("-o needs a file name")?),
             "--stats-json" => stats_json = Some(it.next().ok_or("--stats-json needs a file name")?),
             "-q" | "--quiet" => quiet = true,
-            "--loss-ppm" | "--dup-ppm" | "--unanswered-ppm" | "--refused-ppm" | "--loopback-ppm" => {
+            "--loss-ppm" | "--dup-ppm" | "--unanswered-ppm" | "--refused-ppm"
+            | "--loopback-ppm" => {
                 let v = parse_ppm(&a, it.next())?;
                 knobs.push((a, v));
             }
@@ -110,16 +112,21 @@ fn run(args: Args) -> Result<(), String> {
     let writer: Box<dyn std::io::Write> = if args.output == "-" {
         Box::new(std::io::stdout().lock())
     } else {
-        Box::new(File::create(&args.output).map_err(|e| format!("cannot create '{}': {e}", args.output))?)
+        Box::new(
+            File::create(&args.output)
+                .map_err(|e| format!("cannot create '{}': {e}", args.output))?,
+        )
     };
     let out = BufWriter::with_capacity(1 << 20, writer);
     let mut g = Generator::new(args.cfg, out).map_err(|e| format!("write failed: {e}"))?;
-    g.run(args.size_bytes).map_err(|e| format!("write failed: {e}"))?;
+    g.run(args.size_bytes)
+        .map_err(|e| format!("write failed: {e}"))?;
     let stats = g.stats.clone();
     drop(g.into_inner());
     let secs = started.elapsed().as_secs_f64();
     if let Some(path) = &args.stats_json {
-        std::fs::write(path, stats.to_json() + "\n").map_err(|e| format!("cannot write '{path}': {e}"))?;
+        std::fs::write(path, stats.to_json() + "\n")
+            .map_err(|e| format!("cannot write '{path}': {e}"))?;
     }
     if !args.quiet {
         eprintln!(

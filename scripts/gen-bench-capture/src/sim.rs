@@ -181,8 +181,20 @@ enum Ending {
     ServerRst,
 }
 
-const USERS: [&str; 5] = ["svc_orders", "svc_billing", "app_reader", "etl_loader", "reporting"];
-const APPS: [&str; 5] = ["OrdersService", "BillingWorker", "ReportPortal", "NightlyETL", "InventoryApi"];
+const USERS: [&str; 5] = [
+    "svc_orders",
+    "svc_billing",
+    "app_reader",
+    "etl_loader",
+    "reporting",
+];
+const APPS: [&str; 5] = [
+    "OrdersService",
+    "BillingWorker",
+    "ReportPortal",
+    "NightlyETL",
+    "InventoryApi",
+];
 const DATABASES: [&str; 4] = ["SalesDb", "Billing", "Inventory", "Reporting"];
 const SERVER_NAMES: [&str; 4] = ["SQLPROD01", "SQLPROD02", "SQLPROD03", "SQLPROD04"];
 
@@ -230,8 +242,16 @@ impl Conn {
             let port = 49152 + (*loopback_no % 16384) as u16;
             *loopback_no += 1;
             (
-                Endpoint { mac: [0; 6], ip: [127, 0, 0, 1], port },
-                Endpoint { mac: [0; 6], ip: [127, 0, 0, 1], port: 1433 },
+                Endpoint {
+                    mac: [0; 6],
+                    ip: [127, 0, 0, 1],
+                    port,
+                },
+                Endpoint {
+                    mac: [0; 6],
+                    ip: [127, 0, 0, 1],
+                    port: 1433,
+                },
             )
         } else {
             let q = no / 4000;
@@ -239,11 +259,22 @@ impl Conn {
             let srv = (client_k % 4) as u8;
             (
                 Endpoint {
-                    mac: [0x00, 0x50, 0x56, 0x01, (client_k >> 8) as u8, client_k as u8],
+                    mac: [
+                        0x00,
+                        0x50,
+                        0x56,
+                        0x01,
+                        (client_k >> 8) as u8,
+                        client_k as u8,
+                    ],
                     ip: [10, 1, (client_k / 250) as u8, (client_k % 250) as u8 + 1],
                     port,
                 },
-                Endpoint { mac: [0x00, 0x15, 0x5D, 0x00, 0x00, 0x0A + srv], ip: [10, 0, 0, 10 + srv], port: 1433 },
+                Endpoint {
+                    mac: [0x00, 0x15, 0x5D, 0x00, 0x00, 0x0A + srv],
+                    ip: [10, 0, 0, 10 + srv],
+                    port: 1433,
+                },
             )
         };
         let roll = rng.below(1_000_000) as u32;
@@ -264,7 +295,11 @@ impl Conn {
         } else {
             Ending::ClientFin
         };
-        let rtt_us = if loopback { rng.range(10, 40) } else { rng.log_range(150, 3000) };
+        let rtt_us = if loopback {
+            rng.range(10, 40)
+        } else {
+            rng.log_range(150, 3000)
+        };
         let exchanges_left = rng.range(1, 10) as u32;
         let mut ip_id = [0u16; 2];
         ip_id[0] = rng.next_u32() as u16;
@@ -312,9 +347,20 @@ impl Conn {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push(&mut self, at: u64, from: usize, flags: u8, seq: u32, ack: u32, opts: Opts) -> &mut Step {
-        let window = if flags & SYN != 0 { self.syn_window[from] } else { self.window[from] };
+    fn push(
+        &mut self,
+        at: u64,
+        from: usize,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        opts: Opts,
+    ) -> &mut Step {
+        let window = if flags & SYN != 0 {
+            self.syn_window[from]
+        } else {
+            self.window[from]
+        };
         self.steps.push_back(Step {
             at,
             from,
@@ -371,7 +417,12 @@ impl Conn {
                 self.body.clear();
                 tds::login_response(&mut self.body, server, database);
                 self.msg[SERVER].clear();
-                tds::packetize(&mut self.msg[SERVER], tds::PKT_TABULAR, &self.body, self.spid);
+                tds::packetize(
+                    &mut self.msg[SERVER],
+                    tds::PKT_TABULAR,
+                    &self.body,
+                    self.spid,
+                );
                 self.rng = rng;
                 let exec = self.rng.log_range(800, 20_000);
                 self.plan_exchange(t, exec, cfg);
@@ -428,7 +479,8 @@ impl Conn {
             Opening::Unanswered => {
                 // The client's SYN and its retransmissions at +1 s and +3 s, then it gives up.
                 self.push(t, CLIENT, SYN, isn[CLIENT], 0, Opts::Syn);
-                self.push(t + 1_000_000, CLIENT, SYN, isn[CLIENT], 0, Opts::Syn).mark = Mark::SynRetransmission;
+                self.push(t + 1_000_000, CLIENT, SYN, isn[CLIENT], 0, Opts::Syn)
+                    .mark = Mark::SynRetransmission;
                 let s = self.push(t + 3_000_000, CLIENT, SYN, isn[CLIENT], 0, Opts::Syn);
                 s.mark = Mark::SynRetransmission;
                 s.last = true;
@@ -437,7 +489,14 @@ impl Conn {
             Opening::Refused => {
                 self.push(t, CLIENT, SYN, isn[CLIENT], 0, Opts::Syn);
                 let d = self.reply_delay(SERVER);
-                let s = self.push(t + d, SERVER, RST | ACK, 0, isn[CLIENT].wrapping_add(1), Opts::None);
+                let s = self.push(
+                    t + d,
+                    SERVER,
+                    RST | ACK,
+                    0,
+                    isn[CLIENT].wrapping_add(1),
+                    Opts::None,
+                );
                 s.window = 0;
                 s.last = true;
                 self.stage = Stage::Done;
@@ -445,10 +504,24 @@ impl Conn {
             Opening::Normal => {
                 self.push(t, CLIENT, SYN, isn[CLIENT], 0, Opts::Syn);
                 let t1 = t + self.reply_delay(SERVER);
-                self.push(t1, SERVER, SYN | ACK, isn[SERVER], isn[CLIENT].wrapping_add(1), Opts::Syn);
+                self.push(
+                    t1,
+                    SERVER,
+                    SYN | ACK,
+                    isn[SERVER],
+                    isn[CLIENT].wrapping_add(1),
+                    Opts::Syn,
+                );
                 let t2 = t1 + self.reply_delay(CLIENT);
                 self.snd = [isn[CLIENT].wrapping_add(1), isn[SERVER].wrapping_add(1)];
-                self.push(t2, CLIENT, ACK, self.snd[CLIENT], self.snd[SERVER], Opts::Data);
+                self.push(
+                    t2,
+                    CLIENT,
+                    ACK,
+                    self.snd[CLIENT],
+                    self.snd[SERVER],
+                    Opts::Data,
+                );
                 self.stage = Stage::Prelogin;
             }
         }
@@ -467,14 +540,30 @@ impl Conn {
                 let t1 = t + self.reply_delay(SERVER);
                 self.push(t1, SERVER, FIN | ACK, s, c.wrapping_add(1), Opts::Data);
                 let t2 = t1 + self.reply_delay(CLIENT);
-                self.push(t2, CLIENT, ACK, c.wrapping_add(1), s.wrapping_add(1), Opts::Data).last = true;
+                self.push(
+                    t2,
+                    CLIENT,
+                    ACK,
+                    c.wrapping_add(1),
+                    s.wrapping_add(1),
+                    Opts::Data,
+                )
+                .last = true;
             }
             Ending::ServerFin => {
                 self.push(t, SERVER, FIN | ACK, s, c, Opts::Data);
                 let t1 = t + self.reply_delay(CLIENT);
                 self.push(t1, CLIENT, FIN | ACK, c, s.wrapping_add(1), Opts::Data);
                 let t2 = t1 + self.reply_delay(SERVER);
-                self.push(t2, SERVER, ACK, s.wrapping_add(1), c.wrapping_add(1), Opts::Data).last = true;
+                self.push(
+                    t2,
+                    SERVER,
+                    ACK,
+                    s.wrapping_add(1),
+                    c.wrapping_add(1),
+                    Opts::Data,
+                )
+                .last = true;
             }
         }
         self.snd = [c.wrapping_add(1), s.wrapping_add(1)];
@@ -634,7 +723,13 @@ impl Conn {
                 } else {
                     format!("INSERT INTO dbo.AuditLog (EventType, EntityId, CreatedAt) VALUES (N'order.viewed', {id}, SYSUTCDATETIME());")
                 };
-                tds::done(&mut resp, tds::DONE, tds::DONE_COUNT, if roll % 2 == 0 { 0x00C5 } else { 0x00C3 }, 1);
+                tds::done(
+                    &mut resp,
+                    tds::DONE,
+                    tds::DONE_COUNT,
+                    if roll % 2 == 0 { 0x00C5 } else { 0x00C3 },
+                    1,
+                );
             } else if roll < 780 {
                 text = "SET NOCOUNT ON; SET XACT_ABORT ON; SET TRANSACTION ISOLATION LEVEL READ COMMITTED;".to_string();
                 tds::done(&mut resp, tds::DONE, 0, 0x00C1, 0);
@@ -664,9 +759,20 @@ impl Conn {
                 let rows = rng.range(20, 300);
                 tds::result_set(&mut resp, &mut rng, rows, tds::DONE, 0);
             } else {
-                text = format!("SELECT TOP (10) * FROM dbo.OrderArchive{} WHERE OrderId = {id};", id % 9);
+                text = format!(
+                    "SELECT TOP (10) * FROM dbo.OrderArchive{} WHERE OrderId = {id};",
+                    id % 9
+                );
                 let msg = format!("Invalid object name 'dbo.OrderArchive{}'.", id % 9);
-                tds::info_or_error(&mut resp, 0xAA, 208, 1, 16, &msg, SERVER_NAMES[self.names % SERVER_NAMES.len()]);
+                tds::info_or_error(
+                    &mut resp,
+                    0xAA,
+                    208,
+                    1,
+                    16,
+                    &msg,
+                    SERVER_NAMES[self.names % SERVER_NAMES.len()],
+                );
                 tds::done(&mut resp, tds::DONE, tds::DONE_ERROR, 0x00C1, 0);
             }
             tds::sql_batch(&mut self.body, &text);
@@ -707,7 +813,10 @@ impl<W: Write> Generator<W> {
             open: 0,
             frame: Vec::with_capacity(70_000),
             opts: Vec::with_capacity(40),
-            stats: Stats { bytes: 24, ..Stats::default() },
+            stats: Stats {
+                bytes: 24,
+                ..Stats::default()
+            },
         };
         // Connections start over the first second rather than all in the same microsecond.
         for slot in 0..g.cfg.concurrency {
@@ -727,9 +836,13 @@ impl<W: Write> Generator<W> {
     /// crosses it, so the file ends on a record boundary).
     pub fn run(&mut self, limit_bytes: u64) -> io::Result<()> {
         while self.stats.bytes < limit_bytes {
-            let Some(Reverse((_, slot))) = self.heap.pop() else { break };
+            let Some(Reverse((_, slot))) = self.heap.pop() else {
+                break;
+            };
             let idx = slot as usize;
-            let Some(step) = self.slots[idx].steps.pop_front() else { continue };
+            let Some(step) = self.slots[idx].steps.pop_front() else {
+                continue;
+            };
             let t = step.at.max(self.last_ts + 1);
             self.emit(idx, &step, t)?;
             if self.slots[idx].steps.is_empty() {
@@ -775,7 +888,13 @@ impl<W: Write> Generator<W> {
                     (false, CLIENT) => (1460, 8),
                     (false, _) => (1460, 7),
                 };
-                wire::syn_options(&mut self.opts, mss, wscale, tsval, if step.flags & ACK != 0 { tsecr } else { 0 });
+                wire::syn_options(
+                    &mut self.opts,
+                    mss,
+                    wscale,
+                    tsval,
+                    if step.flags & ACK != 0 { tsecr } else { 0 },
+                );
             }
             Opts::Data => wire::data_options(&mut self.opts, tsval, tsecr, step.sack),
         }
@@ -799,16 +918,19 @@ impl<W: Write> Generator<W> {
         // Count TDS packet headers that start in this segment (all our segment boundaries fall on
         // TDS packet boundaries or inside them; count by walking the message once per message).
         if step.mark != Mark::Retransmission {
-            count_tds_headers(&conn.msg[from], start, step.data_len as usize, &mut self.stats.tds_packets);
+            count_tds_headers(
+                &conn.msg[from],
+                start,
+                step.data_len as usize,
+                &mut self.stats.tds_packets,
+            );
         }
         let copies = if step.mark == Mark::Twice { 2 } else { 1 };
-        let mut ts = t;
-        for _ in 0..copies {
+        for ts in t..t + copies {
             wire::write_record(&mut self.out, ts, &self.frame)?;
             self.stats.packets += 1;
             self.stats.bytes += 16 + self.frame.len() as u64;
             self.last_ts = ts;
-            ts += 1;
         }
         if self.stats.first_ts_us == 0 {
             self.stats.first_ts_us = t;

@@ -50,7 +50,9 @@ pub fn packetize(out: &mut Vec<u8>, packet_type: u8, payload: &[u8], spid: u16) 
     let max_data = PACKET_SIZE - HEADER_LEN;
     let count = payload.len().div_ceil(max_data).max(1);
     for i in 0..count {
-        let chunk = payload.get(i * max_data..((i + 1) * max_data).min(payload.len())).unwrap_or(&[]);
+        let chunk = payload
+            .get(i * max_data..((i + 1) * max_data).min(payload.len()))
+            .unwrap_or(&[]);
         let status = if i + 1 == count { 0x01 } else { 0x00 };
         out.push(packet_type);
         out.push(status);
@@ -131,18 +133,19 @@ pub fn login7(out: &mut Vec<u8>, names: &LoginNames<'_>, rng: &mut Rng) {
     out.resize(start + FIXED, 0);
     let mut fixed = [0u8; FIXED];
     let mut var: Vec<u8> = Vec::with_capacity(200);
-    let put_str = |slot: usize, s: &str, obfuscate: bool, fixed: &mut [u8; FIXED], var: &mut Vec<u8>| {
-        let offset = (FIXED + var.len()) as u16;
-        let from = var.len();
-        put_utf16(var, s);
-        if obfuscate {
-            for b in &mut var[from..] {
-                *b = b.rotate_left(4) ^ 0xA5;
+    let put_str =
+        |slot: usize, s: &str, obfuscate: bool, fixed: &mut [u8; FIXED], var: &mut Vec<u8>| {
+            let offset = (FIXED + var.len()) as u16;
+            let from = var.len();
+            put_utf16(var, s);
+            if obfuscate {
+                for b in &mut var[from..] {
+                    *b = b.rotate_left(4) ^ 0xA5;
+                }
             }
-        }
-        fixed[slot..slot + 2].copy_from_slice(&offset.to_le_bytes());
-        fixed[slot + 2..slot + 4].copy_from_slice(&(utf16_units(s) as u16).to_le_bytes());
-    };
+            fixed[slot..slot + 2].copy_from_slice(&offset.to_le_bytes());
+            fixed[slot + 2..slot + 4].copy_from_slice(&(utf16_units(s) as u16).to_le_bytes());
+        };
     put_str(36, names.host, false, &mut fixed, &mut var);
     put_str(40, names.user, false, &mut fixed, &mut var);
     put_str(44, FAKE_PASSWORD, true, &mut fixed, &mut var);
@@ -165,7 +168,7 @@ pub fn login7(out: &mut Vec<u8>, names: &LoginNames<'_>, rng: &mut Rng) {
     fixed[8..12].copy_from_slice(&(PACKET_SIZE as u32).to_le_bytes());
     fixed[12..16].copy_from_slice(&0x0600_0000u32.to_le_bytes()); // client program version
     fixed[16..20].copy_from_slice(&(rng.range(1000, 60000) as u32).to_le_bytes()); // client PID
-    // ConnectionID (20..24) stays 0.
+                                                                                   // ConnectionID (20..24) stays 0.
     fixed[24] = 0xE0; // USE_DB_ON, INIT_DB_FATAL, SET_LANG_ON
     fixed[25] = 0x03; // INIT_LANG_FATAL, ODBC_ON
     fixed[26] = 0x00; // TypeFlags: SQL_DFLT
@@ -187,7 +190,15 @@ fn envchange_str(out: &mut Vec<u8>, kind: u8, new: &str, old: &str) {
 }
 
 /// INFO (0xAB) or ERROR (0xAA) token (2.2.7.10 / 2.2.7.13), TDS 7.2+ layout with a 4-byte line number.
-pub fn info_or_error(out: &mut Vec<u8>, token: u8, number: u32, state: u8, class: u8, msg: &str, server: &str) {
+pub fn info_or_error(
+    out: &mut Vec<u8>,
+    token: u8,
+    number: u32,
+    state: u8,
+    class: u8,
+    msg: &str,
+    server: &str,
+) {
     out.push(token);
     let len = 4 + 1 + 1 + 2 + 2 * utf16_units(msg) + 1 + 2 * utf16_units(server) + 1 + 4;
     put_u16_le(out, len as u16);
@@ -229,7 +240,15 @@ pub fn login_response(out: &mut Vec<u8>, server: &str, database: &str) {
     out.extend_from_slice(&COLLATION);
     out.push(0);
     envchange_str(out, 2, "us_english", "");
-    info_or_error(out, 0xAB, 5703, 1, 0, "Changed language setting to us_english.", server);
+    info_or_error(
+        out,
+        0xAB,
+        5703,
+        1,
+        0,
+        "Changed language setting to us_english.",
+        server,
+    );
     // LOGINACK
     let prog = "Microsoft SQL Server";
     out.push(0xAD);
@@ -355,7 +374,10 @@ mod tests {
         assert_eq!(&out[4096..4104], &[0x04, 0x00, 0x10, 0x00, 0x00, 55, 2, 0]);
         let last = 8192;
         assert_eq!(out[last + 1], 0x01);
-        assert_eq!(u16::from_be_bytes([out[last + 2], out[last + 3]]) as usize, out.len() - last);
+        assert_eq!(
+            u16::from_be_bytes([out[last + 2], out[last + 3]]) as usize,
+            out.len() - last
+        );
     }
 
     #[test]
@@ -364,16 +386,35 @@ mod tests {
         let mut out = Vec::new();
         login7(
             &mut out,
-            &LoginNames { host: "APPSRV-042", user: "svc_orders", app: "OrdersService", server: "10.0.0.10", database: "SalesDb" },
+            &LoginNames {
+                host: "APPSRV-042",
+                user: "svc_orders",
+                app: "OrdersService",
+                server: "10.0.0.10",
+                database: "SalesDb",
+            },
             &mut rng,
         );
-        assert!((200..=300).contains(&(out.len() + 8)), "LOGIN7 packet is {} bytes", out.len() + 8);
-        assert_eq!(u32::from_le_bytes([out[0], out[1], out[2], out[3]]) as usize, out.len());
+        assert!(
+            (200..=300).contains(&(out.len() + 8)),
+            "LOGIN7 packet is {} bytes",
+            out.len() + 8
+        );
+        assert_eq!(
+            u32::from_le_bytes([out[0], out[1], out[2], out[3]]) as usize,
+            out.len()
+        );
         // Password de-obfuscates to the fixed fake string.
         let off = u16::from_le_bytes([out[44], out[45]]) as usize;
         let n = u16::from_le_bytes([out[46], out[47]]) as usize;
-        let clear: Vec<u8> = out[off..off + 2 * n].iter().map(|b| (b ^ 0xA5).rotate_left(4)).collect();
-        let units: Vec<u16> = clear.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let clear: Vec<u8> = out[off..off + 2 * n]
+            .iter()
+            .map(|b| (b ^ 0xA5).rotate_left(4))
+            .collect();
+        let units: Vec<u16> = clear
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         assert_eq!(String::from_utf16(&units).unwrap(), FAKE_PASSWORD);
     }
 }

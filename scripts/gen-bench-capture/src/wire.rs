@@ -162,8 +162,16 @@ mod tests {
 
     #[test]
     fn built_frame_verifies() {
-        let a = Endpoint { mac: [2, 0, 0, 0, 0, 1], ip: [10, 1, 0, 1], port: 50000 };
-        let b = Endpoint { mac: [2, 0, 0, 0, 0, 2], ip: [10, 0, 0, 10], port: 1433 };
+        let a = Endpoint {
+            mac: [2, 0, 0, 0, 0, 1],
+            ip: [10, 1, 0, 1],
+            port: 50000,
+        };
+        let b = Endpoint {
+            mac: [2, 0, 0, 0, 0, 2],
+            ip: [10, 0, 0, 10],
+            port: 1433,
+        };
         let mut opts = Vec::new();
         data_options(&mut opts, 1, 2, Some((3, 4)));
         let mut buf = Vec::new();
@@ -172,8 +180,16 @@ mod tests {
             build_frame(
                 &mut buf,
                 &Segment {
-                    src: &a, dst: &b, ip_id: 7, ttl: 128, seq: 1, ack: 2, flags: ACK | PSH,
-                    window: 1000, options: &opts, payload: &payload,
+                    src: &a,
+                    dst: &b,
+                    ip_id: 7,
+                    ttl: 128,
+                    seq: 1,
+                    ack: 2,
+                    flags: ACK | PSH,
+                    window: 1000,
+                    options: &opts,
+                    payload: &payload,
                 },
             );
             assert_eq!(fold(ones_sum(&buf[14..34], 0)), 0, "ip header checksum");
