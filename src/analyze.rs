@@ -41,6 +41,9 @@ pub struct Outcome {
     pub connections: u64,
 }
 
+/// Connections closed at a time at the end of the capture before their reports are written.
+const FINISH_BATCH: usize = 256;
+
 /// Frames between progress callbacks: often enough for a smooth bar, rare enough to cost nothing.
 const PROGRESS_EVERY_FRAMES: u64 = 8192;
 
@@ -151,7 +154,11 @@ pub fn analyze(
         });
         inputs.push(input);
     }
-    tracker.finish(&mut sessions);
+    // Connections still open (or lingering) at the end are closed in batches and written
+    // out between batches, so their facts never all sit in memory at once.
+    while tracker.finish_some(&mut sessions, FINISH_BATCH) {
+        emit(&mut sessions, out, &mut result)?;
+    }
     emit(&mut sessions, out, &mut result)?;
 
     let findings = diagnose::capture_findings(&capture_facts);

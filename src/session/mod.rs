@@ -19,7 +19,8 @@ pub const SQL_SERVER_PORT: u16 = 1433;
 /// they end; the driver drains them after each packet so that nothing accumulates.
 #[derive(Default)]
 pub struct Sessions {
-    open: HashMap<ConnId, TdsSession>,
+    /// Boxed so that growing the table moves pointers, not sessions.
+    open: HashMap<ConnId, Box<TdsSession>>,
     finished: VecDeque<ConnectionFacts>,
 }
 
@@ -50,7 +51,7 @@ fn swap_roles(t: &mut TcpFacts) {
 
 impl StreamSink for Sessions {
     fn on_open(&mut self, conn: ConnId, _client: SocketAddr, _server: SocketAddr) {
-        self.open.insert(conn, TdsSession::new());
+        self.open.insert(conn, Box::default());
     }
 
     fn on_event(&mut self, ev: StreamEvent<'_>) {
@@ -62,12 +63,13 @@ impl StreamSink for Sessions {
         match ev.kind {
             StreamEventKind::Data(bytes) => session.on_data(ev.dir, at, bytes),
             StreamEventKind::Gap { len } => session.on_gap(ev.dir, len),
-            StreamEventKind::Fin | StreamEventKind::Rst => {}
+            StreamEventKind::Fin => session.on_end(ev.dir, false),
+            StreamEventKind::Rst => session.on_end(ev.dir, true),
         }
     }
 
     fn on_close(&mut self, mut tcp: TcpFacts) {
-        let session = self.open.remove(&tcp.id).unwrap_or_default();
+        let session = *self.open.remove(&tcp.id).unwrap_or_default();
         let not_tds = !session.is_tds() && session.probed_bytes() > 0;
         let reversed = session.reversed();
         let (tds, mut anomalies) = session.into_facts();

@@ -26,6 +26,8 @@ const MAX_SMALL_MESSAGE: usize = 64 * 1024;
 /// Largest single token the walker buffers (a ROW with a big inline value, an ERROR);
 /// PLP values and larger tokens make it skip to the end of the message instead.
 const MAX_TOKEN_CARRY: usize = 1 << 20;
+/// Buffer capacity a connection keeps between messages; larger buffers are released.
+const KEEP_CAPACITY: usize = 4096;
 /// Anomalies kept per connection.
 const MAX_ANOMALIES: usize = 16;
 
@@ -181,6 +183,21 @@ impl TdsSession {
 
     pub fn reversed(&self) -> bool {
         self.reversed
+    }
+
+    /// A side finished sending (FIN) or the connection was reset: what it was assembling will
+    /// never complete, so the buffers go now rather than when the tracker finally closes the
+    /// connection (which lingers a while for stray packets).
+    /// `dir` is the direction that ended (FIN: its sender is done; RST: both are).
+    pub fn on_end(&mut self, dir: Direction, reset: bool) {
+        let role = self.role(dir);
+        if reset || role == Direction::ToServer {
+            self.client = ClientMessage::default();
+        }
+        if reset || role == Direction::ToClient {
+            self.server.carry = Vec::new();
+            self.server.prelogin = Vec::new();
+        }
     }
 
     /// The facts, once TDS was recognised.
@@ -584,38 +601,54 @@ impl TdsSession {
     }
 
     fn walk_tokens(&mut self, at: Mark, data: &[u8]) {
-        self.server.carry.extend_from_slice(data);
-        let mut consumed = 0usize;
-        let mut guard = self.server.carry.len() + 1;
+        // Tokens are parsed straight from the packet's bytes; only a token cut by a packet
+        // boundary is carried over (copied) to be completed by the next packet.
+        let mut carry = std::mem::take(&mut self.server.carry);
+        let from_carry = !carry.is_empty();
+        if from_carry {
+            carry.extend_from_slice(data);
+        }
+        let input: &[u8] = if from_carry { &carry } else { data };
         let mut events: Vec<TokenEvent> = Vec::new();
-        while consumed < self.server.carry.len() && guard > 0 {
+        let mut failure: Option<ParseError> = None;
+        let mut rest = input;
+        let mut guard = input.len() + 1;
+        while !rest.is_empty() && guard > 0 {
             guard -= 1;
-            let buf = self.server.carry.get(consumed..).unwrap_or(&[]);
-            match parse_token(buf, &mut self.tokens) {
-                Ok((rest, token)) => {
-                    consumed += buf.len() - rest.len();
+            match parse_token(rest, &mut self.tokens) {
+                Ok((after, token)) => {
+                    rest = after;
                     if let Some(ev) = TokenEvent::from_token(token) {
                         events.push(ev);
                     }
                 }
                 Err(ParseError::Incomplete { .. }) => break,
                 Err(e) => {
-                    // The capture may have started inside this message: only complain once
-                    // the conversation has been followed from a message start on both sides.
-                    let joined_mid_message = self.server_messages == 0 && self.client_messages == 0;
-                    let unsupported = matches!(e, ParseError::Unsupported { .. });
-                    if !unsupported && !joined_mid_message {
-                        self.malformed(at, Direction::ToClient, "server token stream", &e);
-                    }
-                    self.server.skipping = true;
-                    consumed = self.server.carry.len();
-                    break;
+                    failure = Some(e);
+                    rest = &[];
                 }
             }
         }
-        self.server
-            .carry
-            .drain(..consumed.min(self.server.carry.len()));
+        let consumed = input.len() - rest.len();
+        if from_carry {
+            carry.drain(..consumed);
+        } else {
+            carry.extend_from_slice(data.get(consumed..).unwrap_or(&[]));
+        }
+        if carry.is_empty() && carry.capacity() > KEEP_CAPACITY {
+            // A large token passed; do not hold its buffer for the rest of the connection.
+            carry = Vec::new();
+        }
+        self.server.carry = carry;
+        if let Some(e) = failure {
+            // The capture may have started inside this message: only complain once the
+            // conversation has been followed from a message start on both sides.
+            let joined_mid_message = self.server_messages == 0 && self.client_messages == 0;
+            if !matches!(e, ParseError::Unsupported { .. }) && !joined_mid_message {
+                self.malformed(at, Direction::ToClient, "server token stream", &e);
+            }
+            self.server.skipping = true;
+        }
         if self.server.carry.len() > MAX_TOKEN_CARRY {
             self.anomaly(
                 AnomalyKind::TdsTooLarge,
@@ -623,7 +656,7 @@ impl TdsSession {
                 Direction::ToClient,
                 format!("a server token larger than {MAX_TOKEN_CARRY} bytes was skipped"),
             );
-            self.server.carry.clear();
+            self.server.carry = Vec::new();
             self.server.skipping = true;
         }
         for ev in events {

@@ -40,7 +40,13 @@ pub struct TrackerStats {
 /// TCP connection tracker: feed it every decoded packet in capture order.
 pub struct Tracker {
     limits: Limits,
-    table: HashMap<FlowKey, Conn, FxBuild>,
+    /// Connections are boxed: an entry is ~1.6 KB, and a table of them inline would copy
+    /// every entry (and briefly hold two tables) each time it grows.
+    table: HashMap<FlowKey, Box<Conn>, FxBuild>,
+    /// Connections being closed at the end of the capture, last to close first. Boxed as
+    /// they come out of the table, so moving them here copies pointers, not connections.
+    #[allow(clippy::vec_box)]
+    finishing: Vec<Box<Conn>>,
     next_id: u32,
     /// Eviction order, oldest first: (key, connection, activity stamp when queued). Entries
     /// whose connection was active since are requeued when reached (second chance), so the
@@ -61,6 +67,7 @@ impl Tracker {
         Tracker {
             limits: limits.clone(),
             table: HashMap::default(),
+            finishing: Vec::new(),
             next_id: 0,
             lru: VecDeque::new(),
             linger: BinaryHeap::new(),
@@ -114,7 +121,7 @@ impl Tracker {
             let conn = Conn::new(id, src, dst, seg, pkt);
             sink.on_open(id, conn.client, conn.server);
             self.lru.push_back((key, id, self.packets));
-            self.table.insert(key, conn);
+            self.table.insert(key, Box::new(conn));
             self.stats.connections += 1;
             self.stats.open_connections = self.table.len();
             self.stats.peak_open_connections =
@@ -221,7 +228,7 @@ impl Tracker {
         false
     }
 
-    fn close(&mut self, conn: Conn, sink: &mut dyn StreamSink, evicted: bool) {
+    fn close(&mut self, conn: Box<Conn>, sink: &mut dyn StreamSink, evicted: bool) {
         let (facts, eff) = conn.close(sink, evicted);
         self.account(Effect {
             cost_delta: eff.cost_delta,
@@ -262,13 +269,28 @@ impl Tracker {
 
     /// End of capture: flush every connection and close them all, in order of first packet.
     pub fn finish(&mut self, sink: &mut dyn StreamSink) {
-        let mut conns: Vec<Conn> = self.table.drain().map(|(_, c)| c).collect();
-        conns.sort_by_key(|c| c.id);
-        self.lru.clear();
-        self.linger.clear();
-        for conn in conns {
-            self.close(conn, sink, false);
+        while self.finish_some(sink, usize::MAX) {}
+    }
+
+    /// End of capture, a few at a time: closes up to `max` of the remaining connections (in
+    /// order of first packet) and says whether any remain. The caller drains the sink between
+    /// calls, so the facts of thousands of connections open at the end never pile up at once.
+    pub fn finish_some(&mut self, sink: &mut dyn StreamSink, max: usize) -> bool {
+        if !self.table.is_empty() {
+            let mut conns: Vec<Box<Conn>> = self.table.drain().map(|(_, c)| c).collect();
+            // Highest id first, so that closing pops from the end in first-packet order.
+            conns.sort_by_key(|c| std::cmp::Reverse(c.id));
+            self.finishing.extend(conns);
+            self.lru.clear();
+            self.linger.clear();
         }
-        self.stats.open_connections = 0;
+        for _ in 0..max {
+            match self.finishing.pop() {
+                Some(conn) => self.close(conn, sink, false),
+                None => break,
+            }
+        }
+        self.stats.open_connections = self.finishing.len();
+        !self.finishing.is_empty()
     }
 }
