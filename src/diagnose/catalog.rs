@@ -8,6 +8,7 @@ use crate::report::model::Severity;
 pub enum Code {
     TcpRefused,
     TcpNoAnswer,
+    TcpUnreachable,
     TcpSynRetry,
     TcpRetransmissions,
     TcpZeroWindow,
@@ -40,6 +41,7 @@ impl Code {
         match self {
             Code::TcpRefused => "tcp.refused",
             Code::TcpNoAnswer => "tcp.no_answer",
+            Code::TcpUnreachable => "tcp.unreachable",
             Code::TcpSynRetry => "tcp.syn_retry",
             Code::TcpRetransmissions => "tcp.retransmissions",
             Code::TcpZeroWindow => "tcp.zero_window",
@@ -72,6 +74,7 @@ impl Code {
         match self {
             Code::TcpRefused
             | Code::TcpNoAnswer
+            | Code::TcpUnreachable
             | Code::PreloginEncryptionMismatch
             | Code::LoginFailed
             | Code::LoginSspiFailed
@@ -111,6 +114,10 @@ impl Code {
                 "Check firewalls between client and server (network and host firewall) for this TCP port.",
                 "Check that the server address is right and routed: Test-NetConnection -ComputerName <server> -Port <port> from the client.",
                 "Capture on the server too: if the SYN arrives there but no SYN-ACK leaves, the server's host firewall or an overloaded listener is dropping it.",
+            ],
+            Code::TcpUnreachable => &[
+                "Read the ICMP error's meaning: 'port unreachable' from the server itself means nothing listens there (service down, wrong port); 'host/network unreachable' or 'administratively prohibited' from a router or firewall means the path or a filter blocks it.",
+                "The address that sent the error is in the evidence: a router's or firewall's address names the device to check.",
             ],
             Code::TcpSynRetry => &[
                 "The first SYN went unanswered and a retry succeeded: look for packet loss on the path or a listener that is briefly overloaded (listen backlog).",

@@ -11,6 +11,8 @@ pub enum Outcome {
     Refused,
     /// SYN never answered.
     NoAnswer,
+    /// An ICMP error answered the SYN.
+    Unreachable,
     /// A RST ended an established connection.
     Reset,
     /// One side sent FIN, the other never did before the capture ended.
@@ -29,6 +31,7 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Refused => "refused",
             Outcome::NoAnswer => "no_answer",
+            Outcome::Unreachable => "unreachable",
             Outcome::Reset => "reset",
             Outcome::HalfClosed => "half_closed",
             Outcome::Open => "open",
@@ -46,6 +49,9 @@ pub fn outcome(c: &ConnectionFacts) -> Outcome {
     if client.syn.is_some() && t.syn_ack.is_none() {
         if server.rst.is_some() {
             return Outcome::Refused;
+        }
+        if t.icmp_error.is_some() {
+            return Outcome::Unreachable;
         }
         if server.frames == 0 {
             return Outcome::NoAnswer;

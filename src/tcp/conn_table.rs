@@ -84,8 +84,10 @@ impl Tracker {
 
     /// Processes one packet; anything but TCP is ignored.
     pub fn on_packet(&mut self, pkt: &Packet<'_>, sink: &mut dyn StreamSink) {
-        let L4::Tcp(seg) = &pkt.l4 else {
-            return;
+        let seg = match &pkt.l4 {
+            L4::Tcp(seg) => seg,
+            L4::Icmp(err) => return self.on_icmp_error(pkt, err),
+            _ => return,
         };
         self.advance(pkt.ts, sink);
         self.packets += 1;
@@ -236,6 +238,37 @@ impl Tracker {
         });
         self.stats.open_connections = self.table.len();
         sink.on_close(facts);
+    }
+
+    /// An ICMP error quoting a TCP segment is attached to the connection it answers (an
+    /// unreachable port or host for a SYN, a TTL expiry on the path), so that rules can tell
+    /// "unreachable" from "no answer".
+    fn on_icmp_error(&mut self, pkt: &Packet<'_>, err: &crate::decode::IcmpError) {
+        let Some(q) = err.original else { return };
+        let (Some(sp), Some(dp)) = (q.src_port, q.dst_port) else {
+            return;
+        };
+        if q.protocol != 6 {
+            return;
+        }
+        let key = FlowKey::new(SocketAddr::new(q.src, sp), SocketAddr::new(q.dst, dp));
+        if let Some(conn) = self.table.get_mut(&key) {
+            let at = super::Mark {
+                frame: pkt.frame,
+                ts: pkt.ts,
+            };
+            match conn.icmp_error.as_mut() {
+                Some(seen) => seen.count = seen.count.saturating_add(1),
+                None => {
+                    conn.icmp_error = Some(super::IcmpSeen {
+                        at,
+                        error: *err,
+                        from: pkt.ip.src,
+                        count: 1,
+                    })
+                }
+            }
+        }
     }
 
     /// Timestamp-driven housekeeping: connections that ended more than the linger time

@@ -201,6 +201,19 @@ pub struct TcpFacts {
     pub evicted: bool,
     /// [to_server, to_client]
     pub dirs: [DirFacts; 2],
+    /// ICMP errors (destination unreachable, time exceeded, …) that quote this connection's
+    /// packets: the first one and how many.
+    pub icmp_error: Option<IcmpSeen>,
+}
+
+/// An ICMP or ICMPv6 error that answered one of a connection's packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpSeen {
+    pub at: Mark,
+    pub error: crate::decode::IcmpError,
+    /// The address that sent the error (a router, or the destination host itself).
+    pub from: std::net::IpAddr,
+    pub count: u32,
 }
 
 impl TcpFacts {

@@ -87,6 +87,8 @@ pub(crate) struct Conn {
     first_rst: Option<Direction>,
     /// Ended by RST or by FINs from both sides; kept a little longer for stray packets.
     pub ended: bool,
+    /// The first ICMP error quoting this connection's packets, and how many came.
+    pub icmp_error: Option<super::IcmpSeen>,
     /// Any payload seen either way.
     pub data_seen: bool,
     /// Packet counter value at the last packet, for least-recently-active eviction.
@@ -155,6 +157,7 @@ impl Conn {
             first_fin: None,
             first_rst: None,
             ended: false,
+            icmp_error: None,
             data_seen: false,
             touch: 0,
             #[cfg(test)]
@@ -449,6 +452,7 @@ impl Conn {
             end,
             evicted,
             dirs: self.dirs,
+            icmp_error: self.icmp_error,
         };
         (facts, eff)
     }

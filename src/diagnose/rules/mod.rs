@@ -15,6 +15,7 @@ pub(super) type CaptureRule = fn(&CaptureFacts) -> Vec<Finding>;
 
 pub(super) const CONNECTION_RULES: &[ConnectionRule] = &[
     tcp::syn_refused,
+    tcp::syn_unreachable,
     tcp::syn_unanswered,
     tcp::syn_retried,
     login::encryption_mismatch,

@@ -1,5 +1,6 @@
 //! Rules on the TCP handshake and transfer.
 
+use crate::decode::{IcmpError, IcmpErrorKind};
 use crate::diagnose::{secs, Code, FindingBuilder, Settings};
 use crate::facts::ConnectionFacts;
 use crate::report::model::Finding;
@@ -31,12 +32,67 @@ pub(super) fn syn_refused(c: &ConnectionFacts, _: &Settings) -> Option<Finding> 
     )
 }
 
+/// What an ICMP error says about the path, for a DBA (RFC 792, RFC 1812, RFC 4443).
+pub(crate) fn icmp_meaning(e: &IcmpError) -> &'static str {
+    match (e.v6, e.kind, e.code) {
+        (false, IcmpErrorKind::DestinationUnreachable, 0) => "network unreachable: no route to the server's network",
+        (false, IcmpErrorKind::DestinationUnreachable, 1) => "host unreachable: the server's address does not answer on its network (host down, wrong address, ARP failure)",
+        (false, IcmpErrorKind::DestinationUnreachable, 2) => "protocol unreachable",
+        (false, IcmpErrorKind::DestinationUnreachable, 3) => "port unreachable: the host answered that nothing listens on this port",
+        (false, IcmpErrorKind::DestinationUnreachable, 4) => "fragmentation needed: the path's MTU is smaller than the packet",
+        (false, IcmpErrorKind::DestinationUnreachable, 6 | 7) => "destination network or host unknown",
+        (false, IcmpErrorKind::DestinationUnreachable, 9 | 10 | 13) => "administratively prohibited: a firewall or router filter rejected the connection",
+        (true, IcmpErrorKind::DestinationUnreachable, 0) => "no route to the destination",
+        (true, IcmpErrorKind::DestinationUnreachable, 1) => "administratively prohibited: a firewall rejected the connection",
+        (true, IcmpErrorKind::DestinationUnreachable, 3) => "address unreachable: the server's address does not answer on its network",
+        (true, IcmpErrorKind::DestinationUnreachable, 4) => "port unreachable: the host answered that nothing listens on this port",
+        (true, IcmpErrorKind::DestinationUnreachable, 5 | 6) => "rejected by a routing policy",
+        (_, IcmpErrorKind::DestinationUnreachable, _) => "destination unreachable",
+        (_, IcmpErrorKind::TimeExceeded, _) => "time exceeded: the packet's TTL ran out on the way (a routing loop or a path too long)",
+        (_, IcmpErrorKind::PacketTooBig, _) => "packet too big for the path's MTU",
+        (_, IcmpErrorKind::ParameterProblem, _) => "parameter problem in the packet's header",
+        (_, IcmpErrorKind::SourceQuench, _) => "source quench (congestion)",
+        (_, IcmpErrorKind::Redirect, _) => "redirect to another router",
+    }
+}
+
+/// `tcp.unreachable`: an ICMP error answered the SYN.
+pub(super) fn syn_unreachable(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = &c.tcp;
+    let syn = t.dir(Direction::ToServer).syn?;
+    if t.syn_ack.is_some() {
+        return None;
+    }
+    let icmp = t.icmp_error?;
+    let meaning = icmp_meaning(&icmp.error);
+    let summary = format!(
+        "The connection to {} failed: {} answered the SYN with ICMP{} type {} code {} ({}).",
+        t.server,
+        icmp.from,
+        if icmp.error.v6 { "v6" } else { "" },
+        icmp.error.icmp_type,
+        icmp.error.code,
+        meaning
+    );
+    Some(
+        FindingBuilder::new(Code::TcpUnreachable, summary)
+            .detail("icmp_type", icmp.error.icmp_type)
+            .detail("icmp_code", icmp.error.code)
+            .detail("meaning", meaning)
+            .detail("from", icmp.from.to_string())
+            .detail("attempts", t.dir(Direction::ToServer).syn_count.max(1))
+            .evidence_at(syn, "client SYN")
+            .evidence_at(icmp.at, format!("ICMP error from {}", icmp.from))
+            .build(),
+    )
+}
+
 /// `tcp.no_answer`: SYN (and retries) with nothing at all coming back.
 pub(super) fn syn_unanswered(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     let client = t.dir(Direction::ToServer);
     let syn = client.syn?;
-    if t.syn_ack.is_some() || t.dir(Direction::ToClient).frames > 0 {
+    if t.syn_ack.is_some() || t.dir(Direction::ToClient).frames > 0 || t.icmp_error.is_some() {
         return None;
     }
     let attempts = client.syn_count.max(1);
