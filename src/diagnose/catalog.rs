@@ -34,6 +34,8 @@ pub enum Code {
     ResetByMiddlebox,
     IdleKilled,
     TcpServerClosed,
+    TcpKeepaliveUnanswered,
+    TcpRetransmissionStorm,
 }
 
 impl Code {
@@ -67,6 +69,8 @@ impl Code {
             Code::ResetByMiddlebox => "reset.by_middlebox",
             Code::IdleKilled => "idle.killed",
             Code::TcpServerClosed => "tcp.server_closed",
+            Code::TcpKeepaliveUnanswered => "tcp.keepalive_unanswered",
+            Code::TcpRetransmissionStorm => "tcp.retransmission_storm",
         }
     }
 
@@ -82,7 +86,9 @@ impl Code {
             | Code::RequestAbandoned
             | Code::ResetByServer
             | Code::ResetByMiddlebox
-            | Code::IdleKilled => Severity::Error,
+            | Code::IdleKilled
+            | Code::TcpKeepaliveUnanswered
+            | Code::TcpRetransmissionStorm => Severity::Error,
             Code::LoginCleartext
             | Code::LoginSlow
             | Code::RequestAttention
@@ -200,6 +206,14 @@ impl Code {
                 "Keep connections alive below the device's idle timeout: SQL Server's client library sends TCP keep-alives every 30 s by default; Linux drivers rely on net.ipv4.tcp_keepalive_time (2 h by default) — lower it, or enable keep-alive in the driver.",
                 "Or raise the idle timeout of the firewall or load balancer in the path (Azure Load Balancer: 4 min, AWS NLB: 350 s, many firewalls: 30-60 min).",
                 "Connection pools: set a lifetime (Load Balance Timeout / Connection Lifetime) shorter than the idle timeout.",
+            ],
+            Code::TcpKeepaliveUnanswered => &[
+                "Keep-alives went unanswered: a device in the path dropped the connection's state (firewall or NAT idle timeout) or the peer vanished. Capture on the other side too: if the probes never arrive there, a device in between dropped them.",
+                "Find the device's idle timeout and keep connections busier than it (keep-alive interval below the timeout).",
+            ],
+            Code::TcpRetransmissionStorm => &[
+                "One segment was sent again and again with no acknowledgement: the path to the peer stopped delivering (a device dropped the connection's state, a link or VPN went down, or the peer host hung). Capture at the peer too to see whether anything arrives.",
+                "Check firewalls and load balancers for dropped sessions, and the network path for outages at that time.",
             ],
             Code::TcpServerClosed => &[
                 "The server closed the connection first: normal after a KILL, a fatal error, or the server's own idle policies; check the ERRORLOG if the client did not expect it.",

@@ -260,12 +260,13 @@ impl Tracker {
             match conn.icmp_error.as_mut() {
                 Some(seen) => seen.count = seen.count.saturating_add(1),
                 None => {
-                    conn.icmp_error = Some(super::IcmpSeen {
+                    // Boxed: rare, and it would otherwise grow every connection.
+                    conn.icmp_error = Some(Box::new(super::IcmpSeen {
                         at,
                         error: *err,
                         from: pkt.ip.src,
                         count: 1,
-                    })
+                    }))
                 }
             }
         }

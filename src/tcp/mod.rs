@@ -177,6 +177,14 @@ pub struct DirFacts {
     pub last_data: Option<Mark>,
     pub window_scale: Option<u8>,
     pub mss: Option<u16>,
+    /// Keep-alives this side sent since the peer last sent anything (a run the peer never
+    /// answered, if the connection ended with it), and the first and last of that run.
+    pub unanswered_keepalives: u32,
+    pub keepalive_run: Option<(Mark, Mark)>,
+    /// Retransmissions of one segment in a row with nothing from the peer in between, and
+    /// the first and last of them: a retransmission storm when the connection then ends.
+    pub retransmission_run: u32,
+    pub retransmission_run_marks: Option<(Mark, Mark)>,
     /// Zero-window periods: count and total seconds advertised closed.
     pub zero_window_periods: u32,
     pub zero_window_ns: i64,

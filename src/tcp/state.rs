@@ -62,6 +62,8 @@ struct DirState {
     recent_next: usize,
     retrans: [(u32, u32); RETRANS_TRACK],
     retrans_next: usize,
+    /// Sequence number of the last retransmitted segment, to see runs of the same one.
+    last_retransmitted: Option<u32>,
     zero_window_since: Option<Timestamp>,
     isn: Option<u32>,
 }
@@ -88,7 +90,7 @@ pub(crate) struct Conn {
     /// Ended by RST or by FINs from both sides; kept a little longer for stray packets.
     pub ended: bool,
     /// The first ICMP error quoting this connection's packets, and how many came.
-    pub icmp_error: Option<super::IcmpSeen>,
+    pub icmp_error: Option<Box<super::IcmpSeen>>,
     /// Any payload seen either way.
     pub data_seen: bool,
     /// Packet counter value at the last packet, for least-recently-active eviction.
@@ -290,7 +292,27 @@ impl Conn {
             if ta & analysis::ANY_RETRANSMISSION != 0 {
                 let n = st.count_retransmission(seg.seq);
                 f.max_retransmits_per_segment = f.max_retransmits_per_segment.max(n);
+                // A run: the same segment again and again, the peer silent in between.
+                let same = st.last_retransmitted == Some(seg.seq) && f.retransmission_run > 0;
+                f.retransmission_run = if same { f.retransmission_run + 1 } else { 1 };
+                let first = f
+                    .retransmission_run_marks
+                    .filter(|_| same)
+                    .map_or(mark, |m| m.0);
+                f.retransmission_run_marks = Some((first, mark));
+                st.last_retransmitted = Some(seg.seq);
             }
+            if ta & analysis::KEEP_ALIVE != 0 {
+                f.unanswered_keepalives += 1;
+                let first = f
+                    .keepalive_run
+                    .filter(|_| f.unanswered_keepalives > 1)
+                    .map_or(mark, |m| m.0);
+                f.keepalive_run = Some((first, mark));
+            }
+            // Anything from this side answers the peer's probes and retransmissions.
+            fo.unanswered_keepalives = 0;
+            fo.retransmission_run = 0;
         }
         if flags.syn() {
             f.syn_count += 1;
@@ -329,7 +351,10 @@ impl Conn {
             if f.first_data.is_none() {
                 f.first_data = Some(mark);
             }
-            f.last_data = Some(mark);
+            // A keep-alive's byte is not application data: idle time runs through it.
+            if ta & analysis::KEEP_ALIVE == 0 {
+                f.last_data = Some(mark);
+            }
         }
         // Zero-window periods of this side's receive window.
         if !flags.syn() && !flags.rst() {
@@ -452,7 +477,7 @@ impl Conn {
             end,
             evicted,
             dirs: self.dirs,
-            icmp_error: self.icmp_error,
+            icmp_error: self.icmp_error.map(|b| *b),
         };
         (facts, eff)
     }

@@ -77,12 +77,90 @@ fn refused(c: &ConnectionFacts) -> bool {
     c.tcp.dir(Direction::ToServer).syn.is_some() && c.tcp.syn_ack.is_none()
 }
 
+/// Keep-alives this side sent without an answer before the connection ended.
+const MIN_UNANSWERED_PROBES: u32 = 2;
+/// Retransmissions of one segment in a row that make a storm: Linux and Windows both retry
+/// a data segment 5 or more times with doubling timeouts before giving up (`tcp-timing.md` §2).
+const MIN_STORM_RETRANSMISSIONS: u32 = 3;
+
+/// The side gave up on a dead path: unanswered keep-alives or a retransmission storm came
+/// just before its own RST (or the end). Its reset is then a consequence, not a cause.
+fn gave_up_on_dead_path(d: &DirFacts) -> bool {
+    d.unanswered_keepalives >= MIN_UNANSWERED_PROBES
+        || d.retransmission_run >= MIN_STORM_RETRANSMISSIONS
+}
+
+/// `tcp.keepalive_unanswered`: keep-alive probes with no answer, then the sender gave up.
+pub(super) fn keepalive_unanswered(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = &c.tcp;
+    let (dir, d) = [Direction::ToServer, Direction::ToClient]
+        .into_iter()
+        .map(|dir| (dir, t.dir(dir)))
+        .find(|(_, d)| d.unanswered_keepalives >= MIN_UNANSWERED_PROBES)?;
+    if matches!(t.end, TcpEnd::Open) {
+        return None;
+    }
+    let (first, last) = d.keepalive_run?;
+    let probes = d.unanswered_keepalives;
+    let interval = last.ts.nanos_since(first.ts) / i64::from(probes.saturating_sub(1).max(1));
+    let sender = side(dir);
+    let summary = format!(
+        "The {sender} sent {probes} keep-alive probes {:.1} s apart and got no answer, then gave up on the connection: the path dropped its packets silently.",
+        interval as f64 / 1e9
+    );
+    Some(
+        FindingBuilder::new(Code::TcpKeepaliveUnanswered, summary)
+            .detail("probes", probes)
+            .detail("interval_s", secs(interval))
+            .detail("by", sender)
+            .evidence_at(first, "first unanswered keep-alive")
+            .evidence_at(last, "last keep-alive")
+            .evidence_at(super::login::end_mark(c), "end")
+            .build(),
+    )
+}
+
+/// `tcp.retransmission_storm`: one segment retransmitted again and again, then the end.
+pub(super) fn retransmission_storm(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = &c.tcp;
+    let (dir, d) = [Direction::ToServer, Direction::ToClient]
+        .into_iter()
+        .map(|dir| (dir, t.dir(dir)))
+        .find(|(_, d)| d.retransmission_run >= MIN_STORM_RETRANSMISSIONS)?;
+    let (first, last) = d.retransmission_run_marks?;
+    // Ended by it: nothing but the end followed the storm.
+    let ended_after = !matches!(t.end, TcpEnd::Open) || t.last.frame == last.frame;
+    if !ended_after {
+        return None;
+    }
+    let span = last.ts.nanos_since(first.ts);
+    let sender = side(dir);
+    let summary = format!(
+        "The {sender} retransmitted the same segment {} times over {:.1} s with no answer, and the connection died: the path to the {} stopped delivering packets.",
+        d.retransmission_run,
+        span as f64 / 1e9,
+        side(dir.reverse())
+    );
+    Some(
+        FindingBuilder::new(Code::TcpRetransmissionStorm, summary)
+            .detail("count", d.retransmission_run)
+            .detail("span_s", secs(span))
+            .detail("by", sender)
+            .evidence_at(first, "first retransmission")
+            .evidence_at(last, "last retransmission")
+            .build(),
+    )
+}
+
 /// `reset.by_server`, `reset.by_client` or `reset.by_middlebox`.
 pub(super) fn reset(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     if refused(c) {
         return None; // tcp.refused says it
     }
     let (by, at) = first_rst(c)?;
+    if gave_up_on_dead_path(c.tcp.dir(by)) {
+        return None; // tcp.keepalive_unanswered or tcp.retransmission_storm says it
+    }
     let phase = phase(c);
     let sender = side(by);
     if let Some((why, ttls)) = forged(c, by) {
@@ -155,7 +233,9 @@ pub(super) fn idle_killed(c: &ConnectionFacts, s: &Settings) -> Option<Finding> 
         + u64::from(t.dir(Direction::ToClient).flags.keep_alive);
     let (by, end) = match first_rst(c) {
         Some((by, at)) => {
-            let who = if forged(c, by).is_some() {
+            let who = if gave_up_on_dead_path(c.tcp.dir(by)) {
+                "unknown"
+            } else if forged(c, by).is_some() {
                 "middlebox"
             } else {
                 side(by)

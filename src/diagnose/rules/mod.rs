@@ -29,6 +29,8 @@ pub(super) const CONNECTION_RULES: &[ConnectionRule] = &[
     request::attention,
     request::server_error,
     request::abandoned,
+    ending::keepalive_unanswered,
+    ending::retransmission_storm,
     ending::reset,
     ending::idle_killed,
     ending::server_closed_first,
