@@ -11,6 +11,7 @@ use crate::facts::{CaptureFacts, InputDamage};
 use crate::limits::Limits;
 use crate::report::model::{Input, Severity, Totals};
 use crate::report::{self, ReportWriter};
+use crate::session::patterns::Patterns;
 use crate::session::Sessions;
 use crate::tcp::Tracker;
 use crate::time::Timestamp;
@@ -72,11 +73,13 @@ pub fn analyze(
     let mut inputs = Vec::new();
     let mut outcomes: BTreeMap<&'static str, u64> = BTreeMap::new();
 
+    let mut patterns = Patterns::default();
     let mut emit = |sessions: &mut Sessions,
                     out: &mut dyn ReportWriter,
                     result: &mut Outcome|
      -> std::io::Result<()> {
         for facts in sessions.drain_finished() {
+            patterns.on_connection(&facts);
             let findings = diagnose::connection_findings(&facts, &opts.settings);
             result.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
             let outcome = diagnose::outcome(&facts);
@@ -161,11 +164,14 @@ pub fn analyze(
     }
     emit(&mut sessions, out, &mut result)?;
 
+    let (servers, clients) = patterns.into_facts();
+    capture_facts.servers = servers;
+    capture_facts.clients = clients;
     let findings = diagnose::capture_findings(&capture_facts);
     result.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
     out.finish(&Totals {
         inputs,
-        servers: Vec::new(),
+        servers: report::servers(&capture_facts),
         findings,
         connections: result.connections,
         outcomes,

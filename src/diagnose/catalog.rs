@@ -36,6 +36,11 @@ pub enum Code {
     TcpServerClosed,
     TcpKeepaliveUnanswered,
     TcpRetransmissionStorm,
+    PatternMassReset,
+    PatternListenBacklog,
+    PatternNoPooling,
+    PatternPortExhaustion,
+    PatternChatty,
 }
 
 impl Code {
@@ -71,6 +76,11 @@ impl Code {
             Code::TcpServerClosed => "tcp.server_closed",
             Code::TcpKeepaliveUnanswered => "tcp.keepalive_unanswered",
             Code::TcpRetransmissionStorm => "tcp.retransmission_storm",
+            Code::PatternMassReset => "pattern.mass_reset",
+            Code::PatternListenBacklog => "pattern.listen_backlog",
+            Code::PatternNoPooling => "pattern.no_pooling",
+            Code::PatternPortExhaustion => "pattern.port_exhaustion",
+            Code::PatternChatty => "pattern.chatty",
         }
     }
 
@@ -88,7 +98,12 @@ impl Code {
             | Code::ResetByMiddlebox
             | Code::IdleKilled
             | Code::TcpKeepaliveUnanswered
-            | Code::TcpRetransmissionStorm => Severity::Error,
+            | Code::TcpRetransmissionStorm
+            | Code::PatternMassReset
+            | Code::PatternListenBacklog => Severity::Error,
+            Code::PatternNoPooling | Code::PatternPortExhaustion | Code::PatternChatty => {
+                Severity::Warning
+            }
             Code::LoginCleartext
             | Code::LoginSlow
             | Code::RequestAttention
@@ -214,6 +229,24 @@ impl Code {
             Code::TcpRetransmissionStorm => &[
                 "One segment was sent again and again with no acknowledgement: the path to the peer stopped delivering (a device dropped the connection's state, a link or VPN went down, or the peer host hung). Capture at the peer too to see whether anything arrives.",
                 "Check firewalls and load balancers for dropped sessions, and the network path for outages at that time.",
+            ],
+            Code::PatternMassReset => &[
+                "Many connections dropped at once point at the server: check the ERRORLOG and the System event log at that time (service restart, memory pressure, a KILL of many sessions, 17830/17197 messages) and CPU and worker thread use.",
+                "If the resets' TTL differs from the server's, a load balancer or firewall in front of it dropped them together (failover, rule reload): check its logs.",
+            ],
+            Code::PatternListenBacklog => &[
+                "The server's listen queue overflowed: connections arrived faster than SQL Server accepted them. Find the connection storm (often a client without pooling) and check server CPU and worker threads; SQL Server 2019 and later accept logins on a dedicated pool.",
+            ],
+            Code::PatternNoPooling => &[
+                "Enable connection pooling in the client (on by default in .NET SqlClient; make sure connections are closed or disposed so they return to the pool, and that the connection string is identical each time).",
+                "Each new connection costs a TCP handshake, a login and often TLS: pooling removes them from every statement.",
+            ],
+            Code::PatternPortExhaustion => &[
+                "On the client, count connections in TIME_WAIT (netstat -ano | find \"TIME_WAIT\", ss -tan state time-wait): near the ephemeral range means new connections will fail without a SYN on the wire.",
+                "Fix the connection churn (pooling); widening the port range (netsh int ipv4 set dynamicport, net.ipv4.ip_local_port_range) or shortening TIME_WAIT only buys time.",
+            ],
+            Code::PatternChatty => &[
+                "The application sends many small statements one after another: each costs a network round trip. Batch them (table-valued parameters, set-based statements, stored procedures) or run the application closer to the server.",
             ],
             Code::TcpServerClosed => &[
                 "The server closed the connection first: normal after a KILL, a fatal error, or the server's own idle policies; check the ERRORLOG if the client did not expect it.",

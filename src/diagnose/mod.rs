@@ -104,6 +104,12 @@ impl FindingBuilder {
         self.evidence(mark.frame, mark.ts, note)
     }
 
+    /// The connections a capture-level finding is about (report ids).
+    pub(crate) fn connections(mut self, ids: Vec<u32>) -> Self {
+        self.finding.connections = ids;
+        self
+    }
+
     /// A next step that depends on the facts, placed before the catalogue's general ones.
     pub(crate) fn first_step(mut self, step: String) -> Self {
         self.finding.next_steps.insert(0, step);

@@ -251,10 +251,53 @@ pub struct InputDamage {
     pub last_good_frame: u64,
 }
 
+/// Several connections' events close together in time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Burst {
+    pub count: u64,
+    pub first: Mark,
+    pub last: Mark,
+    /// Report ids of the connections in the burst.
+    pub connections: Vec<u32>,
+}
+
+/// What all connections to one server ip:port showed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServerFacts {
+    pub address: Option<std::net::SocketAddr>,
+    pub connections: u64,
+    pub tds_seen: bool,
+    pub version: Option<String>,
+    pub instance: Option<String>,
+    /// The largest burst of connections reset within the mass-reset window.
+    pub mass_reset: Option<Burst>,
+    /// The largest burst of failed attempts close to accepted ones (listen backlog).
+    pub backlog: Option<Burst>,
+}
+
+/// What all connections from one client address showed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClientFacts {
+    pub address: Option<std::net::IpAddr>,
+    pub connections: u64,
+    pub first: Option<Mark>,
+    pub last: Option<Mark>,
+    /// SQL connections that logged in, made a few requests and closed within seconds.
+    pub short_sql_connections: u64,
+    pub short_sql_first: Option<Mark>,
+    pub short_sql_last: Option<Mark>,
+    pub short_sql_ids: Vec<u32>,
+    /// New connections on a client port used for the same server less than TIME_WAIT ago.
+    pub port_reuses: u64,
+    pub port_reuse_example: Option<Mark>,
+}
+
 /// Facts about the capture as a whole, for capture-level findings.
 #[derive(Clone, Debug, Default)]
 pub struct CaptureFacts {
     pub damage: Vec<InputDamage>,
     /// (input, frames cut by snaplen, snaplen)
     pub truncated: Vec<(u16, u64, Option<u32>)>,
+    pub servers: Vec<ServerFacts>,
+    pub clients: Vec<ClientFacts>,
 }

@@ -211,3 +211,30 @@ fn login(c: &ConnectionFacts) -> Option<Login> {
         steps_ms: steps,
     })
 }
+
+/// The `servers` list: SQL Server endpoints, how each was found, and what they said.
+pub fn servers(c: &crate::facts::CaptureFacts) -> Vec<model::Server> {
+    c.servers
+        .iter()
+        .filter_map(|s| {
+            let addr = s.address?;
+            let mut found_by = Vec::new();
+            if s.tds_seen {
+                found_by.push("tds");
+            }
+            if addr.port() == crate::session::SQL_SERVER_PORT {
+                found_by.push("port");
+            }
+            if found_by.is_empty() {
+                return None;
+            }
+            Some(model::Server {
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                found_by,
+                instance: s.instance.clone(),
+                version: s.version.clone(),
+            })
+        })
+        .collect()
+}

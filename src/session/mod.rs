@@ -1,6 +1,7 @@
 //! Per-connection drivers: receive the TCP tracker's stream events, run the protocol framers
 //! and state machines over them, and hand finished [`ConnectionFacts`] on.
 
+pub mod patterns;
 pub mod tds;
 
 use std::collections::{HashMap, VecDeque};

@@ -3,6 +3,7 @@
 mod capture;
 mod ending;
 mod login;
+mod pattern;
 mod request;
 pub(crate) mod tcp;
 
@@ -29,6 +30,7 @@ pub(super) const CONNECTION_RULES: &[ConnectionRule] = &[
     request::attention,
     request::server_error,
     request::abandoned,
+    request::chatty,
     ending::keepalive_unanswered,
     ending::retransmission_storm,
     ending::reset,
@@ -43,5 +45,11 @@ pub(super) const CONNECTION_RULES: &[ConnectionRule] = &[
     capture::undecodable,
 ];
 
-pub(super) const CAPTURE_RULES: &[CaptureRule] =
-    &[capture::malformed_input, capture::truncated_frames];
+pub(super) const CAPTURE_RULES: &[CaptureRule] = &[
+    capture::malformed_input,
+    capture::truncated_frames,
+    pattern::mass_reset,
+    pattern::listen_backlog,
+    pattern::no_pooling,
+    pattern::port_exhaustion,
+];

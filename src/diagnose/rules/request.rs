@@ -130,3 +130,37 @@ pub(super) fn abandoned(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
             .build(),
     )
 }
+
+/// Requests on one connection that make a chatty conversation: with hundreds of small round
+/// trips the network's round-trip time, not the server, sets the pace.
+const CHATTY_MIN_REQUESTS: u64 = 100;
+/// Share of the connection's time spent waiting on round trips (requests × RTT).
+const CHATTY_RTT_SHARE: f64 = 0.5;
+
+/// `pattern.chatty`: many small round trips whose time is mostly network latency.
+pub(super) fn chatty(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+    let t = tds7(c)?;
+    if t.request_count < CHATTY_MIN_REQUESTS {
+        return None;
+    }
+    let rtt = c.tcp.handshake_rtt_ns.filter(|&r| r > 0)?;
+    let duration = c.tcp.last.ts.nanos_since(c.tcp.first.ts).max(1);
+    let waiting = rtt.saturating_mul(i64::try_from(t.request_count).unwrap_or(i64::MAX));
+    if (waiting as f64) < CHATTY_RTT_SHARE * duration as f64 {
+        return None;
+    }
+    let summary = format!(
+        "{} requests on one connection, each a round trip of {:.1} ms: about {:.1} s of the {:.1} s went to network latency. Batch the statements or move the work to the server.",
+        t.request_count,
+        rtt as f64 / 1e6,
+        waiting as f64 / 1e9,
+        duration as f64 / 1e9
+    );
+    let mut b = FindingBuilder::new(Code::PatternChatty, summary)
+        .detail("requests", t.request_count)
+        .detail("rtt_ms", (rtt as f64 / 1e3).round() / 1e3);
+    if let Some(first) = t.requests.first() {
+        b = b.evidence_at(first.at, "first request");
+    }
+    Some(b.build())
+}
