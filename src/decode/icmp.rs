@@ -87,7 +87,7 @@ fn quoted_v6(buf: &[u8]) -> Option<QuotedHeader> {
     // The quote is cut wherever the error's sender chose: treat its end as the wire end so
     // a cut extension header reads as "no ports" rather than an error.
     match walk_extensions(buf, IPV6_HEADER_LEN, ip.next_header(), buf.len()) {
-        Ok(w) if w.fragment.map_or(true, |f| f.offset == 0) => Some(quoted_ports(
+        Ok(w) if w.fragment.is_none_or(|f| f.offset == 0) => Some(quoted_ports(
             src,
             dst,
             w.protocol,
