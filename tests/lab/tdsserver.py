@@ -558,6 +558,9 @@ class Connection:
         delay = float(b.get("delay_s") or 0)
         if delay and self.wait_for_attention(delay):
             log("attention", peer=self.peer, while_running=True)
+            # The cancelled request's (cut short) response comes first, then a separate message
+            # with the DONE(ATTN) acknowledgement; tedious relies on this two-message order.
+            self.send_message(PKT_REPLY, self.done_token(TOK_DONE, DONE_ERROR, 0, 0))
             self.send_message(PKT_REPLY, self.done_token(TOK_DONE, DONE_ATTN, 0, 0))
             return
         stripped = text.strip().lower()

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""python-tds (pytds) client for lab scenarios: a real third-party TDS driver.
+
+Modes:
+  query        log in, run one query, close
+  sleep_query  log in, sleep --sleep seconds (idle), then run a query
+  timeout      log in, run a query with a command timeout (--timeout): pytds sends ATTENTION
+  big          log in, send one large SQL batch (--size bytes) so a slow reader's window fills
+Exit code 0 when the mode's expected outcome happened; errors are printed, never the password.
+"""
+import argparse
+import sys
+import time
+
+import pytds
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--port", type=int, default=1433)
+    ap.add_argument("--instance", default=None)
+    ap.add_argument("--user", default="labuser")
+    ap.add_argument("--password", required=True)
+    ap.add_argument("--database", default="master")
+    ap.add_argument("--mode", default="query")
+    ap.add_argument("--sql", default="select id, name from lab_rows")
+    ap.add_argument("--sleep", type=float, default=0)
+    ap.add_argument("--timeout", type=float, default=None)
+    ap.add_argument("--size", type=int, default=200000)
+    ap.add_argument("--login-timeout", type=float, default=10)
+    a = ap.parse_args()
+    kw = dict(server=a.server, database=a.database, user=a.user, password=a.password,
+              login_timeout=a.login_timeout, autocommit=True, timeout=a.timeout)
+    if a.instance:
+        kw["instance"] = a.instance  # pytds asks the SQL Browser (SSRP) for the port
+    else:
+        kw["port"] = a.port
+    try:
+        conn = pytds.connect(**kw)
+    except Exception as e:  # the lab wants to see every failure class, printed
+        print("connect failed: %s: %s" % (type(e).__name__, e))
+        return 2
+    print("logged in")
+    try:
+        if a.mode == "sleep_query":
+            time.sleep(a.sleep)
+        sql = a.sql
+        if a.mode == "big":
+            pad = "-" * max(0, a.size - len(sql) - 2)
+            sql = sql + "\n" + pad
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            rows = cur.fetchall() if cur.description else []
+            print("rows: %d" % len(rows))
+        conn.close()
+    except Exception as e:
+        print("query failed: %s: %s" % (type(e).__name__, e))
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
