@@ -11,6 +11,7 @@ command -v tcpdump >/dev/null || need_apt+=(tcpdump)
 command -v tshark >/dev/null || need_apt+=(tshark)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v iptables >/dev/null || need_apt+=(iptables)
+command -v ethtool >/dev/null || need_apt+=(ethtool)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 if ((${#need_apt[@]})); then
     apt-get update -q

@@ -86,16 +86,17 @@ DEFAULTS = {
     # wants the informative states of the ERRORLOG on the wire).
     "wrong_password_state": 8,
     "unknown_user_state": 5,
-    # Seconds to wait before each step: accept, prelogin (before the response), login, query.
+    # Seconds to wait before each step: accept, prelogin (before the response), login (before the
+    # login response), logged_in (after it), query (before answering).
     "delay": {},
-    # Close with RST (SO_LINGER 0) at a step: accept, prelogin, login, query, mid_query.
+    # Close with RST (SO_LINGER 0) at a step: accept, prelogin, login, logged_in, query, mid_query.
     "rst_at": None,
-    # Send FIN first (shutdown write) at a step: accept, prelogin, login, query, mid_query.
+    # Send FIN first (shutdown write) at a step (same names).
     "fin_at": None,
     # After this many seconds without a request on a logged-in connection: RST / FIN.
     "idle_rst_s": None,
     "idle_fin_s": None,
-    # {"at": "login", "seconds": 6}: stop reading after that step so the receive window fills.
+    # {"at": "logged_in", "seconds": 6}: stop reading at that step so the receive window fills.
     "stop_reading": None,
     # SO_RCVBUF of the listening socket (inherited by accepted ones); small makes zero windows easy.
     "rcvbuf": None,
@@ -110,7 +111,7 @@ DEFAULTS = {
     "max_seconds": 120,
 }
 
-STEPS = ("accept", "prelogin", "login", "query", "mid_query")
+STEPS = ("accept", "prelogin", "login", "logged_in", "query", "mid_query")
 
 
 def log(event, **fields):
@@ -243,6 +244,9 @@ class Connection:
     def send_message(self, ptype, payload, flush_each=False):
         """Split a message into packets no larger than the negotiated size [MS-TDS 2.2.3.1.3]."""
         room = self.packet_size - 8
+        # PacketID counts the packets of one message from 1, as SQL Server does; Wireshark's
+        # defragmenter relies on it [MS-TDS 2.2.3.1.5].
+        self.packet_id = 1
         chunks = [payload[i : i + room] for i in range(0, len(payload), room)] or [b""]
         for i, chunk in enumerate(chunks):
             status = STATUS_EOM if i == len(chunks) - 1 else 0
@@ -439,6 +443,7 @@ class Connection:
         body += self.done_token(TOK_DONE, DONE_FINAL, 0, 0)
         self.send_message(PKT_REPLY, body)
         log("login_ok", peer=self.peer, database=database, tds_version="%08x" % self.tds_version)
+        self.checkpoint("logged_in")
         return True
 
     def check_credentials(self, login):
@@ -577,6 +582,7 @@ class Connection:
             # Send the first rows as complete packets so the capture shows data before the break.
             cut = int(rst_after if rst_after is not None else rows // 2)
             first = meta + b"".join(row_tokens[:cut])
+            self.packet_id = 1
             head = struct.pack(">BBHHBB", PKT_REPLY, 0, len(first) + 8, 0x0033, self.packet_id, 0)
             self.packet_id = (self.packet_id + 1) % 256
             self.transport.sendall(head + first)

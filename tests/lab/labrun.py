@@ -1,0 +1,742 @@
+#!/usr/bin/env python3
+"""Scenario runner of the tdsscope lab: real clients against tests/lab/tdsserver.py across network
+namespaces, one capture per scenario. Entry point: scripts/lab [SCENARIO…] (as root).
+
+Topology, rebuilt for every scenario so no rule or conntrack state leaks between scenarios:
+
+    client ns  c0 192.0.2.10 / 2001:db8:c::10
+         |  veth
+    router ns  rc 192.0.2.1 / 2001:db8:c::1     rs 198.51.100.1 / 2001:db8:5::1   (forwards; faults)
+         |  veth
+    server ns  s0 198.51.100.20 / 2001:db8:5::20
+
+Only documentation prefixes (RFC 5737, RFC 3849) are used and only inside the namespaces: nothing is
+routed to the host or any real network. tcpdump runs on the client's interface, so server packets
+show TTL 63 (one hop) and packets made by the router TTL 64, as in a real capture on a client.
+
+Every child process runs under timeout(1); namespaces (with their veths and iptables rules) are
+deleted in a finally block and on SIGINT/SIGTERM.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CAPTURES = os.path.join(ROOT, "tests", "captures")
+MANIFEST = os.path.join(CAPTURES, "manifest.json")
+
+# The SQL login password of every scenario. Distinctive so tests can assert that tdsscope never
+# prints it (it travels obfuscated, not encrypted, in cleartext LOGIN7s).
+PASSWORD = "Lab-Pw-7f3Kq9"
+WRONG_PASSWORD = "Wrong-Pw-Zx81"
+USER = "labuser"
+
+C4, R4C, R4S, S4 = "192.0.2.10", "192.0.2.1", "198.51.100.1", "198.51.100.20"
+C6, R6C, R6S, S6 = "2001:db8:c::10", "2001:db8:c::1", "2001:db8:5::1", "2001:db8:5::20"
+SNAPLEN = 262144
+
+
+def log(msg):
+    print("[lab] " + msg, flush=True)
+
+
+class LabError(Exception):
+    pass
+
+
+class Lab:
+    """One scenario's namespaces, processes and files."""
+
+    def __init__(self, name, run_dir):
+        self.name = name
+        self.dir = os.path.join(run_dir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        tag = "tl%d" % (os.getpid() % 100000)
+        self.ns = {"c": tag + "c", "r": tag + "r", "s": tag + "s"}
+        self.procs = []
+        self.capture = os.path.join(CAPTURES, name + ".pcap")
+        self.notes = []
+
+    # processes
+
+    def run(self, where, cmd, timeout=20, env=None, stdin=None, check=True):
+        full = ["ip", "netns", "exec", self.ns[where], "timeout", "-k", "2", str(timeout)] + cmd
+        r = subprocess.run(full, input=stdin, capture_output=True, text=True, env=env, timeout=timeout + 10)
+        if check and r.returncode != 0:
+            raise LabError("%s failed (%d): %s" % (" ".join(cmd), r.returncode, r.stderr.strip()[:500]))
+        return r
+
+    def spawn(self, where, cmd, timeout, logname, env=None, sig="TERM"):
+        out = open(os.path.join(self.dir, logname), "w")
+        full = ["ip", "netns", "exec", self.ns[where], "timeout", "-s", sig, "-k", "3", str(timeout)] + cmd
+        p = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.procs.append((p, out))
+        return p
+
+    def wait_log(self, logname, pattern, seconds=8.0):
+        path = os.path.join(self.dir, logname)
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            try:
+                with open(path) as f:
+                    if re.search(pattern, f.read()):
+                        return True
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+        raise LabError("%s: no %r within %ss" % (logname, pattern, seconds))
+
+    def read_log(self, logname):
+        try:
+            with open(os.path.join(self.dir, logname)) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    # network
+
+    def up(self):
+        c, r, s = self.ns["c"], self.ns["r"], self.ns["s"]
+        for ns in (c, r, s):
+            sh(["ip", "netns", "add", ns])
+        sh(["ip", "link", "add", "c0", "netns", c, "type", "veth", "peer", "name", "rc", "netns", r])
+        sh(["ip", "link", "add", "s0", "netns", s, "type", "veth", "peer", "name", "rs", "netns", r])
+        plan = {
+            c: [("c0", C4, 24, C6)],
+            r: [("rc", R4C, 24, R6C), ("rs", R4S, 24, R6S)],
+            s: [("s0", S4, 24, S6)],
+        }
+        for ns, ifaces in plan.items():
+            x = ["ip", "netns", "exec", ns]
+            sh(x + ["ip", "link", "set", "lo", "up"])
+            for ifname, v4, plen, v6 in ifaces:
+                # No router solicitations: they would only add noise to the captures.
+                sh(x + ["sysctl", "-qw", "net.ipv6.conf.%s.router_solicitations=0" % ifname])
+                sh(x + ["ip", "addr", "add", "%s/%d" % (v4, plen), "dev", ifname])
+                sh(x + ["ip", "-6", "addr", "add", v6 + "/64", "dev", ifname, "nodad"])
+                # Offloads off: the capture then shows wire-sized segments, as on a real NIC.
+                subprocess.run(x + ["ethtool", "-K", ifname, "tso", "off", "gso", "off", "gro", "off"],
+                               capture_output=True)
+                sh(x + ["ip", "link", "set", ifname, "up"])
+        xc, xr, xs = (["ip", "netns", "exec", n] for n in (c, r, s))
+        sh(xc + ["ip", "route", "add", "default", "via", R4C])
+        sh(xc + ["ip", "-6", "route", "add", "default", "via", R6C])
+        sh(xs + ["ip", "route", "add", "default", "via", R4S])
+        sh(xs + ["ip", "-6", "route", "add", "default", "via", R6S])
+        sh(xr + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        sh(xr + ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        # Short SYN retry budget on the client: an unanswered connect gives up after ~5 s
+        # (SYNs at 0,1,2,3,4 s with Linux's linear first backoffs) instead of 2 minutes.
+        sh(xc + ["sysctl", "-qw", "net.ipv4.tcp_syn_retries=4"])
+        # Resolve neighbours before the capture starts, so the capture holds the scenario only.
+        sh(xc + ["ping", "-c1", "-W2", S4], check=False)
+        sh(xc + ["ping", "-6", "-c1", "-W2", S6], check=False)
+        time.sleep(1)  # let link-up chatter (MLD reports) pass before the capture starts
+
+    def iptables(self, where, args, v6=False):
+        self.run(where, ["ip6tables" if v6 else "iptables"] + args, timeout=10)
+        self.notes.append("%s: %s %s" % (where, "ip6tables" if v6 else "iptables", " ".join(args)))
+
+    def start_capture(self, seconds=60):
+        self.tcpdump = self.spawn("c", ["tcpdump", "-i", "c0", "-n", "-U", "--immediate-mode", "-Z", "root", "-s", str(SNAPLEN),
+                                        "-w", self.capture], seconds, "tcpdump.log", sig="INT")
+        self.wait_log("tcpdump.log", "listening on")
+        time.sleep(0.2)
+
+    def stop_capture(self):
+        time.sleep(0.5)  # let the last FIN/RST/ICMP land
+        if self.tcpdump.poll() is None:
+            self.tcpdump.send_signal(signal.SIGINT)  # timeout(1) forwards it to tcpdump
+        try:
+            self.tcpdump.wait(10)
+        except subprocess.TimeoutExpired:
+            self.tcpdump.kill()
+        log("%s: %s" % (self.name, self.read_log("tcpdump.log").strip().splitlines()[-1:]))
+
+    def start_server(self, behaviour, seconds=60, logname="server.log"):
+        b = {"host": "::", "cert": os.path.join(self.certdir, "cert.pem"),
+             "key": os.path.join(self.certdir, "key.pem"), "max_seconds": seconds}
+        b.update(behaviour)
+        self.spawn("s", [sys.executable, os.path.join(HERE, "tdsserver.py"), "--behaviour", json.dumps(b)],
+                   seconds + 5, logname)
+        self.wait_log(logname, '"listening"')
+        return b
+
+    def start_ssrp(self, behaviour, seconds=60):
+        b = {"host": "::", "max_seconds": seconds}
+        b.update(behaviour)
+        self.spawn("s", [sys.executable, os.path.join(HERE, "ssrp.py"), "--behaviour", json.dumps(b)],
+                   seconds + 5, "ssrp.log")
+        self.wait_log("ssrp.log", '"listening"')
+
+    def down(self):
+        for p, out in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+            out.close()
+        self.procs = []
+        for ns in self.ns.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def sh(cmd, check=True):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if check and r.returncode != 0:
+        raise LabError("%s: %s" % (" ".join(cmd), r.stderr.strip()))
+    return r
+
+
+# --- real clients ----------------------------------------------------------------------------------
+
+
+def freetds_conf(lab, host, port, encryption, tds="7.4", connect_timeout=10):
+    path = os.path.join(lab.dir, "freetds.conf")
+    with open(path, "w") as f:
+        f.write("[global]\n    tds version = %s\n[lab]\n    host = %s\n    port = %d\n"
+                "    tds version = %s\n    encryption = %s\n    connect timeout = %d\n"
+                % (tds, host, port, tds, encryption, connect_timeout))
+    return path
+
+
+def tsql(lab, host=S4, port=1433, encryption="off", password=PASSWORD, sql="select id, name from lab_rows",
+         timeout=25, connect_timeout=10):
+    """FreeTDS tsql. encryption: off (FreeTDS then offers NOT_SUP), request, require."""
+    env = dict(os.environ, FREETDSCONF=freetds_conf(lab, host, port, encryption, connect_timeout=connect_timeout))
+    r = lab.run("c", ["tsql", "-S", "lab", "-U", USER, "-P", password], timeout=timeout, env=env,
+                stdin=sql + "\ngo\nquit\n", check=False)
+    out = (r.stdout + r.stderr).replace(password, "<password>")
+    with open(os.path.join(lab.dir, "client.log"), "w") as f:
+        f.write(out)
+    return r.returncode, out
+
+
+def pytds_args(host=S4, port=1433, password=PASSWORD, **extra):
+    args = [sys.executable, os.path.join(HERE, "clients", "pytds_client.py"), "--server", host,
+            "--port", str(port), "--password", password]
+    for k, v in extra.items():
+        args += ["--" + k.replace("_", "-"), str(v)]
+    return args
+
+
+def pytds(lab, timeout=30, **kw):
+    r = lab.run("c", pytds_args(**kw), timeout=timeout, check=False)
+    out = r.stdout + r.stderr
+    with open(os.path.join(lab.dir, "client.log"), "w") as f:
+        f.write(out)
+    return r.returncode, out
+
+
+def tedious(lab, opts, timeout=45):
+    o = {"server": S4, "port": 1433, "password": PASSWORD}
+    o.update(opts)
+    r = lab.run("c", ["node", os.path.join(HERE, "node", "client.js"), json.dumps(o)], timeout=timeout,
+                check=False, env=dict(os.environ, NODE_NO_WARNINGS="1"))
+    out = r.stdout + r.stderr
+    with open(os.path.join(lab.dir, "client.log"), "w") as f:
+        f.write(out)
+    return r.returncode, out
+
+
+def impacket(lab, host=S4, port=1433, password=PASSWORD, sql="select id, name from lab_rows", timeout=25):
+    exe = shutil.which("mssqlclient.py") or "mssqlclient.py"
+    r = lab.run("c", [exe, "%s:%s@%s" % (USER, password, host), "-port", str(port), "-command", sql],
+                timeout=timeout, check=False)
+    out = (r.stdout + r.stderr).replace(password, "<password>")
+    with open(os.path.join(lab.dir, "client.log"), "w") as f:
+        f.write(out)
+    return r.returncode, out
+
+
+def expect(cond, what):
+    if not cond:
+        raise LabError("scenario check failed: " + what)
+
+
+# --- scenarios -------------------------------------------------------------------------------------
+# Each scenario: the function drives the lab; the metadata says what the capture must show.
+# "connections" lists expected TCP connections in SYN order (the runner fills in the client port from
+# the capture); "checks" are tshark display filters with the frame counts they must match.
+
+SCENARIOS = {}
+
+
+def scenario(name, client, what, connections=(), exchanges=(), checks=(), decode_port=1433):
+    def deco(fn):
+        SCENARIOS[name] = {"fn": fn, "client": client, "what": what, "connections": list(connections),
+                           "exchanges": list(exchanges), "checks": list(checks), "decode_port": decode_port}
+        return fn
+    return deco
+
+
+def f(code, **detail):
+    return {"code": code, "detail": detail} if detail else {"code": code}
+
+
+def conn(server, outcome, findings, **extra):
+    d = {"server": server, "outcome": outcome, "findings": findings}
+    d.update(extra)
+    return d
+
+
+def chk(display_filter, min_count=1, max_count=None, fields=None, note=""):
+    return {"filter": display_filter, "min": min_count, "max": max_count, "note": note}
+
+
+@scenario("healthy-tsql-plain", "tsql",
+          "FreeTDS tsql with encryption=off (offers ENCRYPT_NOT_SUP); server OFF answers NOT_SUP: no TLS, "
+          "cleartext LOGIN7 and login response, one SELECT of 3 rows, client closes with FIN.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")],
+                            login={"user": USER, "tds_version": "7.4", "encryption": "not_sup"})],
+          checks=[chk("tds.type == 0x12", 1, 1), chk("tds.type == 0x10", 1, 1), chk("tds.loginack", 1),
+                  chk("tds.type == 0x01", 1), chk("tds.done.donerowcount64 == 3", 1), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_healthy_tsql_plain(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = tsql(lab)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok")
+
+
+@scenario("healthy-tsql-login-tls", "tsql",
+          "FreeTDS tsql with encryption=request (offers OFF); server OFF: TLS 1.2 handshake inside PRELOGIN "
+          "packets encrypts only the LOGIN7; login response and query in cleartext.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.certificate_problem", problem="self_signed")],
+                            login={"user": "(encrypted)", "encryption": "login_only", "tls_version": "1.2"})],
+          checks=[chk("tds.type == 0x12", 3), chk("tls.handshake.type == 1", 1, 1), chk("tds.loginack", 1),
+                  chk("tds.type == 0x10", 0, 0, note="LOGIN7 travels inside TLS"), chk("tds.done.donerowcount64 == 3", 1)])
+def sc_healthy_tsql_login_tls(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = tsql(lab, encryption="request")
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok")
+    expect('"login_only"' in lab.read_log("server.log"), "login-only TLS")
+
+
+@scenario("healthy-pytds-plain", "pytds",
+          "python-tds without TLS support offers ENCRYPT_NOT_SUP: cleartext login and one SELECT of 3 rows.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")],
+                            login={"user": USER, "database": "master", "tds_version": "7.4"})],
+          checks=[chk("tds.type == 0x10", 1, 1), chk("tds.loginack", 1), chk("tds.done.donerowcount64 == 3", 1),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_healthy_pytds_plain(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = pytds(lab)
+    expect(rc == 0 and "rows: 3" in out, "pytds query ok: " + out)
+
+
+@scenario("healthy-pytds-ipv6", "pytds",
+          "As healthy-pytds-plain over IPv6 (2001:db8::/32 documentation prefix).",
+          connections=[conn("[%s]:1433" % S6, "ok", [f("login.ok"), f("login.cleartext")])],
+          checks=[chk("ipv6 && tds.type == 0x10", 1, 1), chk("ipv6 && tds.loginack", 1)])
+def sc_healthy_pytds_ipv6(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = pytds(lab, host=S6)
+    expect(rc == 0 and "rows: 3" in out, "pytds over IPv6 ok: " + out)
+
+
+@scenario("healthy-tedious-tls", "tedious",
+          "tedious (encrypt=true, trustServerCertificate) offers ENCRYPT_ON: full TLS 1.2 after the handshake "
+          "in PRELOGIN packets; login, tedious' SET batch and an RPC (sp_executesql) SELECT all inside TLS.",
+          connections=[conn(S4 + ":1433", "ok", [f("tls.certificate_problem", problem="self_signed")],
+                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "full",
+                                   "tls_version": "1.2"},
+                            note="LOGINACK is encrypted: a closing FIN from the client after application data "
+                                 "is the only sign of success")],
+          checks=[chk("tds.type == 0x12", 3), chk("tls.handshake.type == 11", 1, 1), chk("tls.record.content_type == 23", 4),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_healthy_tedious_tls(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": True})
+    expect(rc == 0 and "rows: 3" in out, "tedious query ok: " + out)
+    expect('"mode": "full"' in lab.read_log("server.log"), "full TLS")
+
+
+@scenario("healthy-impacket", "impacket mssqlclient",
+          "impacket mssqlclient (TDS 7.1, offers ENCRYPT_OFF): TLS for the LOGIN7 only, then cleartext "
+          "login response (TDS 7.1: 4-byte DONE row counts) and two SELECTs.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.certificate_problem", problem="self_signed")],
+                            login={"tds_version": "7.1", "encryption": "login_only"})],
+          checks=[chk("tds.type == 0x12", 3), chk("tds.loginack", 1), chk("tds.type == 0x01", 2)])
+def sc_healthy_impacket(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = impacket(lab)
+    expect(rc == 0 and "row-3" in out, "impacket query ok: " + out[-300:])
+
+
+@scenario("login-failed-18456-s8", "tsql",
+          "tsql (no TLS) with a wrong password: server answers ERROR 18456 state 8 class 14 and DONE(ERROR), "
+          "no LOGINACK; the client closes.",
+          connections=[conn(S4 + ":1433", "login_failed",
+                            [f("login.failed", number=18456, state=8, **{"class": 14}), f("login.cleartext")],
+                            login={"user": USER, "error": {"number": 18456, "state": 8, "class": 14}})],
+          checks=[chk("tds.error.number == 18456", 1, 1), chk("tds.error.state == 8", 1, 1), chk("tds.loginack", 0, 0)])
+def sc_login_failed_18456(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = tsql(lab, password=WRONG_PASSWORD)
+    expect("18456" in out, "tsql saw 18456: " + out[-300:])
+
+
+def login_error_scenario(name, errors, what):
+    first = errors[0]
+    findings = [f("login.failed", number=first["number"], state=first["state"], **{"class": first["class"]}),
+                f("login.cleartext")]
+    checks = [chk("tds.error.number == %d" % e["number"], 1, 1) for e in errors] + [chk("tds.loginack", 0, 0)]
+
+    @scenario(name, "tsql", what, connections=[conn(S4 + ":1433", "login_failed", findings,
+                                                     login={"error": {k: first[k] for k in ("number", "state", "class")}})],
+              checks=checks)
+    def run(lab):
+        lab.start_server({"encryption": "off", "login_errors": errors})
+        lab.start_capture()
+        rc, out = tsql(lab)
+        expect(str(first["number"]) in out, "tsql saw %d: %s" % (first["number"], out[-300:]))
+
+
+login_error_scenario("login-failed-4060", [
+    {"number": 4060, "state": 1, "class": 11, "message": 'Cannot open database "labdb" requested by the login. The login failed.'},
+    {"number": 18456, "state": 1, "class": 14, "message": "Login failed for user 'labuser'."}],
+    "tsql; server answers 4060 (cannot open database) then 18456 state 1, as SQL Server does.")
+login_error_scenario("login-failed-18486", [
+    {"number": 18486, "state": 1, "class": 14,
+     "message": "Login failed for user 'labuser' because the account is currently locked out."}],
+    "tsql; server answers 18486 (account locked out).")
+login_error_scenario("login-failed-17809", [
+    {"number": 17809, "state": 1, "class": 20,
+     "message": "Could not connect because the maximum number of '10' user connections has already been reached."}],
+    "tsql; server answers 17809 class 20 (user connections limit).")
+
+
+@scenario("refused", "tsql",
+          "Nothing listens on the server's 1433: the server's kernel answers the SYN with RST+ACK.",
+          connections=[conn(S4 + ":1433", "refused", [f("tcp.refused", attempts=1)])],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 1), chk("tcp.flags.reset == 1 && ip.src == %s" % S4, 1)])
+def sc_refused(lab):
+    lab.start_capture()
+    rc, out = tsql(lab)
+    expect(rc != 0, "tsql failed to connect")
+
+
+@scenario("no-answer", "tsql",
+          "The router drops SYNs to 1433 (iptables DROP): the client's SYN and its retries (tcp_syn_retries=4) "
+          "go unanswered, then tsql gives up.",
+          connections=[conn(S4 + ":1433", "no_answer", [f("tcp.no_answer", attempts=5)])],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 3), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 0, 0)])
+def sc_no_answer(lab):
+    lab.start_server({"encryption": "off"})
+    lab.iptables("r", ["-A", "FORWARD", "-p", "tcp", "--syn", "--dport", "1433", "-j", "DROP"])
+    lab.start_capture()
+    rc, out = tsql(lab, connect_timeout=10)
+    expect(rc != 0, "tsql failed to connect")
+
+
+@scenario("icmp-host-unreachable", "tsql",
+          "The router rejects SYNs to 1433 with ICMP host unreachable (type 3 code 1).",
+          connections=[conn(S4 + ":1433", "unreachable",
+                            [f("tcp.unreachable", icmp_type=3, icmp_code=1, meaning="host unreachable")])],
+          checks=[chk("icmp.type == 3 && icmp.code == 1", 1), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 0, 0)])
+def sc_icmp_unreachable(lab):
+    lab.start_server({"encryption": "off"})
+    lab.iptables("r", ["-A", "FORWARD", "-p", "tcp", "--dport", "1433", "-j", "REJECT",
+                       "--reject-with", "icmp-host-unreachable"])
+    lab.start_capture()
+    rc, out = tsql(lab)
+    expect(rc != 0, "tsql failed to connect")
+
+
+@scenario("attention-tedious", "tedious",
+          "tedious (encrypt=false: TLS for the LOGIN7 only) runs a query the server delays 8 s; its "
+          "requestTimeout of 2 s fires and it sends ATTENTION; the server ends the cut-short response and "
+          "acknowledges with DONE(ATTN) in a second message; the client closes normally.",
+          connections=[conn(S4 + ":1433", "ok",
+                            [f("login.ok"), f("request.attention", count=1, after_s=2, acknowledged=True)])],
+          checks=[chk("tds.type == 0x06", 1, 1), chk("tds.done.status.attn == 1", 1)])
+def sc_attention_tedious(lab):
+    lab.start_server({"encryption": "off", "query_rules": [{"match": "slow", "delay_s": 8}]})
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": False, "mode": "timeout", "sql": "select 'slow' as lab_rows",
+                            "requestTimeout": 2000})
+    expect(rc == 0 and "ETIMEOUT" in out, "tedious timed out: " + out)
+
+
+@scenario("server-rst-mid-query", "pytds",
+          "pytds runs a SELECT; the server sends the first 50 of 200 rows, then aborts the connection "
+          "(SO_LINGER 0 close: RST from the server with its normal TTL).",
+          connections=[conn(S4 + ":1433", "reset", [f("login.ok"), f("reset.by_server", phase="request")])],
+          checks=[chk("tcp.flags.reset == 1 && ip.src == %s && ip.ttl == 63" % S4, 1),
+                  chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 0, 0)])
+def sc_server_rst_mid_query(lab):
+    lab.start_server({"encryption": "off", "query": {"rows": 200, "rst_after_rows": 50}})
+    lab.start_capture()
+    rc, out = pytds(lab)
+    expect(rc != 0, "pytds saw the reset: " + out)
+
+
+@scenario("middlebox-idle-kill", "pytds",
+          "pytds logs in, stays idle 8 s, then sends a query. Meanwhile the router starts rejecting the "
+          "connection's packets with tcp-reset (a middlebox whose idle timer expired): the client gets a RST "
+          "with TTL 64 (made by the router) where the server's packets have TTL 63.",
+          connections=[conn(S4 + ":1433", "idle_killed",
+                            [f("login.ok"), f("reset.by_middlebox", ttl=64, peer_ttl=63),
+                             f("idle.killed", by="middlebox", idle_s=8)])],
+          checks=[chk("tcp.flags.reset == 1 && ip.src == %s && ip.ttl == 64" % S4, 1),
+                  chk("tds.type == 0x01", 1)])
+def sc_middlebox_idle_kill(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    p = lab.spawn("c", pytds_args(mode="sleep_query", sleep=8), 30, "client.log")
+    lab.wait_log("server.log", '"login_ok"')
+    time.sleep(2)
+    lab.iptables("r", ["-I", "FORWARD", "-p", "tcp", "-s", C4, "--dport", "1433", "-j", "REJECT",
+                       "--reject-with", "tcp-reset"])
+    p.wait(30)
+    expect("ConnectionResetError" in lab.read_log("client.log") or "reset" in lab.read_log("client.log").lower(),
+           "client saw the reset: " + lab.read_log("client.log"))
+
+
+@scenario("zero-window", "pytds",
+          "The server (SO_RCVBUF 2048) stops reading for 6 s right after the login; pytds sends a 200 kB "
+          "SQL batch, the server's window closes (zero window, client probes), then reading resumes and the "
+          "query completes.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tcp.zero_window", side="server")])],
+          checks=[chk("tcp.analysis.zero_window && ip.src == %s" % S4, 1), chk("tds.done.donerowcount64 == 3", 1)])
+def sc_zero_window(lab):
+    lab.start_server({"encryption": "off", "rcvbuf": 2048, "stop_reading": {"at": "logged_in", "seconds": 6}})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="big", size=200000)
+    expect(rc == 0 and "rows: 3" in out, "pytds big query ok: " + out)
+
+
+INST_PORT = 14330
+
+
+@scenario("ssrp-answered-port-14330", "pytds",
+          "pytds connects to instance LABINST: it asks the SQL Browser (UDP 1434, CLNT_UCAST_INST), "
+          "the responder announces tcp 14330, and the client logs in there (non-standard port).",
+          connections=[conn("%s:%d" % (S4, INST_PORT), "ok", [f("login.ok"), f("login.cleartext")])],
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 4, "instance": "LABINST"},
+                      "response": {"instances": [{"instance": "LABINST", "tcp_port": INST_PORT}]}, "findings": []}],
+          checks=[chk("udp.dstport == 1434", 1), chk("udp.srcport == 1434", 1), chk("tds.loginack", 1)],
+          decode_port=INST_PORT)
+def sc_ssrp_answered(lab):
+    lab.start_server({"encryption": "off", "port": INST_PORT})
+    lab.start_ssrp({"instances": [{"name": "LABINST", "tcp": INST_PORT, "version": "16.0.1000.6"}]})
+    lab.start_capture()
+    rc, out = pytds(lab, instance="LABINST")
+    expect(rc == 0 and "rows: 3" in out, "pytds via SSRP ok: " + out)
+
+
+@scenario("ssrp-silent", "pytds",
+          "pytds asks the Browser for LABINST; the responder reads the request but never answers; pytds "
+          "gives up before any TCP connection.",
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 4, "instance": "LABINST"},
+                      "response": None, "findings": [f("ssrp.no_response", opcode=4, instance="LABINST")]}],
+          checks=[chk("udp.dstport == 1434", 1), chk("udp.srcport == 1434", 0, 0), chk("tcp", 0, 0)])
+def sc_ssrp_silent(lab):
+    lab.start_ssrp({"mode": "silent"})
+    lab.start_capture()
+    rc, out = pytds(lab, instance="LABINST", login_timeout=5)
+    expect(rc != 0, "pytds failed: " + out)
+
+
+@scenario("ssrp-port-unreachable", "pytds",
+          "No Browser runs on the server: the SSRP request draws ICMP port unreachable from the server.",
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 4, "instance": "LABINST"},
+                      "response": None, "findings": [f("ssrp.port_unreachable", instance="LABINST")]}],
+          checks=[chk("udp.dstport == 1434", 1), chk("icmp.type == 3 && icmp.code == 3", 1)])
+def sc_ssrp_port_unreachable(lab):
+    lab.start_capture()
+    rc, out = pytds(lab, instance="LABINST", login_timeout=5)
+    expect(rc != 0, "pytds failed: " + out)
+
+
+@scenario("error-after-rows", "tsql",
+          "tsql SELECT: the server sends 3 rows, then ERROR 8134 (divide by zero, class 16) and DONE(ERROR).",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"),
+                                                   f("request.error", number=8134, state=1, **{"class": 16})])],
+          checks=[chk("tds.error.number == 8134", 1, 1), chk("tds.row", 1)])
+def sc_error_after_rows(lab):
+    lab.start_server({"encryption": "off", "query": {"rows": 3, "error_after_rows": {
+        "number": 8134, "state": 1, "class": 16, "message": "Divide by zero error encountered."}}})
+    lab.start_capture()
+    rc, out = tsql(lab)
+    expect("8134" in out, "tsql saw 8134: " + out[-300:])
+
+
+# --- manifest ----------------------------------------------------------------------------------------
+
+
+def client_versions():
+    v = {}
+    r = subprocess.run(["tsql", "-C"], capture_output=True, text=True)
+    m = re.search(r"Version:\s*(\S+ \S+)", r.stdout)
+    v["tsql"] = "FreeTDS tsql " + (m.group(1) if m else "?")
+    for mod, pkg in (("pytds", "python-tds"), ("impacket mssqlclient", "impacket")):
+        r = subprocess.run([sys.executable, "-m", "pip", "show", pkg], capture_output=True, text=True)
+        m = re.search(r"^Version: (\S+)", r.stdout, re.M)
+        v[mod] = "%s %s" % (pkg, m.group(1) if m else "?")
+    try:
+        with open(os.path.join(HERE, "node", "node_modules", "tedious", "package.json")) as fh:
+            v["tedious"] = "tedious %s (node %s)" % (json.load(fh)["version"],
+                                                     subprocess.run(["node", "--version"], capture_output=True,
+                                                                    text=True).stdout.strip())
+    except (OSError, ValueError, KeyError):
+        v["tedious"] = "tedious ?"
+    return v
+
+
+def tcp_clients(capture, count):
+    """Client ip:port of the first SYN of each TCP connection, in order."""
+    r = subprocess.run(["tshark", "-r", capture, "-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+                        "-T", "fields", "-e", "tcp.stream", "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport"],
+                       capture_output=True, text=True)
+    seen, out = set(), []
+    for line in r.stdout.splitlines():
+        stream, v4, v6, port = (line.split("\t") + ["", "", "", ""])[:4]
+        if stream in seen:
+            continue
+        seen.add(stream)
+        out.append("%s:%s" % (v4, port) if v4 else "[%s]:%s" % (v6, port))
+    return out[:count] if count else out
+
+
+def manifest_entry(name, meta, lab, versions, result):
+    conns = []
+    clients = tcp_clients(lab.capture, 0)
+    for i, c in enumerate(meta["connections"]):
+        c = dict(c)
+        c["client"] = clients[i] if i < len(clients) else None
+        conns.append({"client": c.pop("client"), **c})
+    size = os.path.getsize(lab.capture) if os.path.exists(lab.capture) else 0
+    return {
+        "capture": os.path.relpath(lab.capture, CAPTURES),
+        "bytes": size,
+        "client": meta["client"],
+        "client_version": versions.get(meta["client"], "?"),
+        "what": meta["what"],
+        "lab_actions": lab.notes,
+        "decode_as": "tcp.port==%d,tds" % meta["decode_port"],
+        "connections": conns,
+        "exchanges": meta["exchanges"],
+        "checks": meta["checks"],
+        "result": result,
+    }
+
+
+def load_manifest():
+    try:
+        with open(MANIFEST) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_manifest(entries):
+    doc = load_manifest()
+    doc["schema"] = "tdsscope-lab-manifest/1"
+    doc["generated_by"] = "scripts/lab (tests/lab/labrun.py)"
+    doc["passwords"] = [PASSWORD, WRONG_PASSWORD]
+    doc["network"] = {"client": [C4, C6], "router": {"client_side": [R4C, R6C], "server_side": [R4S, R6S]},
+                      "server": [S4, S6], "capture_point": "client namespace, interface c0",
+                      "ttl": {"server_packets_seen_by_client": 63, "router_generated": 64, "client": 64}}
+    sc = doc.get("scenarios", {})
+    sc.update(entries)
+    doc["scenarios"] = dict(sorted(sc.items()))
+    with open(MANIFEST, "w") as fh:
+        json.dump(doc, fh, indent=2)
+        fh.write("\n")
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+
+def make_cert(certdir):
+    # CN as in SQL Server's own auto-generated certificate, used when no certificate is configured.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
+                    "-keyout", os.path.join(certdir, "key.pem"), "-out", os.path.join(certdir, "cert.pem"),
+                    "-subj", "/CN=SSL_Self_Signed_Fallback"], check=True, capture_output=True, timeout=60)
+
+
+def main(argv):
+    if os.geteuid() != 0:
+        print("scripts/lab must run as root (it creates network namespaces)", file=sys.stderr)
+        return 2
+    names = argv or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or "-h" in argv or "--help" in argv:
+        print("usage: scripts/lab [SCENARIO…]\nscenarios:\n  " + "\n  ".join(SCENARIOS), file=sys.stderr)
+        return 2 if unknown else 0
+    os.makedirs(CAPTURES, exist_ok=True)
+    run_dir = tempfile.mkdtemp(prefix="tdsscope-lab.")
+    certdir = os.path.join(run_dir, "cert")
+    os.makedirs(certdir)
+    make_cert(certdir)
+    versions = client_versions()
+    current = []
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    entries, failed = {}, []
+    try:
+        for name in names:
+            meta = SCENARIOS[name]
+            lab = Lab(name, run_dir)
+            lab.certdir = certdir
+            current[:] = [lab]
+            log("%s: start" % name)
+            t0 = time.time()
+            try:
+                lab.up()
+                meta["fn"](lab)
+                result = "ok"
+            except (LabError, subprocess.TimeoutExpired) as e:
+                result = "failed: %s" % e
+                failed.append(name)
+            finally:
+                if getattr(lab, "tcpdump", None) is not None:
+                    lab.stop_capture()
+                lab.down()
+                current[:] = []
+            log("%s: %s (%.1f s)" % (name, result, time.time() - t0))
+            if result != "ok":
+                for fname in ("server.log", "client.log", "ssrp.log"):
+                    text = lab.read_log(fname)
+                    if text:
+                        log("--- %s\n%s" % (fname, text[-1500:]))
+            entries[name] = manifest_entry(name, meta, lab, versions, result)
+    finally:
+        for lab in current:
+            lab.down()
+        if entries:
+            save_manifest(entries)
+        if os.environ.get("LAB_KEEP"):
+            log("logs kept in " + run_dir)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    check = subprocess.run([sys.executable, os.path.join(HERE, "check_captures.py")] + list(entries),
+                           timeout=600)
+    if failed:
+        log("FAILED: " + ", ".join(failed))
+    return 1 if failed or check.returncode else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
