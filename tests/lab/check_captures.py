@@ -15,8 +15,8 @@ CAPTURES = os.path.join(os.path.dirname(HERE), "captures")
 LIMIT = 1024 * 1024
 
 
-def count(capture, decode_as, display_filter):
-    r = subprocess.run(["tshark", "-n", "-r", capture, "-d", decode_as, "-Y", display_filter, "-T", "fields",
+def count(capture, decode_as, display_filter, opts=()):
+    r = subprocess.run(["tshark", "-n", "-r", capture, "-d", decode_as] + list(opts) + ["-Y", display_filter, "-T", "fields",
                         "-e", "frame.number"], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise RuntimeError(r.stderr.strip()[:300])
@@ -39,7 +39,7 @@ def main(names):
             continue
         for c in sc["checks"]:
             try:
-                n = count(capture, sc["decode_as"], c["filter"])
+                n = count(capture, sc["decode_as"], c["filter"], sc.get("tshark_opts", []))
                 good = n >= c["min"] and (c["max"] is None or n <= c["max"])
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 n, good = "error: %s" % e, False

@@ -118,8 +118,11 @@ class Lab:
             x = ["ip", "netns", "exec", ns]
             sh(x + ["ip", "link", "set", "lo", "up"])
             for ifname, v4, plen, v6 in ifaces:
-                # No router solicitations: they would only add noise to the captures.
-                sh(x + ["sysctl", "-qw", "net.ipv6.conf.%s.router_solicitations=0" % ifname])
+                # No router solicitations, no DAD, short MLD report bursts: link-up chatter would
+                # otherwise spill into the captures.
+                for knob in ("router_solicitations=0", "accept_dad=0", "mldv2_unsolicited_report_interval=10",
+                             "mldv1_unsolicited_report_interval=10"):
+                    sh(x + ["sysctl", "-qw", "net.ipv6.conf.%s.%s" % (ifname, knob)])
                 sh(x + ["ip", "addr", "add", "%s/%d" % (v4, plen), "dev", ifname])
                 sh(x + ["ip", "-6", "addr", "add", v6 + "/64", "dev", ifname, "nodad"])
                 # Offloads off: the capture then shows wire-sized segments, as on a real NIC.
@@ -227,12 +230,15 @@ def pytds_args(host=S4, port=1433, password=PASSWORD, **extra):
     args = [sys.executable, os.path.join(HERE, "clients", "pytds_client.py"), "--server", host,
             "--port", str(port), "--password", password]
     for k, v in extra.items():
-        args += ["--" + k.replace("_", "-"), str(v)]
+        if v is True:
+            args.append("--" + k.replace("_", "-"))
+        else:
+            args += ["--" + k.replace("_", "-"), str(v)]
     return args
 
 
-def pytds(lab, timeout=30, **kw):
-    r = lab.run("c", pytds_args(**kw), timeout=timeout, check=False)
+def pytds(lab, proc_timeout=30, **kw):
+    r = lab.run("c", pytds_args(**kw), timeout=proc_timeout, check=False)
     out = r.stdout + r.stderr
     with open(os.path.join(lab.dir, "client.log"), "w") as f:
         f.write(out)
@@ -273,10 +279,12 @@ def expect(cond, what):
 SCENARIOS = {}
 
 
-def scenario(name, client, what, connections=(), exchanges=(), checks=(), decode_port=1433):
+def scenario(name, client, what, connections=(), exchanges=(), checks=(), decode_port=1433, tshark_opts=(),
+             capture_findings=()):
     def deco(fn):
         SCENARIOS[name] = {"fn": fn, "client": client, "what": what, "connections": list(connections),
-                           "exchanges": list(exchanges), "checks": list(checks), "decode_port": decode_port}
+                           "exchanges": list(exchanges), "checks": list(checks), "decode_port": decode_port,
+                           "tshark_opts": list(tshark_opts), "capture_findings": list(capture_findings)}
         return fn
     return deco
 
@@ -371,7 +379,10 @@ def sc_healthy_tedious_tls(lab):
           "login response (TDS 7.1: 4-byte DONE row counts) and two SELECTs.",
           connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.certificate_problem", problem="self_signed")],
                             login={"tds_version": "7.1", "encryption": "login_only"})],
-          checks=[chk("tds.type == 0x12", 3), chk("tds.loginack", 1), chk("tds.type == 0x01", 2)])
+          checks=[chk("tds.type == 0x12", 3), chk("tds.loginack.tdsversion == 0x71000000", 1),
+                  chk("tds.type == 0x01", 2), chk("tds.done.donerowcount == 3", 2)],
+          # The LOGIN7 (which tells Wireshark the TDS version) is inside TLS: name the version.
+          tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
 def sc_healthy_impacket(lab):
     lab.start_server({"encryption": "off"})
     lab.start_capture()
@@ -434,10 +445,12 @@ def sc_refused(lab):
 
 
 @scenario("no-answer", "tsql",
-          "The router drops SYNs to 1433 (iptables DROP): the client's SYN and its retries (tcp_syn_retries=4) "
-          "go unanswered, then tsql gives up.",
-          connections=[conn(S4 + ":1433", "no_answer", [f("tcp.no_answer", attempts=5)])],
-          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 3), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 0, 0)])
+          "The router drops SYNs to 1433 (iptables DROP): the first SYN and 6 retransmissions (Linux linear "
+          "backoff: 0,1,2,3,4,5,7 s) go unanswered; tsql's connect timeout (10 s) then gives up.",
+          connections=[conn(S4 + ":1433", "no_answer", [f("tcp.no_answer", attempts=7, waited_s=10)],
+                            note="waited_s: the client gave up ~10 s after the first SYN; the last SYN is at ~7 s")],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 7, 7), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 0, 0),
+                  chk("tcp.flags.reset == 1 || icmp", 0, 0)])
 def sc_no_answer(lab):
     lab.start_server({"encryption": "off"})
     lab.iptables("r", ["-A", "FORWARD", "-p", "tcp", "--syn", "--dport", "1433", "-j", "DROP"])
@@ -461,12 +474,14 @@ def sc_icmp_unreachable(lab):
 
 
 @scenario("attention-tedious", "tedious",
-          "tedious (encrypt=false: TLS for the LOGIN7 only) runs a query the server delays 8 s; its "
+          "tedious (encrypt=false: it offers ENCRYPT_NOT_SUP, so no TLS at all) runs an RPC the server delays 8 s; its "
           "requestTimeout of 2 s fires and it sends ATTENTION; the server ends the cut-short response and "
           "acknowledges with DONE(ATTN) in a second message; the client closes normally.",
           connections=[conn(S4 + ":1433", "ok",
-                            [f("login.ok"), f("request.attention", count=1, after_s=2, acknowledged=True)])],
-          checks=[chk("tds.type == 0x06", 1, 1), chk("tds.done.status.attn == 1", 1)])
+                            [f("login.ok"), f("login.cleartext"),
+                             f("request.attention", count=1, after_s=2, acknowledged=True)])],
+          checks=[chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x03", 1, 1), chk("tds.type == 0x06", 1, 1),
+                  chk("tds.done.status.attn == 1", 1, 1), chk("tcp.flags.reset == 1", 0, 0)])
 def sc_attention_tedious(lab):
     lab.start_server({"encryption": "off", "query_rules": [{"match": "slow", "delay_s": 8}]})
     lab.start_capture()
@@ -511,7 +526,7 @@ def sc_middlebox_idle_kill(lab):
 
 
 @scenario("zero-window", "pytds",
-          "The server (SO_RCVBUF 2048) stops reading for 6 s right after the login; pytds sends a 200 kB "
+          "The server (SO_RCVBUF 2048) stops reading for 6 s right after the login; pytds sends a 100 kB "
           "SQL batch, the server's window closes (zero window, client probes), then reading resumes and the "
           "query completes.",
           connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tcp.zero_window", side="server")])],
@@ -519,7 +534,7 @@ def sc_middlebox_idle_kill(lab):
 def sc_zero_window(lab):
     lab.start_server({"encryption": "off", "rcvbuf": 2048, "stop_reading": {"at": "logged_in", "seconds": 6}})
     lab.start_capture()
-    rc, out = pytds(lab, mode="big", size=200000)
+    rc, out = pytds(lab, mode="big", size=100000)
     expect(rc == 0 and "rows: 3" in out, "pytds big query ok: " + out)
 
 
@@ -527,10 +542,11 @@ INST_PORT = 14330
 
 
 @scenario("ssrp-answered-port-14330", "pytds",
-          "pytds connects to instance LABINST: it asks the SQL Browser (UDP 1434, CLNT_UCAST_INST), "
-          "the responder announces tcp 14330, and the client logs in there (non-standard port).",
+          "pytds connects to 198.51.100.20\\LABINST: it asks the SQL Browser for all instances (UDP 1434, "
+          "CLNT_UCAST_EX 0x03, one byte), the responder announces LABINST on tcp 14330, and the client logs "
+          "in there (non-standard port, cleartext).",
           connections=[conn("%s:%d" % (S4, INST_PORT), "ok", [f("login.ok"), f("login.cleartext")])],
-          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 4, "instance": "LABINST"},
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
                       "response": {"instances": [{"instance": "LABINST", "tcp_port": INST_PORT}]}, "findings": []}],
           checks=[chk("udp.dstport == 1434", 1), chk("udp.srcport == 1434", 1), chk("tds.loginack", 1)],
           decode_port=INST_PORT)
@@ -543,27 +559,31 @@ def sc_ssrp_answered(lab):
 
 
 @scenario("ssrp-silent", "pytds",
-          "pytds asks the Browser for LABINST; the responder reads the request but never answers; pytds "
-          "gives up before any TCP connection.",
-          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 4, "instance": "LABINST"},
-                      "response": None, "findings": [f("ssrp.no_response", opcode=4, instance="LABINST")]}],
-          checks=[chk("udp.dstport == 1434", 1), chk("udp.srcport == 1434", 0, 0), chk("tcp", 0, 0)])
+          "pytds asks the Browser (CLNT_UCAST_EX) for LABINST's port; the responder reads the requests but "
+          "never answers. pytds sends 4 requests (each from a new UDP source port) at ~0, 0.4, 1.2, 2.8 s, "
+          "then gives up before any TCP connection.",
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
+                      "response": None, "attempts": 4,
+                      "findings": [f("ssrp.no_response", opcode=3, attempts=4)]}],
+          checks=[chk("udp.dstport == 1434", 4, 4), chk("udp.srcport == 1434", 0, 0), chk("tcp", 0, 0)])
 def sc_ssrp_silent(lab):
     lab.start_ssrp({"mode": "silent"})
     lab.start_capture()
     rc, out = pytds(lab, instance="LABINST", login_timeout=5)
-    expect(rc != 0, "pytds failed: " + out)
+    expect(rc == 2 and "TypeError" not in out and "request" in lab.read_log("ssrp.log"),
+           "pytds failed after an unanswered SSRP request: " + out)
 
 
 @scenario("ssrp-port-unreachable", "pytds",
-          "No Browser runs on the server: the SSRP request draws ICMP port unreachable from the server.",
-          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 4, "instance": "LABINST"},
-                      "response": None, "findings": [f("ssrp.port_unreachable", instance="LABINST")]}],
-          checks=[chk("udp.dstport == 1434", 1), chk("icmp.type == 3 && icmp.code == 3", 1)])
+          "No Browser runs on the server: each of pytds' 4 SSRP requests (CLNT_UCAST_EX) draws ICMP port "
+          "unreachable from the server's kernel.",
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
+                      "response": None, "attempts": 4, "findings": [f("ssrp.port_unreachable")]}],
+          checks=[chk("udp.dstport == 1434", 4), chk("icmp.type == 3 && icmp.code == 3", 4)])
 def sc_ssrp_port_unreachable(lab):
     lab.start_capture()
     rc, out = pytds(lab, instance="LABINST", login_timeout=5)
-    expect(rc != 0, "pytds failed: " + out)
+    expect(rc == 2 and "TypeError" not in out, "pytds failed on the SSRP lookup: " + out)
 
 
 @scenario("error-after-rows", "tsql",
@@ -577,6 +597,105 @@ def sc_error_after_rows(lab):
     lab.start_capture()
     rc, out = tsql(lab)
     expect("8134" in out, "tsql saw 8134: " + out[-300:])
+
+
+@scenario("attention-pytds", "pytds",
+          "pytds with timeout=2 runs a query the server delays 8 s: on the socket timeout pytds sends "
+          "ATTENTION and closes the connection at once; the server's first answer (the cut-short "
+          "response) draws a RST from the client's kernel, so the DONE(ATTN) never reaches the wire.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("login.ok"), f("login.cleartext"),
+                             f("request.attention", count=1, after_s=2, acknowledged=False),
+                             f("reset.by_client", phase="request")])],
+          checks=[chk("tds.type == 0x06", 1, 1), chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 1),
+                  chk("tds.done.status.attn == 1", 0, 0)])
+def sc_attention_pytds(lab):
+    lab.start_server({"encryption": "off", "query_rules": [{"match": "slow", "delay_s": 8}]})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="query", sql="select 'slow' as lab_rows", timeout=2)
+    expect(rc == 3 and "imeout" in out, "pytds timed out: " + out)
+    expect('"attention"' in lab.read_log("server.log"), "server saw the attention")
+
+
+@scenario("server-idle-reset", "pytds",
+          "pytds logs in and stays idle; after 6 s without a request the server aborts the connection "
+          "(RST, TTL 63 like all its packets). At 9 s the client sends its query into the dead connection "
+          "and draws a second RST from the server's kernel.",
+          connections=[conn(S4 + ":1433", "idle_killed",
+                            [f("login.ok"), f("login.cleartext"), f("reset.by_server", phase="idle"),
+                             f("idle.killed", by="server", idle_s=6)])],
+          checks=[chk("tcp.flags.reset == 1 && ip.src == %s && ip.ttl == 63" % S4, 1),
+                  chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 0, 0)])
+def sc_server_idle_reset(lab):
+    lab.start_server({"encryption": "off", "idle_rst_s": 6})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="sleep_query", sleep=9)
+    expect(rc == 3, "query after the reset failed: " + out)
+
+
+@scenario("server-fin-idle", "pytds",
+          "pytds logs in and stays idle 9 s; after 6 s without a request the server closes first (FIN); "
+          "the client closes (FIN) when it wakes up, without a query.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"), f("tcp.server_closed", phase="idle")])],
+          checks=[chk("tcp.flags.fin == 1 && ip.src == %s" % S4, 1, 1), chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_server_fin_idle(lab):
+    lab.start_server({"encryption": "off", "idle_fin_s": 6})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="sleep_close", sleep=9)
+    expect(rc == 0 and "closed" in out, "pytds closed: " + out)
+
+
+MASS = 6
+
+
+@scenario("mass-reset", "pytds",
+          "%d pytds clients log in and stay idle 9 s; after 5 s without a request the server aborts all of "
+          "them within a few milliseconds (RST each)." % MASS,
+          connections=[conn(S4 + ":1433", "idle_killed", [f("login.ok"), f("reset.by_server", phase="idle")])
+                       for _ in range(MASS)],
+          capture_findings=[f("pattern.mass_reset", server=S4 + ":1433", connections=MASS)],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", MASS, MASS),
+                  chk("tcp.flags.reset == 1 && ip.src == %s && tcp.seq > 1 && frame.time_relative < 8" % S4, MASS)])
+def sc_mass_reset(lab):
+    lab.start_server({"encryption": "off", "idle_rst_s": 5})
+    lab.start_capture()
+    procs = [lab.spawn("c", pytds_args(mode="sleep_query", sleep=9), 30, "client-%d.log" % i) for i in range(MASS)]
+    for p in procs:
+        p.wait(30)
+    resets = lab.read_log("server.log").count('"event": "rst"')
+    expect(resets == MASS, "server reset %d of %d connections" % (resets, MASS))
+
+
+BACKLOG_CLIENTS = 5
+
+
+@scenario("listen-backlog", "pytds",
+          "The server listens with backlog 1 and never accepts. %d pytds clients connect at once: the "
+          "kernel completes the handshake for the first 2 (they send PRELOGIN, get no answer and give up "
+          "after their 4 s login timeout), the SYNs of the other 3 are dropped (SYN retries, no SYN-ACK) "
+          "until they give up too. pytds' connect retries are off (one connection per client)." % BACKLOG_CLIENTS,
+          connections=[conn(S4 + ":1433", "login_timeout",
+                            [f("login.timeout", pending_step="prelogin", waited_s=4),
+                             f("request.attention", count=1, acknowledged=False)],
+                            note="on its login timeout pytds sends ATTENTION (type 6) and then FIN")
+                       for _ in range(2)] +
+                      [conn(S4 + ":1433", "no_answer", [f("tcp.no_answer", attempts=4, waited_s=4)],
+                            note="pytds closes the SYN_SENT socket at its 4 s login timeout: no packet marks the end")
+                       for _ in range(BACKLOG_CLIENTS - 2)],
+          capture_findings=[f("pattern.listen_backlog", server=S4 + ":1433", refused=BACKLOG_CLIENTS - 2)],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 2, 2),
+                  chk("tcp.analysis.retransmission && tcp.flags.syn == 1 && tcp.flags.ack == 0", 1),
+                  chk("tds.type == 0x12", 2)])
+def sc_listen_backlog(lab):
+    lab.start_server({"encryption": "off", "accept": False, "backlog": 1})
+    lab.start_capture()
+    procs = []
+    for i in range(BACKLOG_CLIENTS):
+        procs.append(lab.spawn("c", pytds_args(login_timeout=4, no_retry=True), 20, "client-%d.log" % i))
+        time.sleep(0.05)
+    for p in procs:
+        p.wait(30)
 
 
 # --- manifest ----------------------------------------------------------------------------------------
@@ -632,8 +751,10 @@ def manifest_entry(name, meta, lab, versions, result):
         "what": meta["what"],
         "lab_actions": lab.notes,
         "decode_as": "tcp.port==%d,tds" % meta["decode_port"],
+        "tshark_opts": meta["tshark_opts"],
         "connections": conns,
         "exchanges": meta["exchanges"],
+        "capture_findings": meta["capture_findings"],
         "checks": meta["checks"],
         "result": result,
     }

@@ -359,6 +359,9 @@ class Connection:
             ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         ctx.minimum_version = versions[self.cfg["tls_min"]]
         ctx.maximum_version = versions[self.cfg["tls_max"]]
+        # No session tickets: Schannel-based SQL Server sends none, and TLS 1.3 tickets would arrive
+        # after the handshake, outside the PRELOGIN framing the client still expects.
+        ctx.options |= ssl.OP_NO_TICKET
         try:
             ctx.num_tickets = 0
         except (AttributeError, ValueError):

@@ -4,6 +4,7 @@
 Modes:
   query        log in, run one query, close
   sleep_query  log in, sleep --sleep seconds (idle), then run a query
+  sleep_close  log in, sleep --sleep seconds (idle), then close without a query
   timeout      log in, run a query with a command timeout (--timeout): pytds sends ATTENTION
   big          log in, send one large SQL batch (--size bytes) so a slow reader's window fills
 Exit code 0 when the mode's expected outcome happened; errors are printed, never the password.
@@ -29,11 +30,15 @@ def main():
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--size", type=int, default=200000)
     ap.add_argument("--login-timeout", type=float, default=10)
+    # pytds normally re-dials within login_timeout (new SYNs from new ports); some scenarios want one try.
+    ap.add_argument("--no-retry", action="store_true")
     a = ap.parse_args()
     kw = dict(server=a.server, database=a.database, user=a.user, password=a.password,
-              login_timeout=a.login_timeout, autocommit=True, timeout=a.timeout)
+              login_timeout=a.login_timeout, autocommit=True, timeout=a.timeout,
+              disable_connect_retry=a.no_retry)
     if a.instance:
-        kw["instance"] = a.instance  # pytds asks the SQL Browser (SSRP) for the port
+        # "host\\INSTANCE" makes pytds ask the SQL Browser (SSRP, UDP 1434) for the port.
+        kw["server"] = "%s\\%s" % (a.server, a.instance)
     else:
         kw["port"] = a.port
     try:
@@ -43,8 +48,12 @@ def main():
         return 2
     print("logged in")
     try:
-        if a.mode == "sleep_query":
+        if a.mode in ("sleep_query", "sleep_close"):
             time.sleep(a.sleep)
+        if a.mode == "sleep_close":
+            conn.close()
+            print("closed")
+            return 0
         sql = a.sql
         if a.mode == "big":
             pad = "-" * max(0, a.size - len(sql) - 2)
