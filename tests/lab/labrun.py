@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -548,7 +549,7 @@ INST_PORT = 14330
           connections=[conn("%s:%d" % (S4, INST_PORT), "ok", [f("login.ok"), f("login.cleartext")])],
           exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
                       "response": {"instances": [{"instance": "LABINST", "tcp_port": INST_PORT}]}, "findings": []}],
-          checks=[chk("udp.dstport == 1434", 1), chk("udp.srcport == 1434", 1), chk("tds.loginack", 1)],
+          checks=[chk("!icmp && udp.dstport == 1434", 1), chk("!icmp && udp.srcport == 1434", 1), chk("tds.loginack", 1)],
           decode_port=INST_PORT)
 def sc_ssrp_answered(lab):
     lab.start_server({"encryption": "off", "port": INST_PORT})
@@ -565,7 +566,7 @@ def sc_ssrp_answered(lab):
           exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
                       "response": None, "attempts": 4,
                       "findings": [f("ssrp.no_response", opcode=3, attempts=4)]}],
-          checks=[chk("udp.dstport == 1434", 4, 4), chk("udp.srcport == 1434", 0, 0), chk("tcp", 0, 0)])
+          checks=[chk("!icmp && udp.dstport == 1434", 4, 4), chk("!icmp && udp.srcport == 1434", 0, 0), chk("tcp", 0, 0)])
 def sc_ssrp_silent(lab):
     lab.start_ssrp({"mode": "silent"})
     lab.start_capture()
@@ -579,7 +580,7 @@ def sc_ssrp_silent(lab):
           "unreachable from the server's kernel.",
           exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
                       "response": None, "attempts": 4, "findings": [f("ssrp.port_unreachable")]}],
-          checks=[chk("udp.dstport == 1434", 4), chk("icmp.type == 3 && icmp.code == 3", 4)])
+          checks=[chk("!icmp && udp.dstport == 1434", 4), chk("icmp.type == 3 && icmp.code == 3", 4)])
 def sc_ssrp_port_unreachable(lab):
     lab.start_capture()
     rc, out = pytds(lab, instance="LABINST", login_timeout=5)
@@ -696,6 +697,207 @@ def sc_listen_backlog(lab):
         time.sleep(0.05)
     for p in procs:
         p.wait(30)
+
+
+@scenario("syn-retry-then-success", "tsql",
+          "The router drops SYNs to 1433 for the first 2.5 s: the SYNs at 0, 1 and 2 s go unanswered, the "
+          "retry at 3 s gets through, then a normal cleartext login and query.",
+          connections=[conn(S4 + ":1433", "ok", [f("tcp.syn_retry", attempts=4, delay_s=3), f("login.ok"),
+                                                   f("login.cleartext")])],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 4, 4), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 1, 1),
+                  chk("tds.loginack", 1, 1)])
+def sc_syn_retry(lab):
+    lab.start_server({"encryption": "off"})
+    rule = ["FORWARD", "-p", "tcp", "--syn", "--dport", "1433", "-j", "DROP"]
+    lab.iptables("r", ["-A"] + rule)
+    lab.start_capture()
+    timer = threading.Timer(2.5, lambda: lab.iptables("r", ["-D"] + rule))
+    timer.start()
+    try:
+        rc, out = tsql(lab)
+    finally:
+        timer.join(10)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok after SYN retries: " + out[-300:])
+
+
+@scenario("slow-login", "tsql",
+          "The server waits 2.5 s between the LOGIN7 and its login response; the login then succeeds.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"),
+                                                   f("login.slow", slowest_step="login7_to_loginack")],
+                            note="total_ms >= 2500; the gap is between LOGIN7 and the LOGINACK response")],
+          checks=[chk("tds.type == 0x10 && frame.time_relative < 1.5", 1, 1),
+                  chk("tds.loginack && frame.time_relative > 2.5", 1, 1)])
+def sc_slow_login(lab):
+    lab.start_server({"encryption": "off", "delay": {"login": 2.5}})
+    lab.start_capture()
+    rc, out = tsql(lab)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok: " + out[-300:])
+
+
+@scenario("login-timeout", "pytds",
+          "The server holds the login response for 6 s; pytds (login_timeout=3, no connect retry) gives up "
+          "after 3 s: it sends ATTENTION and FIN. The server's late login response then draws a RST from "
+          "the client's kernel.",
+          connections=[conn(S4 + ":1433", "login_timeout",
+                            [f("login.timeout", pending_step="login", waited_s=3), f("login.cleartext")],
+                            note="LOGINACK arrives ~3 s after the client's FIN")],
+          checks=[chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x06", 1, 1),
+                  chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1), chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 1)])
+def sc_login_timeout(lab):
+    lab.start_server({"encryption": "off", "delay": {"login": 6}})
+    lab.start_capture()
+    rc, out = pytds(lab, login_timeout=3, no_retry=True)
+    expect(rc == 2, "pytds login timed out: " + out)
+    time.sleep(3.5)  # the server's late answer and the client's RST
+
+
+@scenario("request-abandoned", "pytds",
+          "pytds runs a query the server delays 30 s (no command timeout); after 2 s the client process is "
+          "terminated (SIGTERM), so its kernel closes the connection with FIN while the request is unanswered.",
+          connections=[conn(S4 + ":1433", "aborted", [f("login.ok"), f("login.cleartext"),
+                                                        f("request.abandoned", after_s=2)])],
+          checks=[chk("tds.type == 0x01", 1, 1), chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1),
+                  chk("tds.type == 0x06", 0, 0)])
+def sc_request_abandoned(lab):
+    lab.start_server({"encryption": "off", "query_rules": [{"match": "slow", "delay_s": 30}]})
+    lab.start_capture()
+    p = lab.spawn("c", pytds_args(sql="select 'slow' as lab_rows"), 40, "client.log")
+    lab.wait_log("server.log", '"kind": "batch"')
+    time.sleep(2)
+    p.send_signal(signal.SIGTERM)  # timeout(1) passes it on to the client
+    p.wait(10)
+
+
+@scenario("encryption-mismatch", "pytds",
+          "The server forces encryption; pytds (no TLS support) offers ENCRYPT_NOT_SUP. The server answers "
+          "ENCRYPT_REQ and closes the connection right after its PRELOGIN response.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("prelogin.encryption_mismatch", client="not_sup", server="req")])],
+          checks=[chk("tds.prelogin.option.encryption == 2", 1, 1), chk("tds.prelogin.option.encryption == 3", 1, 1),
+                  chk("tds.type == 0x10", 0, 0)])
+def sc_encryption_mismatch(lab):
+    lab.start_server({"encryption": "on"})
+    lab.start_capture()
+    rc, out = pytds(lab, no_retry=True)
+    expect(rc == 2, "pytds refused to go on: " + out)
+
+
+@scenario("tls-cert-rejected", "tedious",
+          "tedious with encrypt=true and trustServerCertificate=false: Node completes the TLS 1.2 handshake "
+          "(inside PRELOGIN packets, both Finished messages exchanged), then rejects the self-signed "
+          "certificate and closes with FIN: no TLS alert, no LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="after_finished"),
+                             f("tls.certificate_problem", problem="self_signed")],
+                            note="stage 'after_finished' is not in findings.md's list (after_client_hello, "
+                                 "after_server_hello, after_certificate, alert): Node validates the certificate "
+                                 "only once the handshake is complete, so the wire shows a finished handshake "
+                                 "followed by the client's FIN and no application data")],
+          checks=[chk("tls.handshake.type == 11", 1, 1), chk("tls.record.content_type == 21", 0, 0),
+                  chk("tls.record.content_type == 23", 0, 0), chk("tds.type == 0x10", 0, 0),
+                  chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1)])
+def sc_tls_cert_rejected(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": True, "trustServerCertificate": False})
+    expect(rc == 2 and "connect failed" in out, "tedious rejected the certificate: " + out)
+
+
+@scenario("sspi-failed-impacket", "impacket mssqlclient",
+          "impacket mssqlclient -windows-auth: LOGIN7 with integrated security and an NTLM NEGOTIATE in its "
+          "SSPI field (inside login-only TLS); instead of an SSPI challenge the server answers ERROR 18452 "
+          "(untrusted domain) in cleartext; impacket, expecting NTLMSSP, fails to parse it and closes.",
+          connections=[conn(S4 + ":1433", "login_failed",
+                            [f("login.sspi_failed", number=18452),
+                             f("login.failed", number=18452, state=1, **{"class": 14}),
+                             f("tls.certificate_problem", problem="self_signed")])],
+          checks=[chk("tds.error.number == 18452", 1, 1), chk("tds.loginack", 0, 0)],
+          tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
+def sc_sspi_failed(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    exe = shutil.which("mssqlclient.py") or "mssqlclient.py"
+    r = lab.run("c", [exe, "-windows-auth", "LAB/%s:%s@%s" % (USER, PASSWORD, S4), "-command", "select 1"],
+                timeout=25, check=False)
+    out = (r.stdout + r.stderr).replace(PASSWORD, "<password>")
+    with open(os.path.join(lab.dir, "client.log"), "w") as fh:
+        fh.write(out)
+    # impacket expects an SSPI challenge, gets the ERROR token instead and prints it raw.
+    expect("[18452, 1]" in lab.read_log("server.log") and "NTLMSSP" in out, "impacket got 18452: " + out[-400:])
+
+
+@scenario("retransmissions", "pytds",
+          "The router drops every 4th client data segment of 1000+ bytes to 1433 while pytds sends a "
+          "60 kB SQL batch; the client retransmits each dropped segment (visible in this client-side "
+          "capture) and the query completes.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"), f("tcp.retransmissions")],
+                            note="count = frames tshark flags tcp.analysis.retransmission/fast_retransmission")],
+          checks=[chk("tcp.analysis.retransmission || tcp.analysis.fast_retransmission", 3),
+                  chk("tds.done.donerowcount64 == 3", 1, 1)])
+def sc_retransmissions(lab):
+    lab.start_server({"encryption": "off"})
+    lab.iptables("r", ["-A", "FORWARD", "-p", "tcp", "--dport", "1433", "-m", "length", "--length", "1000:65535",
+                       "-m", "statistic", "--mode", "nth", "--every", "4", "--packet", "0", "-j", "DROP"])
+    lab.start_capture()
+    rc, out = pytds(lab, mode="big", size=60000)
+    expect(rc == 0 and "rows: 3" in out, "pytds big query ok: " + out)
+
+
+@scenario("retransmission-storm", "pytds",
+          "pytds logs in; 1 s later the router starts dropping everything from the client to 1433. At 3 s "
+          "the client sends its query, which is retransmitted with exponential backoff until the client's "
+          "kernel gives up (tcp_retries2=4, about 6 s); the connection dies without FIN or RST.",
+          connections=[conn(S4 + ":1433", "aborted", [f("login.ok"), f("login.cleartext"),
+                                                        f("tcp.retransmission_storm", count=4)])],
+          checks=[chk("tcp.analysis.retransmission && ip.src == %s" % C4, 4), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_retransmission_storm(lab):
+    lab.start_server({"encryption": "off"})
+    lab.run("c", ["sysctl", "-qw", "net.ipv4.tcp_retries2=4"])
+    lab.start_capture(seconds=40)
+    p = lab.spawn("c", pytds_args(mode="sleep_query", sleep=3), 30, "client.log")
+    lab.wait_log("server.log", '"login_ok"')
+    time.sleep(1)
+    lab.iptables("r", ["-I", "FORWARD", "-p", "tcp", "-s", C4, "--dport", "1433", "-j", "DROP"])
+    p.wait(30)
+    expect("query failed" in lab.read_log("client.log"), "client gave up: " + lab.read_log("client.log"))
+
+
+@scenario("ssrp-slow", "pytds",
+          "The Browser answers each request only after 1.5 s, one at a time. pytds gives each request a "
+          "short slice of its login timeout and re-asks from a new UDP port each time (at ~0, 0.6, 1.9, "
+          "4.5 s); the answers to its closed sockets draw ICMP port unreachable from the client, the answer "
+          "to the 4th request (at ~6 s) is taken and the client logs in on tcp 14330.",
+          connections=[conn("%s:%d" % (S4, INST_PORT), "ok", [f("login.ok"), f("login.cleartext")])],
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
+                      "response": {"instances": [{"instance": "LABINST", "tcp_port": INST_PORT}]},
+                      "attempts": 4, "findings": [f("ssrp.slow", delay_ms=1500)]}],
+          checks=[chk("!icmp && udp.dstport == 1434", 4, 4), chk("!icmp && udp.srcport == 1434", 4, 4),
+                  chk("icmp.type == 3 && icmp.code == 3 && ip.src == %s" % C4, 3, 3), chk("tds.loginack", 1, 1)],
+          decode_port=INST_PORT)
+def sc_ssrp_slow(lab):
+    lab.start_server({"encryption": "off", "port": INST_PORT})
+    lab.start_ssrp({"delay_s": 1.5, "instances": [{"name": "LABINST", "tcp": INST_PORT}]})
+    lab.start_capture()
+    rc, out = pytds(lab, instance="LABINST", login_timeout=8)
+    expect(rc == 0 and "rows: 3" in out, "pytds via slow SSRP ok: " + out)
+    time.sleep(2)
+
+
+POOL_COUNT = 120
+
+
+@scenario("no-pooling", "pytds",
+          "One pytds process opens %d connections in a row (connect, one SELECT, close) within a few seconds: "
+          "an application without connection pooling." % POOL_COUNT,
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")]) for _ in range(POOL_COUNT)],
+          capture_findings=[f("pattern.no_pooling", client=C4, connections=POOL_COUNT)],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", POOL_COUNT, POOL_COUNT),
+                  chk("tds.loginack", POOL_COUNT, POOL_COUNT)])
+def sc_no_pooling(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="loop", count=POOL_COUNT, proc_timeout=60)
+    expect(rc == 0 and "loop done" in out, "pytds loop ok: " + out[-300:])
 
 
 # --- manifest ----------------------------------------------------------------------------------------

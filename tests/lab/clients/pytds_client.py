@@ -7,6 +7,7 @@ Modes:
   sleep_close  log in, sleep --sleep seconds (idle), then close without a query
   timeout      log in, run a query with a command timeout (--timeout): pytds sends ATTENTION
   big          log in, send one large SQL batch (--size bytes) so a slow reader's window fills
+  loop         --count times: connect, run the query, close (an application without pooling)
 Exit code 0 when the mode's expected outcome happened; errors are printed, never the password.
 """
 import argparse
@@ -29,6 +30,7 @@ def main():
     ap.add_argument("--sleep", type=float, default=0)
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--size", type=int, default=200000)
+    ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--login-timeout", type=float, default=10)
     # pytds normally re-dials within login_timeout (new SYNs from new ports); some scenarios want one try.
     ap.add_argument("--no-retry", action="store_true")
@@ -41,6 +43,14 @@ def main():
         kw["server"] = "%s\\%s" % (a.server, a.instance)
     else:
         kw["port"] = a.port
+    if a.mode == "loop":
+        for i in range(max(1, min(a.count, 1000))):
+            with pytds.connect(**kw) as conn:
+                with conn.cursor() as cur:
+                    cur.execute(a.sql)
+                    cur.fetchall()
+        print("loop done: %d connections" % a.count)
+        return 0
     try:
         conn = pytds.connect(**kw)
     except Exception as e:  # the lab wants to see every failure class, printed
