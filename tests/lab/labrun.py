@@ -63,6 +63,7 @@ class Lab:
         tag = "tl%d" % (os.getpid() % 100000)
         self.ns = {"c": tag + "c", "r": tag + "r", "s": tag + "s"}
         self.procs = []
+        self.tcpdumps = []
         self.capture = os.path.join(CAPTURES, name + ".pcap")
         self.notes = []
 
@@ -149,21 +150,27 @@ class Lab:
         self.run(where, ["ip6tables" if v6 else "iptables"] + args, timeout=10)
         self.notes.append("%s: %s %s" % (where, "ip6tables" if v6 else "iptables", " ".join(args)))
 
-    def start_capture(self, seconds=60):
-        self.tcpdump = self.spawn("c", ["tcpdump", "-i", "c0", "-n", "-U", "--immediate-mode", "-Z", "root", "-s", str(SNAPLEN),
-                                        "-w", self.capture], seconds, "tcpdump.log", sig="INT")
-        self.wait_log("tcpdump.log", "listening on")
+    def start_capture(self, seconds=60, where="c", iface="c0", snaplen=SNAPLEN, bpf=None, path=None):
+        logname = "tcpdump-%s.log" % iface
+        cmd = ["tcpdump", "-i", iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-s", str(snaplen),
+               "-w", path or self.capture]
+        if bpf:
+            cmd.append(bpf)
+        self.tcpdumps.append((self.spawn(where, cmd, seconds, logname, sig="INT"), logname))
+        self.wait_log(logname, "listening on")
         time.sleep(0.2)
 
     def stop_capture(self):
         time.sleep(0.5)  # let the last FIN/RST/ICMP land
-        if self.tcpdump.poll() is None:
-            self.tcpdump.send_signal(signal.SIGINT)  # timeout(1) forwards it to tcpdump
-        try:
-            self.tcpdump.wait(10)
-        except subprocess.TimeoutExpired:
-            self.tcpdump.kill()
-        log("%s: %s" % (self.name, self.read_log("tcpdump.log").strip().splitlines()[-1:]))
+        for p, logname in self.tcpdumps:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)  # timeout(1) forwards it to tcpdump
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            log("%s: %s" % (self.name, self.read_log(logname).strip().splitlines()[-3:]))
+        self.tcpdumps = []
 
     def start_server(self, behaviour, seconds=60, logname="server.log"):
         b = {"host": "::", "cert": os.path.join(self.certdir, "cert.pem"),
@@ -281,11 +288,12 @@ SCENARIOS = {}
 
 
 def scenario(name, client, what, connections=(), exchanges=(), checks=(), decode_port=1433, tshark_opts=(),
-             capture_findings=()):
+             capture_findings=(), offline=False, copies=()):
     def deco(fn):
         SCENARIOS[name] = {"fn": fn, "client": client, "what": what, "connections": list(connections),
                            "exchanges": list(exchanges), "checks": list(checks), "decode_port": decode_port,
-                           "tshark_opts": list(tshark_opts), "capture_findings": list(capture_findings)}
+                           "tshark_opts": list(tshark_opts), "capture_findings": list(capture_findings),
+                           "offline": offline, "copies": list(copies)}
         return fn
     return deco
 
@@ -321,6 +329,7 @@ def sc_healthy_tsql_plain(lab):
 @scenario("healthy-tsql-login-tls", "tsql",
           "FreeTDS tsql with encryption=request (offers OFF); server OFF: TLS 1.2 handshake inside PRELOGIN "
           "packets encrypts only the LOGIN7; login response and query in cleartext.",
+          copies=[{"capture": "healthy-tsql-login-tls.pcapng", "format": "pcapng"}],
           connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.certificate_problem", problem="self_signed")],
                             login={"user": "(encrypted)", "encryption": "login_only", "tls_version": "1.2"})],
           checks=[chk("tds.type == 0x12", 3), chk("tls.handshake.type == 1", 1, 1), chk("tds.loginack", 1),
@@ -394,6 +403,8 @@ def sc_healthy_impacket(lab):
 @scenario("login-failed-18456-s8", "tsql",
           "tsql (no TLS) with a wrong password: server answers ERROR 18456 state 8 class 14 and DONE(ERROR), "
           "no LOGINACK; the client closes.",
+          copies=[{"capture": "login-failed-18456-s8.pcapng", "format": "pcapng"},
+                  {"capture": "login-failed-18456-s8.netmon2.cap", "format": "netmon2"}],
           connections=[conn(S4 + ":1433", "login_failed",
                             [f("login.failed", number=18456, state=8, **{"class": 14}), f("login.cleartext")],
                             login={"user": USER, "error": {"number": 18456, "state": 8, "class": 14}})],
@@ -508,8 +519,9 @@ def sc_server_rst_mid_query(lab):
           "pytds logs in, stays idle 8 s, then sends a query. Meanwhile the router starts rejecting the "
           "connection's packets with tcp-reset (a middlebox whose idle timer expired): the client gets a RST "
           "with TTL 64 (made by the router) where the server's packets have TTL 63.",
+          copies=[{"capture": "middlebox-idle-kill.netmon2.cap", "format": "netmon2"}],
           connections=[conn(S4 + ":1433", "idle_killed",
-                            [f("login.ok"), f("reset.by_middlebox", ttl=64, peer_ttl=63),
+                            [f("login.ok"), f("reset.by_middlebox", ttl=64, peer_ttl=63, why="ttl"),
                              f("idle.killed", by="middlebox", idle_s=8)])],
           checks=[chk("tcp.flags.reset == 1 && ip.src == %s && ip.ttl == 64" % S4, 1),
                   chk("tds.type == 0x01", 1)])
@@ -900,6 +912,152 @@ def sc_no_pooling(lab):
     expect(rc == 0 and "loop done" in out, "pytds loop ok: " + out[-300:])
 
 
+@scenario("login-redirected", "tedious",
+          "tedious (encrypt=false: no TLS) logs in on 1433; the server answers LOGINACK followed by a routing "
+          "ENVCHANGE (type 20) to 198.51.100.20:14330; tedious closes and logs in again there, then runs its "
+          "query on the second connection.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.redirected", to_server=S4, to_port=INST_PORT),
+                                                   f("login.cleartext")],
+                            note="LOGINACK is present too; the routing ENVCHANGE follows it"),
+                       conn("%s:%d" % (S4, INST_PORT), "ok", [f("login.ok"), f("login.cleartext")])],
+          checks=[chk("tds.envchange.type == 20", 1, 1), chk("tds.loginack", 2, 2),
+                  chk("tcp.flags.syn == 1 && tcp.flags.ack == 0 && tcp.dstport == %d" % INST_PORT, 1, 1)],
+          tshark_opts=["-d", "tcp.port==%d,tds" % INST_PORT])
+def sc_login_redirected(lab):
+    lab.start_server({"encryption": "off", "routing": {"server": S4, "port": INST_PORT}})
+    lab.start_server({"encryption": "off", "port": INST_PORT}, logname="server2.log")
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": False})
+    expect(rc == 0 and "rows: 3" in out, "tedious followed the redirect: " + out)
+    expect('"request"' in lab.read_log("server2.log"), "query ran on the routed server")
+
+
+@scenario("keepalive-unanswered", "tedious",
+          "tedious (encrypt=false) logs in and stays idle. It enables TCP keep-alive with a 30 s idle time; "
+          "Node's libuv sets the probe interval to 1 s and the count to 10 (as Windows does). After the "
+          "login the router silently drops the connection both ways: 10 probes, 1 s apart from ~30 s on, go "
+          "unanswered and the client's kernel aborts the connection with a RST.",
+          connections=[conn(S4 + ":1433", "idle_killed",
+                            [f("login.ok"), f("login.cleartext"), f("tcp.keepalive_unanswered", probes=10, interval_s=1),
+                             f("idle.killed", by="unknown", keepalive_probes=10)],
+                            note="the RST is the client kernel's abort (dropped by the router, never reaches the server)")],
+          checks=[chk("tcp.analysis.keep_alive && ip.src == %s" % C4, 9, 11), chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 1, 1),
+                  chk("tcp.analysis.keep_alive_ack", 0, 0), chk("tcp.len > 0 && frame.time_relative > 5", 0, 0)])
+def sc_keepalive_unanswered(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture(seconds=80)
+    # The query would come after the abort; it only matters that the client stays idle that long.
+    p = lab.spawn("c", ["node", os.path.join(HERE, "node", "client.js"), json.dumps(
+        {"server": S4, "password": PASSWORD, "encrypt": False, "idleMs": 48000, "hardStopMs": 55000})], 65,
+        "client.log", env=dict(os.environ, NODE_NO_WARNINGS="1"))
+    lab.wait_log("server.log", '"kind": "batch"')  # tedious' SET batch right after the login
+    time.sleep(1)
+    lab.iptables("r", ["-I", "FORWARD", "-p", "tcp", "--dport", "1433", "-j", "DROP"])
+    lab.iptables("r", ["-I", "FORWARD", "-p", "tcp", "--sport", "1433", "-j", "DROP"])
+    p.wait(70)
+    r = sh(["tshark", "-n", "-r", lab.capture, "-Y", "tcp.flags.reset == 1 && ip.src == %s" % C4])
+    expect(r.stdout.strip() != "", "the client's kernel aborted the connection: " + lab.read_log("client.log"))
+
+
+@scenario("one-direction", "pytds",
+          "A healthy pytds login and query, captured with the BPF filter 'src host 192.0.2.10': only the "
+          "client-to-server half of the conversation is in the file.",
+          connections=[conn(S4 + ":1433", "ok", [f("capture.one_direction", seen="client_to_server"),
+                                                   f("login.cleartext")],
+                            note="the login's outcome cannot be seen (no server packets)")],
+          checks=[chk("ip.src == %s" % S4, 0, 0), chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x01", 1, 1)])
+def sc_one_direction(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture(bpf="src host %s" % C4)
+    rc, out = pytds(lab)
+    expect(rc == 0 and "rows: 3" in out, "pytds query ok: " + out)
+
+
+@scenario("snaplen-96", "tsql",
+          "A healthy tsql login and query captured with snaplen 96: every frame longer than 96 bytes is cut "
+          "(TDS payloads beyond the first ~30 bytes are missing).",
+          connections=[conn(S4 + ":1433", "ok", [f("capture.truncated_frames", snaplen=96)],
+                            note="count = frames with frame.len > frame.cap_len; login facts are partly unreadable")],
+          checks=[chk("frame.len > frame.cap_len", 4), chk("frame.cap_len > 96", 0, 0)])
+def sc_snaplen_96(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture(snaplen=96)
+    rc, out = tsql(lab)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok: " + out[-300:])
+
+
+@scenario("mid-stream", "pytds",
+          "pytds logs in, idles 4 s, then runs a query; the capture starts only after the login, so the "
+          "connection has no SYN and no login in the file.",
+          connections=[conn(S4 + ":1433", "ok", [f("capture.mid_stream")])],
+          checks=[chk("tcp.flags.syn == 1", 0, 0), chk("tds.type == 0x01", 1, 1), chk("tds.done.donerowcount64 == 3", 1, 1)])
+def sc_mid_stream(lab):
+    lab.start_server({"encryption": "off"})
+    p = lab.spawn("c", pytds_args(mode="sleep_query", sleep=4), 30, "client.log")
+    lab.wait_log("server.log", '"login_ok"')
+    time.sleep(0.5)
+    lab.start_capture()
+    p.wait(30)
+    expect("rows: 3" in lab.read_log("client.log"), "pytds query ok")
+
+
+@scenario("duplicates-two-interfaces", "tsql",
+          "A healthy tsql login and query captured in the router namespace on both of its interfaces "
+          "(rc towards the client, rs towards the server), merged with mergecap: every forwarded packet is "
+          "in the file twice, the second copy with TTL one lower and other MAC addresses.",
+          connections=[conn(S4 + ":1433", "ok", [f("capture.duplicates"), f("login.ok"), f("login.cleartext")],
+                            note="count = forwarded TCP packets (each seen on rc and rs); TTLs of the two copies "
+                                 "differ by 1, so duplicates must be matched on IP id + TCP header, not whole bytes")],
+          # Wireshark treats the second copies as retransmissions and does not dissect them again.
+          checks=[chk("ip.src == %s && ip.ttl == 64 && tcp.len > 0" % S4, 3, 3),
+                  chk("ip.src == %s && ip.ttl == 63 && tcp.len > 0" % S4, 3, 3),
+                  chk("ip.src == %s && ip.ttl == 63 && tcp.len > 0" % C4, 3, 3),
+                  chk("tds.type == 0x10", 1, 1), chk("tds.loginack", 1, 1)])
+def sc_duplicates(lab):
+    lab.start_server({"encryption": "off"})
+    a, b = os.path.join(lab.dir, "rc.pcap"), os.path.join(lab.dir, "rs.pcap")
+    lab.start_capture(where="r", iface="rc", path=a)
+    lab.start_capture(where="r", iface="rs", path=b)
+    rc, out = tsql(lab)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok: " + out[-300:])
+    lab.stop_capture()
+    sh(["mergecap", "-F", "pcap", "-w", lab.capture, a, b])
+
+
+@scenario("packet-loss", "pytds (derived)",
+          "Derived from healthy-pytds-plain.pcap with editcap, deleting the server's login response frame "
+          "(the one holding LOGINACK): the client's ACK covers bytes the capture never saw, as when a capture "
+          "drops packets.",
+          connections=[conn(S4 + ":1433", "ok", [f("capture.packet_loss", gaps=1), f("login.cleartext")],
+                            note="bytes = the deleted frame's TCP payload length")],
+          checks=[chk("tds.loginack", 0, 0), chk("tcp.analysis.ack_lost_segment", 1)],
+          offline=True)
+def sc_packet_loss(lab):
+    src = os.path.join(CAPTURES, "healthy-pytds-plain.pcap")
+    r = sh(["tshark", "-n", "-r", src, "-d", "tcp.port==1433,tds", "-Y", "tds.loginack", "-T", "fields", "-e", "frame.number"])
+    frame = r.stdout.split()[0]
+    sh(["editcap", src, lab.capture, frame])
+    lab.notes.append("editcap healthy-pytds-plain.pcap packet-loss.pcap %s (deleted frame)" % frame)
+
+
+@scenario("truncated-file", "tsql (derived)",
+          "Derived from healthy-tsql-plain.pcap: the file is cut 30 bytes into its last packet record, as a "
+          "capture copied while still being written.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")])],
+          capture_findings=[f("capture.malformed", what="truncated_file", input=0)],
+          checks=[chk("tds.loginack", 1, 1)],
+          offline=True)
+def sc_truncated_file(lab):
+    src = os.path.join(CAPTURES, "healthy-tsql-plain.pcap")
+    r = sh(["tshark", "-n", "-r", src, "-T", "fields", "-e", "frame.cap_len"])
+    last = int(r.stdout.split()[-1])
+    with open(src, "rb") as fh:
+        data = fh.read()
+    with open(lab.capture, "wb") as fh:
+        fh.write(data[: len(data) - last - 16 + 30])  # keep 16-byte record header + 30 bytes of the last frame
+    lab.notes.append("healthy-tsql-plain.pcap cut 30 bytes into its last record")
+
+
 # --- manifest ----------------------------------------------------------------------------------------
 
 
@@ -922,24 +1080,30 @@ def client_versions():
     return v
 
 
-def tcp_clients(capture, count):
-    """Client ip:port of the first SYN of each TCP connection, in order."""
-    r = subprocess.run(["tshark", "-r", capture, "-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0",
-                        "-T", "fields", "-e", "tcp.stream", "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport"],
-                       capture_output=True, text=True)
+SERVER_PORTS = {"1433", "14330"}
+
+
+def tcp_clients(capture):
+    """Client ip:port of each TCP connection, in order of first appearance: the sender of the first
+    SYN, or (capture begun mid-stream) the end whose port is not a lab server port."""
+    r = subprocess.run(["tshark", "-n", "-r", capture, "-Y", "tcp && !icmp", "-T", "fields", "-e", "tcp.stream",
+                        "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "ipv6.dst",
+                        "-e", "tcp.dstport"], capture_output=True, text=True)
     seen, out = set(), []
     for line in r.stdout.splitlines():
-        stream, v4, v6, port = (line.split("\t") + ["", "", "", ""])[:4]
+        stream, v4s, v6s, sport, v4d, v6d, dport = (line.split("\t") + [""] * 7)[:7]
         if stream in seen:
             continue
         seen.add(stream)
-        out.append("%s:%s" % (v4, port) if v4 else "[%s]:%s" % (v6, port))
-    return out[:count] if count else out
+        src = "%s:%s" % (v4s, sport) if v4s else "[%s]:%s" % (v6s, sport)
+        dst = "%s:%s" % (v4d, dport) if v4d else "[%s]:%s" % (v6d, dport)
+        out.append(dst if sport in SERVER_PORTS and dport not in SERVER_PORTS else src)
+    return out
 
 
 def manifest_entry(name, meta, lab, versions, result):
     conns = []
-    clients = tcp_clients(lab.capture, 0)
+    clients = tcp_clients(lab.capture) if os.path.exists(lab.capture) else []
     for i, c in enumerate(meta["connections"]):
         c = dict(c)
         c["client"] = clients[i] if i < len(clients) else None
@@ -957,6 +1121,7 @@ def manifest_entry(name, meta, lab, versions, result):
         "connections": conns,
         "exchanges": meta["exchanges"],
         "capture_findings": meta["capture_findings"],
+        "copies": meta["copies"],
         "checks": meta["checks"],
         "result": result,
     }
@@ -1027,17 +1192,22 @@ def main(argv):
             log("%s: start" % name)
             t0 = time.time()
             try:
-                lab.up()
+                if not meta.get("offline"):
+                    lab.up()
                 meta["fn"](lab)
                 result = "ok"
             except (LabError, subprocess.TimeoutExpired) as e:
                 result = "failed: %s" % e
                 failed.append(name)
             finally:
-                if getattr(lab, "tcpdump", None) is not None:
+                if lab.tcpdumps:
                     lab.stop_capture()
                 lab.down()
                 current[:] = []
+            if result == "ok":
+                for copy in meta["copies"]:
+                    # Same packets in another file format (pcapng, NetMon 2.x) for the capture readers.
+                    sh(["editcap", "-F", copy["format"], lab.capture, os.path.join(CAPTURES, copy["capture"])])
             log("%s: %s (%.1f s)" % (name, result, time.time() - t0))
             if result != "ok":
                 for fname in ("server.log", "client.log", "ssrp.log"):

@@ -103,6 +103,8 @@ DEFAULTS = {
     "backlog": 16,
     # False: listen but never accept (a full backlog makes the kernel drop further SYNs).
     "accept": True,
+    # {"server": "198.51.100.20", "port": 14330}: send a routing ENVCHANGE after LOGINACK.
+    "routing": None,
     # Default answer to a SQL batch or RPC; query_rules override it when their "match" substring
     # occurs in the statement text.
     "query": {"rows": 3, "delay_s": 0, "error_after_rows": None, "rst_after_rows": None},
@@ -443,6 +445,13 @@ class Connection:
         body += self.info_token(5703, 1, "Changed language setting to us_english.")
         body += self.loginack_token()
         body += envchange_text(4, str(self.packet_size), str(self.packet_size))
+        routing = self.cfg.get("routing")
+        if routing:
+            # Routing ENVCHANGE (type 20, TDS 7.4) after LOGINACK: the client must reconnect to the named
+            # server and port (read-only routing, Azure redirect) [MS-TDS 2.2.7.9].
+            target = bytes([0]) + struct.pack("<H", int(routing["port"])) + us_varchar(routing["server"])
+            data = bytes([20]) + struct.pack("<H", len(target)) + target + struct.pack("<H", 0)
+            body += struct.pack("<BH", TOK_ENVCHANGE, len(data)) + data
         body += self.done_token(TOK_DONE, DONE_FINAL, 0, 0)
         self.send_message(PKT_REPLY, body)
         log("login_ok", peer=self.peer, database=database, tds_version="%08x" % self.tds_version)

@@ -21,11 +21,20 @@ const config = {
   },
 };
 const conn = new Connection(config);
-const hardStop = setTimeout(() => { console.log('hard stop'); process.exit(4); }, 40000);
+const hardStop = setTimeout(() => { console.log('hard stop'); process.exit(4); }, o.hardStopMs || 40000);
 
 conn.on('connect', (err) => {
   if (err) { console.log('connect failed: ' + err.message); process.exit(2); }
   console.log('logged in');
+  if (o.idleMs) {
+    // Stay idle (tedious enables TCP keep-alive with a 30 s initial delay) before the query.
+    setTimeout(() => runQuery(), o.idleMs);
+  } else {
+    runQuery();
+  }
+});
+
+function runQuery() {
   let rows = 0;
   const req = new Request(o.sql || 'select id, name from lab_rows', (err2, rowCount) => {
     if (err2) {
@@ -42,6 +51,7 @@ conn.on('connect', (err) => {
   });
   req.on('row', () => { rows += 1; });
   if (o.batch) conn.execSqlBatch(req); else conn.execSql(req);
-});
+}
 conn.on('error', (e) => { console.log('connection error: ' + e.message); });
+conn.on('rerouting', () => { console.log('rerouting'); });
 conn.connect();
