@@ -1058,6 +1058,79 @@ def sc_truncated_file(lab):
     lab.notes.append("healthy-tsql-plain.pcap cut 30 bytes into its last record")
 
 
+def tls_legacy_scenario(name, version, client):
+    tls_field = {"1.0": "0x0301", "1.1": "0x0302"}[version]
+
+    @scenario(name, client,
+              "The server only speaks TLS %s; %s (login-only encryption) negotiates it: TLS %s inside PRELOGIN "
+              "packets for the LOGIN7, then a cleartext login response and query." % (version, client, version),
+              connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.legacy_version", version=version),
+                                                       f("tls.certificate_problem", problem="self_signed")],
+                                login={"encryption": "login_only", "tls_version": version})],
+              checks=[chk("tls.handshake.type == 2 && tls.handshake.version == %s" % tls_field, 1, 1),
+                      chk("tds.type == 0x10", 0, 0)],
+              tshark_opts=["-o", "tds.protocol_type:TDS 7.1"] if client.startswith("impacket") else [])
+    def run(lab):
+        lab.start_server({"encryption": "off", "tls_min": version, "tls_max": version})
+        lab.start_capture()
+        if client == "tsql":
+            rc, out = tsql(lab, encryption="request")
+            ok = rc == 0 and "(3 rows affected)" in out
+        else:
+            rc, out = impacket(lab)
+            ok = rc == 0 and "row-3" in out
+        expect(ok and '"TLSv%s"' % ("1" if version == "1.0" else version) in lab.read_log("server.log"),
+               "TLS %s login ok: %s" % (version, out[-300:]))
+
+
+tls_legacy_scenario("tls-1.0-tsql", "1.0", "tsql")
+tls_legacy_scenario("tls-1.1-impacket", "1.1", "impacket mssqlclient")
+
+
+def impacket_ssrp(lab, instance, opcode, timeout=3):
+    r = lab.run("c", [sys.executable, os.path.join(HERE, "clients", "impacket_ssrp.py"), "--server", S4,
+                      "--instance", instance, "--opcode", str(opcode), "--timeout", str(timeout)],
+                timeout=timeout + 10, check=False)
+    with open(os.path.join(lab.dir, "client.log"), "w") as fh:
+        fh.write(r.stdout + r.stderr)
+    return r.returncode, r.stdout + r.stderr
+
+
+LONG_INSTANCE = "LABINST_" + "X" * 32  # 40 bytes: over the 32-byte limit of [MC-SQLR 2.2.3]
+
+
+@scenario("ssrp-oversized-request", "lab-made (impacket SQLR header)",
+          "A CLNT_UCAST_INST request for a 40-byte instance name (over the 32-byte limit, the Slammer shape "
+          "in miniature); the Browser does not answer it. The bytes are lab-made: impacket's SQLR header "
+          "class gives the opcode, the name is appended by tests/lab/clients/impacket_ssrp.py, because "
+          "impacket's SQLR_UCAST_INST class cannot pack and no installed client sends CLNT_UCAST_INST.",
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 4, "instance": LONG_INSTANCE},
+                      "response": None,
+                      "findings": [f("ssrp.oversized_request", length=len(LONG_INSTANCE) + 2),
+                                   f("ssrp.no_response", opcode=4, instance=LONG_INSTANCE, attempts=1)],
+                      "note": "length = UDP payload bytes (opcode + name + NUL)"}],
+          checks=[chk("!icmp && udp.dstport == 1434 && udp.length == %d" % (8 + len(LONG_INSTANCE) + 2), 1, 1),
+                  chk("!icmp && udp.srcport == 1434", 0, 0)])
+def sc_ssrp_oversized(lab):
+    lab.start_ssrp({"instances": [{"name": "LABINST", "tcp": INST_PORT}]})
+    lab.start_capture()
+    rc, out = impacket_ssrp(lab, LONG_INSTANCE, 4)
+    expect(rc == 1 and "no answer" in out, "no answer to the oversized request: " + out)
+
+
+@scenario("ssrp-dac", "impacket SSRP classes",
+          "A CLNT_UCAST_DAC request (impacket's SQLR_UCAST_DAC) for LABINST; the Browser answers with the "
+          "6-byte DAC response announcing TCP port 1434.",
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 15, "instance": "LABINST"},
+                      "response": {"dac_port": 1434}, "findings": []}],
+          checks=[chk("!icmp && udp.dstport == 1434", 1, 1), chk("!icmp && udp.srcport == 1434 && udp.length == 14", 1, 1)])
+def sc_ssrp_dac(lab):
+    lab.start_ssrp({"instances": [{"name": "LABINST", "tcp": INST_PORT, "dac": 1434}]})
+    lab.start_capture()
+    rc, out = impacket_ssrp(lab, "LABINST", 15)
+    expect(rc == 0 and "answer" in out, "DAC answer: " + out)
+
+
 # --- manifest ----------------------------------------------------------------------------------------
 
 

@@ -357,6 +357,9 @@ class Connection:
         versions = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
                     "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
         if self.cfg["tls_min"] in ("1.0", "1.1"):
+            # Python warns that TLS < 1.2 is deprecated; the lab wants it on purpose (and a JSON-only log).
+            import warnings
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             # OpenSSL 3 refuses TLS < 1.2 at the default security level.
             ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         ctx.minimum_version = versions[self.cfg["tls_min"]]
