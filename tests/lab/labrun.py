@@ -505,7 +505,7 @@ def sc_attention_tedious(lab):
 @scenario("server-rst-mid-query", "pytds",
           "pytds runs a SELECT; the server sends the first 50 of 200 rows, then aborts the connection "
           "(SO_LINGER 0 close: RST from the server with its normal TTL).",
-          connections=[conn(S4 + ":1433", "reset", [f("login.ok"), f("reset.by_server", phase="request")])],
+          connections=[conn(S4 + ":1433", "reset", [f("login.ok"), f("login.cleartext"), f("reset.by_server", phase="request")])],
           checks=[chk("tcp.flags.reset == 1 && ip.src == %s && ip.ttl == 63" % S4, 1),
                   chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 0, 0)])
 def sc_server_rst_mid_query(lab):
@@ -521,7 +521,7 @@ def sc_server_rst_mid_query(lab):
           "with TTL 64 (made by the router) where the server's packets have TTL 63.",
           copies=[{"capture": "middlebox-idle-kill.netmon2.cap", "format": "netmon2"}],
           connections=[conn(S4 + ":1433", "idle_killed",
-                            [f("login.ok"), f("reset.by_middlebox", ttl=64, peer_ttl=63, why="ttl"),
+                            [f("login.ok"), f("login.cleartext"), f("reset.by_middlebox", ttl=64, peer_ttl=63, why="ttl"),
                              f("idle.killed", by="middlebox", idle_s=8)])],
           checks=[chk("tcp.flags.reset == 1 && ip.src == %s && ip.ttl == 64" % S4, 1),
                   chk("tds.type == 0x01", 1)])
@@ -542,7 +542,7 @@ def sc_middlebox_idle_kill(lab):
           "The server (SO_RCVBUF 2048) stops reading for 6 s right after the login; pytds sends a 100 kB "
           "SQL batch, the server's window closes (zero window, client probes), then reading resumes and the "
           "query completes.",
-          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tcp.zero_window", side="server")])],
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"), f("tcp.zero_window", side="server")])],
           checks=[chk("tcp.analysis.zero_window && ip.src == %s" % S4, 1), chk("tds.done.donerowcount64 == 3", 1)])
 def sc_zero_window(lab):
     lab.start_server({"encryption": "off", "rcvbuf": 2048, "stop_reading": {"at": "logged_in", "seconds": 6}})
@@ -665,7 +665,7 @@ MASS = 6
 @scenario("mass-reset", "pytds",
           "%d pytds clients log in and stay idle 9 s; after 5 s without a request the server aborts all of "
           "them within a few milliseconds (RST each)." % MASS,
-          connections=[conn(S4 + ":1433", "idle_killed", [f("login.ok"), f("reset.by_server", phase="idle")])
+          connections=[conn(S4 + ":1433", "idle_killed", [f("login.ok"), f("login.cleartext"), f("reset.by_server", phase="idle")])
                        for _ in range(MASS)],
           capture_findings=[f("pattern.mass_reset", server=S4 + ":1433", connections=MASS)],
           checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", MASS, MASS),
@@ -1139,7 +1139,7 @@ def client_versions():
     r = subprocess.run(["tsql", "-C"], capture_output=True, text=True)
     m = re.search(r"Version:\s*(\S+ \S+)", r.stdout)
     v["tsql"] = "FreeTDS tsql " + (m.group(1) if m else "?")
-    for mod, pkg in (("pytds", "python-tds"), ("impacket mssqlclient", "impacket")):
+    for mod, pkg in (("pytds", "python-tds"), ("impacket", "impacket")):
         r = subprocess.run([sys.executable, "-m", "pip", "show", pkg], capture_output=True, text=True)
         m = re.search(r"^Version: (\S+)", r.stdout, re.M)
         v[mod] = "%s %s" % (pkg, m.group(1) if m else "?")
@@ -1186,7 +1186,7 @@ def manifest_entry(name, meta, lab, versions, result):
         "capture": os.path.relpath(lab.capture, CAPTURES),
         "bytes": size,
         "client": meta["client"],
-        "client_version": versions.get(meta["client"], "?"),
+        "client_version": next((v for k, v in versions.items() if k in meta["client"]), "?"),
         "what": meta["what"],
         "lab_actions": lab.notes,
         "decode_as": "tcp.port==%d,tds" % meta["decode_port"],
