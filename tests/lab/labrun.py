@@ -43,6 +43,7 @@ USER = "labuser"
 C4, R4C, R4S, S4 = "192.0.2.10", "192.0.2.1", "198.51.100.1", "198.51.100.20"
 C6, R6C, R6S, S6 = "2001:db8:c::10", "2001:db8:c::1", "2001:db8:5::1", "2001:db8:5::20"
 SNAPLEN = 262144
+DNS_NAME = "sql.lab.test"
 
 
 def log(msg):
@@ -188,7 +189,24 @@ class Lab:
                    seconds + 5, "ssrp.log")
         self.wait_log("ssrp.log", '"listening"')
 
+    def resolv_conf(self, options):
+        """`ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc/*: the client then asks the lab's DNS
+        responder, with the resolver options the scenario needs."""
+        d = os.path.join("/etc/netns", self.ns["c"])
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "resolv.conf"), "w") as fh:
+            fh.write("nameserver %s\noptions %s\n" % (S4, options))
+        self.notes.append("client resolv.conf: nameserver %s, options %s" % (S4, options))
+
+    def start_dns(self, behaviour, seconds=60):
+        b = {"max_seconds": seconds, "records": {DNS_NAME: [S4, S6]}}
+        b.update(behaviour)
+        self.spawn("s", [sys.executable, os.path.join(HERE, "dnsserver.py"), "--behaviour", json.dumps(b)],
+                   seconds + 5, "dns.log")
+        self.wait_log("dns.log", '"listening"')
+
     def down(self):
+        shutil.rmtree(os.path.join("/etc/netns", self.ns["c"]), ignore_errors=True)
         for p, out in self.procs:
             if p.poll() is None:
                 p.terminate()
@@ -1129,6 +1147,54 @@ def sc_ssrp_dac(lab):
     lab.start_capture()
     rc, out = impacket_ssrp(lab, "LABINST", 15)
     expect(rc == 0 and "answer" in out, "DAC answer: " + out)
+
+
+@scenario("dns-nxdomain", "tsql",
+          "tsql connects to sql.lab.test; the lab's DNS server answers NXDOMAIN (rcode 3) to the A and AAAA "
+          "queries of the client's resolver (glibc, both in parallel); no TCP connection follows.",
+          exchanges=[{"protocol": "dns", "server": S4 + ":53", "request": {"name": DNS_NAME, "types": ["A", "AAAA"]},
+                      "response": {"rcode": 3}, "findings": [f("dns.error", name=DNS_NAME, rcode=3)]}],
+          checks=[chk("dns.flags.response == 0 && dns.qry.name == \"%s\"" % DNS_NAME, 2),
+                  chk("dns.flags.rcode == 3", 2), chk("tcp", 0, 0)])
+def sc_dns_nxdomain(lab):
+    lab.start_dns({"mode": "nxdomain"})
+    lab.resolv_conf("timeout:2 attempts:1")
+    lab.start_capture()
+    rc, out = tsql(lab, host=DNS_NAME)
+    expect(rc != 0, "tsql failed on the name: " + out[-300:])
+
+
+@scenario("dns-slow", "tsql",
+          "The DNS server answers sql.lab.test (A only) after 1.5 s (resolver timeout 3 s, so no retry); "
+          "tsql then connects and logs in (cleartext).",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")])],
+          exchanges=[{"protocol": "dns", "server": S4 + ":53", "request": {"name": DNS_NAME, "types": ["A", "AAAA"]},
+                      "response": {"rcode": 0, "addresses": [S4], "note": "AAAA: NOERROR, no answer"},
+                      "findings": [f("dns.slow", name=DNS_NAME, delay_ms=1500)]}],
+          checks=[chk("dns.flags.response == 1 && dns.time > 1.4", 1), chk("tds.loginack", 1, 1)])
+def sc_dns_slow(lab):
+    lab.start_server({"encryption": "off"})
+    # An A record only: with A and AAAA, FreeTDS opens connections to both addresses at once and closes
+    # the loser, which would blur this scenario.
+    lab.start_dns({"delay_s": 1.5, "records": {DNS_NAME: [S4]}})
+    lab.resolv_conf("timeout:3 attempts:1")
+    lab.start_capture()
+    rc, out = tsql(lab, host=DNS_NAME)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql via a slow DNS answer: " + out[-300:])
+
+
+@scenario("dns-no-response", "tsql",
+          "The DNS server reads the queries for sql.lab.test but never answers; the resolver (timeout 1 s, "
+          "2 attempts) asks twice per type, then tsql gives up without any TCP connection.",
+          exchanges=[{"protocol": "dns", "server": S4 + ":53", "request": {"name": DNS_NAME, "types": ["A", "AAAA"]},
+                      "response": None, "findings": [f("dns.no_response", name=DNS_NAME, attempts=2)]}],
+          checks=[chk("dns.flags.response == 0", 4), chk("dns.flags.response == 1", 0, 0), chk("tcp", 0, 0)])
+def sc_dns_no_response(lab):
+    lab.start_dns({"mode": "silent"})
+    lab.resolv_conf("timeout:1 attempts:2")
+    lab.start_capture()
+    rc, out = tsql(lab, host=DNS_NAME)
+    expect(rc != 0, "tsql failed on the name: " + out[-300:])
 
 
 # --- manifest ----------------------------------------------------------------------------------------
