@@ -1197,6 +1197,55 @@ def sc_dns_no_response(lab):
     expect(rc != 0, "tsql failed on the name: " + out[-300:])
 
 
+@scenario("ssrp-port-mismatch", "impacket mssqlinstance + tsql",
+          "From the client host, impacket's mssqlinstance asks the Browser (CLNT_UCAST_EX), which announces "
+          "LABINST on tcp 14330; then tsql, configured with the static port 1433 (a stale connection "
+          "string), connects there, where nothing listens: RST. The instance really runs on 14330.",
+          connections=[conn(S4 + ":1433", "refused", [f("tcp.refused", attempts=1),
+                                                        f("ssrp.port_mismatch", instance="LABINST", announced_port=INST_PORT,
+                                                          used_port=1433)])],
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
+                      "response": {"instances": [{"instance": "LABINST", "tcp_port": INST_PORT}]}, "findings": []}],
+          checks=[chk("!icmp && udp.srcport == 1434", 1, 1), chk("tcp.flags.reset == 1 && ip.src == %s" % S4, 1, 1),
+                  chk("tcp.dstport == %d" % INST_PORT, 0, 0)])
+def sc_ssrp_port_mismatch(lab):
+    lab.start_server({"encryption": "off", "port": INST_PORT})
+    lab.start_ssrp({"instances": [{"name": "LABINST", "tcp": INST_PORT}]})
+    lab.start_capture()
+    exe = shutil.which("mssqlinstance.py") or "mssqlinstance.py"
+    r = lab.run("c", [exe, S4], timeout=20, check=False)
+    with open(os.path.join(lab.dir, "instance.log"), "w") as fh:
+        fh.write(r.stdout + r.stderr)
+    expect(str(INST_PORT) in r.stdout, "mssqlinstance listed the instance: " + r.stdout[-300:])
+    time.sleep(0.5)
+    rc, out = tsql(lab, port=1433)
+    expect(rc != 0, "tsql refused on the static port")
+
+
+EXHAUST_COUNT, EXHAUST_PORTS = 40, 8
+
+
+@scenario("port-exhaustion", "pytds",
+          "The client namespace has only %d ephemeral ports (ip_local_port_range 40000-40007) and "
+          "tcp_tw_reuse=1. One pytds process opens %d short connections, 0.15 s apart: every port is "
+          "reused from TIME_WAIT several times within seconds (same 4-tuple, new SYN)."
+          % (EXHAUST_PORTS, EXHAUST_COUNT),
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")]) for _ in range(EXHAUST_COUNT)],
+          capture_findings=[f("pattern.port_exhaustion", client=C4),
+                            f("pattern.no_pooling", client=C4, connections=EXHAUST_COUNT)],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", EXHAUST_COUNT, EXHAUST_COUNT),
+                  chk("tcp.flags.syn == 1 && tcp.flags.ack == 0 && (tcp.srcport < 40000 || tcp.srcport > 40007)", 0, 0),
+                  chk("tcp.analysis.reused_ports", EXHAUST_COUNT - EXHAUST_PORTS, EXHAUST_COUNT - EXHAUST_PORTS),
+                  chk("tds.loginack", EXHAUST_COUNT, EXHAUST_COUNT)])
+def sc_port_exhaustion(lab):
+    lab.run("c", ["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40007"])
+    lab.run("c", ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="loop", count=EXHAUST_COUNT, sleep=0.15, no_retry=True, proc_timeout=60)
+    expect(rc == 0 and "loop done" in out, "pytds loop ok: " + out[-300:])
+
+
 # --- manifest ----------------------------------------------------------------------------------------
 
 

@@ -45,6 +45,8 @@ def main():
         kw["port"] = a.port
     if a.mode == "loop":
         for i in range(max(1, min(a.count, 1000))):
+            if i and a.sleep:
+                time.sleep(a.sleep)
             with pytds.connect(**kw) as conn:
                 with conn.cursor() as cur:
                     cur.execute(a.sql)
