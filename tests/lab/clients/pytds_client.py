@@ -8,6 +8,7 @@ Modes:
   timeout      log in, run a query with a command timeout (--timeout): pytds sends ATTENTION
   big          log in, send one large SQL batch (--size bytes) so a slow reader's window fills
   loop         --count times: connect, run the query, close (an application without pooling)
+  chatty       log in once, then run the query --count times, one round trip each
 Exit code 0 when the mode's expected outcome happened; errors are printed, never the password.
 """
 import argparse
@@ -65,6 +66,14 @@ def main():
         if a.mode == "sleep_close":
             conn.close()
             print("closed")
+            return 0
+        if a.mode == "chatty":
+            with conn.cursor() as cur:
+                for _ in range(max(1, min(a.count, 5000))):
+                    cur.execute(a.sql)
+                    cur.fetchall()
+            conn.close()
+            print("chatty done: %d requests" % a.count)
             return 0
         sql = a.sql
         if a.mode == "big":
