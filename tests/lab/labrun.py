@@ -1,0 +1,1450 @@
+#!/usr/bin/env python3
+"""Scenario runner of the tdsscope lab: real clients against tests/lab/tdsserver.py across network
+namespaces, one capture per scenario. Entry point: scripts/lab [SCENARIO…] (as root).
+
+Topology, rebuilt for every scenario so no rule or conntrack state leaks between scenarios:
+
+    client ns  c0 192.0.2.10 / 2001:db8:c::10
+         |  veth
+    router ns  rc 192.0.2.1 / 2001:db8:c::1     rs 198.51.100.1 / 2001:db8:5::1   (forwards; faults)
+         |  veth
+    server ns  s0 198.51.100.20 / 2001:db8:5::20
+
+Only documentation prefixes (RFC 5737, RFC 3849) are used and only inside the namespaces: nothing is
+routed to the host or any real network. tcpdump runs on the client's interface, so server packets
+show TTL 63 (one hop) and packets made by the router TTL 64, as in a real capture on a client.
+
+Every child process runs under timeout(1); namespaces (with their veths and iptables rules) are
+deleted in a finally block and on SIGINT/SIGTERM.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CAPTURES = os.path.join(ROOT, "tests", "captures")
+MANIFEST = os.path.join(CAPTURES, "manifest.json")
+
+# The SQL login password of every scenario. Distinctive so tests can assert that tdsscope never
+# prints it (it travels obfuscated, not encrypted, in cleartext LOGIN7s).
+PASSWORD = "Lab-Pw-7f3Kq9"
+WRONG_PASSWORD = "Wrong-Pw-Zx81"
+USER = "labuser"
+
+C4, R4C, R4S, S4 = "192.0.2.10", "192.0.2.1", "198.51.100.1", "198.51.100.20"
+C6, R6C, R6S, S6 = "2001:db8:c::10", "2001:db8:c::1", "2001:db8:5::1", "2001:db8:5::20"
+SNAPLEN = 262144
+DNS_NAME = "sql.lab.test"
+
+
+def log(msg):
+    print("[lab] " + msg, flush=True)
+
+
+class LabError(Exception):
+    pass
+
+
+class Lab:
+    """One scenario's namespaces, processes and files."""
+
+    def __init__(self, name, run_dir):
+        self.name = name
+        self.dir = os.path.join(run_dir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        tag = "tl%d" % (os.getpid() % 100000)
+        self.ns = {"c": tag + "c", "r": tag + "r", "s": tag + "s"}
+        self.procs = []
+        self.tcpdumps = []
+        # Written in the run directory and moved into tests/captures only when the scenario succeeded, so
+        # a failed or interrupted run never replaces a committed capture.
+        self.capture = os.path.join(self.dir, name + ".pcap")
+        self.final = os.path.join(CAPTURES, name + ".pcap")
+        self.notes = []
+
+    # processes
+
+    def run(self, where, cmd, timeout=20, env=None, stdin=None, check=True):
+        full = ["ip", "netns", "exec", self.ns[where], "timeout", "-k", "2", str(timeout)] + cmd
+        r = subprocess.run(full, input=stdin, capture_output=True, text=True, env=env, timeout=timeout + 10)
+        if check and r.returncode != 0:
+            raise LabError("%s failed (%d): %s" % (" ".join(cmd), r.returncode, r.stderr.strip()[:500]))
+        return r
+
+    def spawn(self, where, cmd, timeout, logname, env=None, sig="TERM"):
+        out = open(os.path.join(self.dir, logname), "w")
+        full = ["ip", "netns", "exec", self.ns[where], "timeout", "-s", sig, "-k", "3", str(timeout)] + cmd
+        p = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.procs.append((p, out))
+        return p
+
+    def wait_log(self, logname, pattern, seconds=8.0):
+        path = os.path.join(self.dir, logname)
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            try:
+                with open(path) as f:
+                    if re.search(pattern, f.read()):
+                        return True
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+        raise LabError("%s: no %r within %ss" % (logname, pattern, seconds))
+
+    def read_log(self, logname):
+        try:
+            with open(os.path.join(self.dir, logname)) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    # network
+
+    def up(self):
+        c, r, s = self.ns["c"], self.ns["r"], self.ns["s"]
+        for ns in (c, r, s):
+            sh(["ip", "netns", "add", ns])
+        sh(["ip", "link", "add", "c0", "netns", c, "type", "veth", "peer", "name", "rc", "netns", r])
+        sh(["ip", "link", "add", "s0", "netns", s, "type", "veth", "peer", "name", "rs", "netns", r])
+        plan = {
+            c: [("c0", C4, 24, C6)],
+            r: [("rc", R4C, 24, R6C), ("rs", R4S, 24, R6S)],
+            s: [("s0", S4, 24, S6)],
+        }
+        for ns, ifaces in plan.items():
+            x = ["ip", "netns", "exec", ns]
+            sh(x + ["ip", "link", "set", "lo", "up"])
+            for ifname, v4, plen, v6 in ifaces:
+                # No router solicitations, no DAD, short MLD report bursts: link-up chatter would
+                # otherwise spill into the captures.
+                for knob in ("router_solicitations=0", "accept_dad=0", "mldv2_unsolicited_report_interval=10",
+                             "mldv1_unsolicited_report_interval=10"):
+                    sh(x + ["sysctl", "-qw", "net.ipv6.conf.%s.%s" % (ifname, knob)])
+                sh(x + ["ip", "addr", "add", "%s/%d" % (v4, plen), "dev", ifname])
+                sh(x + ["ip", "-6", "addr", "add", v6 + "/64", "dev", ifname, "nodad"])
+                # Offloads off: the capture then shows wire-sized segments, as on a real NIC.
+                subprocess.run(x + ["ethtool", "-K", ifname, "tso", "off", "gso", "off", "gro", "off"],
+                               capture_output=True)
+                sh(x + ["ip", "link", "set", ifname, "up"])
+        xc, xr, xs = (["ip", "netns", "exec", n] for n in (c, r, s))
+        sh(xc + ["ip", "route", "add", "default", "via", R4C])
+        sh(xc + ["ip", "-6", "route", "add", "default", "via", R6C])
+        sh(xs + ["ip", "route", "add", "default", "via", R4S])
+        sh(xs + ["ip", "-6", "route", "add", "default", "via", R6S])
+        sh(xr + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        sh(xr + ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        # Short SYN retry budget on the client: an unanswered connect gives up after ~5 s
+        # (SYNs at 0,1,2,3,4 s with Linux's linear first backoffs) instead of 2 minutes.
+        sh(xc + ["sysctl", "-qw", "net.ipv4.tcp_syn_retries=4"])
+        # Resolve neighbours before the capture starts, so the capture holds the scenario only.
+        sh(xc + ["ping", "-c1", "-W2", S4], check=False)
+        sh(xc + ["ping", "-6", "-c1", "-W2", S6], check=False)
+        time.sleep(1)  # let link-up chatter (MLD reports) pass before the capture starts
+
+    def iptables(self, where, args, v6=False):
+        self.run(where, ["ip6tables" if v6 else "iptables"] + args, timeout=10)
+        self.notes.append("%s: %s %s" % (where, "ip6tables" if v6 else "iptables", " ".join(args)))
+
+    def start_capture(self, seconds=60, where="c", iface="c0", snaplen=SNAPLEN, bpf=None, path=None):
+        logname = "tcpdump-%s.log" % iface
+        cmd = ["tcpdump", "-i", iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-s", str(snaplen),
+               "-w", path or self.capture]
+        if bpf:
+            cmd.append(bpf)
+        self.tcpdumps.append((self.spawn(where, cmd, seconds, logname, sig="INT"), logname))
+        self.wait_log(logname, "listening on")
+        time.sleep(0.2)
+
+    def stop_capture(self):
+        time.sleep(0.5)  # let the last FIN/RST/ICMP land
+        for p, logname in self.tcpdumps:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)  # timeout(1) forwards it to tcpdump
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            log("%s: %s" % (self.name, self.read_log(logname).strip().splitlines()[-3:]))
+        self.tcpdumps = []
+
+    def start_server(self, behaviour, seconds=60, logname="server.log"):
+        b = {"host": "::", "cert": os.path.join(self.certdir, "cert.pem"),
+             "key": os.path.join(self.certdir, "key.pem"), "max_seconds": seconds}
+        b.update(behaviour)
+        self.spawn("s", [sys.executable, os.path.join(HERE, "tdsserver.py"), "--behaviour", json.dumps(b)],
+                   seconds + 5, logname)
+        self.wait_log(logname, '"listening"')
+        return b
+
+    def start_ssrp(self, behaviour, seconds=60):
+        b = {"host": "::", "max_seconds": seconds}
+        b.update(behaviour)
+        self.spawn("s", [sys.executable, os.path.join(HERE, "ssrp.py"), "--behaviour", json.dumps(b)],
+                   seconds + 5, "ssrp.log")
+        self.wait_log("ssrp.log", '"listening"')
+
+    def resolv_conf(self, options):
+        """`ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc/*: the client then asks the lab's DNS
+        responder, with the resolver options the scenario needs."""
+        d = os.path.join("/etc/netns", self.ns["c"])
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "resolv.conf"), "w") as fh:
+            fh.write("nameserver %s\noptions %s\n" % (S4, options))
+        self.notes.append("client resolv.conf: nameserver %s, options %s" % (S4, options))
+
+    def start_dns(self, behaviour, seconds=60):
+        b = {"max_seconds": seconds, "records": {DNS_NAME: [S4, S6]}}
+        b.update(behaviour)
+        self.spawn("s", [sys.executable, os.path.join(HERE, "dnsserver.py"), "--behaviour", json.dumps(b)],
+                   seconds + 5, "dns.log")
+        self.wait_log("dns.log", '"listening"')
+
+    def down(self):
+        shutil.rmtree(os.path.join("/etc/netns", self.ns["c"]), ignore_errors=True)
+        for p, out in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+            out.close()
+        self.procs = []
+        for ns in self.ns.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def sh(cmd, check=True):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if check and r.returncode != 0:
+        raise LabError("%s: %s" % (" ".join(cmd), r.stderr.strip()))
+    return r
+
+
+# --- real clients ----------------------------------------------------------------------------------
+
+
+def freetds_conf(lab, host, port, encryption, tds="7.4", connect_timeout=10):
+    path = os.path.join(lab.dir, "freetds.conf")
+    with open(path, "w") as f:
+        f.write("[global]\n    tds version = %s\n[lab]\n    host = %s\n    port = %d\n"
+                "    tds version = %s\n    encryption = %s\n    connect timeout = %d\n"
+                % (tds, host, port, tds, encryption, connect_timeout))
+    return path
+
+
+def tsql(lab, host=S4, port=1433, encryption="off", password=PASSWORD, sql="select id, name from lab_rows",
+         timeout=25, connect_timeout=10):
+    """FreeTDS tsql. encryption: off (FreeTDS then offers NOT_SUP), request, require."""
+    env = dict(os.environ, FREETDSCONF=freetds_conf(lab, host, port, encryption, connect_timeout=connect_timeout))
+    r = lab.run("c", ["tsql", "-S", "lab", "-U", USER, "-P", password], timeout=timeout, env=env,
+                stdin=sql + "\ngo\nquit\n", check=False)
+    out = (r.stdout + r.stderr).replace(password, "<password>")
+    with open(os.path.join(lab.dir, "client.log"), "w") as f:
+        f.write(out)
+    return r.returncode, out
+
+
+def pytds_args(host=S4, port=1433, password=PASSWORD, **extra):
+    args = [sys.executable, os.path.join(HERE, "clients", "pytds_client.py"), "--server", host,
+            "--port", str(port), "--password", password]
+    for k, v in extra.items():
+        if v is True:
+            args.append("--" + k.replace("_", "-"))
+        else:
+            args += ["--" + k.replace("_", "-"), str(v)]
+    return args
+
+
+def pytds(lab, proc_timeout=30, **kw):
+    r = lab.run("c", pytds_args(**kw), timeout=proc_timeout, check=False)
+    out = r.stdout + r.stderr
+    with open(os.path.join(lab.dir, "client.log"), "w") as f:
+        f.write(out)
+    return r.returncode, out
+
+
+def tedious(lab, opts, timeout=45):
+    o = {"server": S4, "port": 1433, "password": PASSWORD}
+    o.update(opts)
+    r = lab.run("c", ["node", os.path.join(HERE, "node", "client.js"), json.dumps(o)], timeout=timeout,
+                check=False, env=dict(os.environ, NODE_NO_WARNINGS="1"))
+    out = r.stdout + r.stderr
+    with open(os.path.join(lab.dir, "client.log"), "w") as f:
+        f.write(out)
+    return r.returncode, out
+
+
+def impacket(lab, host=S4, port=1433, password=PASSWORD, sql="select id, name from lab_rows", timeout=25):
+    exe = shutil.which("mssqlclient.py") or "mssqlclient.py"
+    r = lab.run("c", [exe, "%s:%s@%s" % (USER, password, host), "-port", str(port), "-command", sql],
+                timeout=timeout, check=False)
+    out = (r.stdout + r.stderr).replace(password, "<password>")
+    with open(os.path.join(lab.dir, "client.log"), "w") as f:
+        f.write(out)
+    return r.returncode, out
+
+
+def expect(cond, what):
+    if not cond:
+        raise LabError("scenario check failed: " + what)
+
+
+# --- scenarios -------------------------------------------------------------------------------------
+# Each scenario: the function drives the lab; the metadata says what the capture must show.
+# "connections" lists expected TCP connections in SYN order (the runner fills in the client port from
+# the capture); "checks" are tshark display filters with the frame counts they must match.
+
+SCENARIOS = {}
+
+
+def scenario(name, client, what, connections=(), exchanges=(), checks=(), decode_port=1433, tshark_opts=(),
+             capture_findings=(), offline=False, copies=()):
+    def deco(fn):
+        SCENARIOS[name] = {"fn": fn, "client": client, "what": what, "connections": list(connections),
+                           "exchanges": list(exchanges), "checks": list(checks), "decode_port": decode_port,
+                           "tshark_opts": list(tshark_opts), "capture_findings": list(capture_findings),
+                           "offline": offline, "copies": list(copies)}
+        return fn
+    return deco
+
+
+def f(code, **detail):
+    return {"code": code, "detail": detail} if detail else {"code": code}
+
+
+def conn(server, outcome, findings, **extra):
+    d = {"server": server, "outcome": outcome, "findings": findings}
+    d.update(extra)
+    return d
+
+
+def chk(display_filter, min_count=1, max_count=None, fields=None, note=""):
+    return {"filter": display_filter, "min": min_count, "max": max_count, "note": note}
+
+
+@scenario("healthy-tsql-plain", "tsql",
+          "FreeTDS tsql with encryption=off (offers ENCRYPT_NOT_SUP); server OFF answers NOT_SUP: no TLS, "
+          "cleartext LOGIN7 and login response, one SELECT of 3 rows, client closes with FIN.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")],
+                            login={"user": USER, "tds_version": "7.4", "encryption": "not_sup"})],
+          checks=[chk("tds.type == 0x12", 1, 1), chk("tds.type == 0x10", 1, 1), chk("tds.loginack", 1),
+                  chk("tds.type == 0x01", 1), chk("tds.done.donerowcount64 == 3", 1), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_healthy_tsql_plain(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = tsql(lab)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok")
+
+
+@scenario("healthy-tsql-login-tls", "tsql",
+          "FreeTDS tsql with encryption=request (offers OFF); server OFF: TLS 1.2 handshake inside PRELOGIN "
+          "packets encrypts only the LOGIN7; login response and query in cleartext.",
+          copies=[{"capture": "healthy-tsql-login-tls.pcapng", "format": "pcapng"}],
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.certificate_problem", problem="self_signed")],
+                            login={"user": "(encrypted)", "encryption": "login_only", "tls_version": "1.2"})],
+          checks=[chk("tds.type == 0x12", 3), chk("tls.handshake.type == 1", 1, 1), chk("tds.loginack", 1),
+                  chk("tds.type == 0x10", 0, 0, note="LOGIN7 travels inside TLS"), chk("tds.done.donerowcount64 == 3", 1)])
+def sc_healthy_tsql_login_tls(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = tsql(lab, encryption="request")
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok")
+    expect('"login_only"' in lab.read_log("server.log"), "login-only TLS")
+
+
+@scenario("healthy-pytds-plain", "pytds",
+          "python-tds without TLS support offers ENCRYPT_NOT_SUP: cleartext login and one SELECT of 3 rows.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")],
+                            login={"user": USER, "database": "master", "tds_version": "7.4"})],
+          checks=[chk("tds.type == 0x10", 1, 1), chk("tds.loginack", 1), chk("tds.done.donerowcount64 == 3", 1),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_healthy_pytds_plain(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = pytds(lab)
+    expect(rc == 0 and "rows: 3" in out, "pytds query ok: " + out)
+
+
+@scenario("healthy-pytds-ipv6", "pytds",
+          "As healthy-pytds-plain over IPv6 (2001:db8::/32 documentation prefix).",
+          connections=[conn("[%s]:1433" % S6, "ok", [f("login.ok"), f("login.cleartext")])],
+          checks=[chk("ipv6 && tds.type == 0x10", 1, 1), chk("ipv6 && tds.loginack", 1)])
+def sc_healthy_pytds_ipv6(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = pytds(lab, host=S6)
+    expect(rc == 0 and "rows: 3" in out, "pytds over IPv6 ok: " + out)
+
+
+@scenario("healthy-tedious-tls", "tedious",
+          "tedious (encrypt=true, trustServerCertificate) offers ENCRYPT_ON: full TLS 1.2 after the handshake "
+          "in PRELOGIN packets; login, tedious' SET batch and an RPC (sp_executesql) SELECT all inside TLS.",
+          connections=[conn(S4 + ":1433", "ok", [f("tls.certificate_problem", problem="self_signed")],
+                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "full",
+                                   "tls_version": "1.2"},
+                            note="LOGINACK is encrypted: a closing FIN from the client after application data "
+                                 "is the only sign of success")],
+          checks=[chk("tds.type == 0x12", 3), chk("tls.handshake.type == 11", 1, 1), chk("tls.record.content_type == 23", 4),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_healthy_tedious_tls(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": True})
+    expect(rc == 0 and "rows: 3" in out, "tedious query ok: " + out)
+    expect('"mode": "full"' in lab.read_log("server.log"), "full TLS")
+
+
+@scenario("healthy-impacket", "impacket mssqlclient",
+          "impacket mssqlclient (TDS 7.1, offers ENCRYPT_OFF): TLS for the LOGIN7 only, then cleartext "
+          "login response (TDS 7.1: 4-byte DONE row counts) and two SELECTs.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.certificate_problem", problem="self_signed")],
+                            login={"tds_version": "7.1", "encryption": "login_only"})],
+          checks=[chk("tds.type == 0x12", 3), chk("tds.loginack.tdsversion == 0x71000000", 1),
+                  chk("tds.type == 0x01", 2), chk("tds.done.donerowcount == 3", 2)],
+          # The LOGIN7 (which tells Wireshark the TDS version) is inside TLS: name the version.
+          tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
+def sc_healthy_impacket(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = impacket(lab)
+    expect(rc == 0 and "row-3" in out, "impacket query ok: " + out[-300:])
+
+
+@scenario("login-failed-18456-s8", "tsql",
+          "tsql (no TLS) with a wrong password: server answers ERROR 18456 state 8 class 14 and DONE(ERROR), "
+          "no LOGINACK; the client closes.",
+          copies=[{"capture": "login-failed-18456-s8.pcapng", "format": "pcapng"},
+                  {"capture": "login-failed-18456-s8.netmon2.cap", "format": "netmon2"}],
+          connections=[conn(S4 + ":1433", "login_failed",
+                            [f("login.failed", number=18456, state=8, **{"class": 14}), f("login.cleartext")],
+                            login={"user": USER, "error": {"number": 18456, "state": 8, "class": 14}})],
+          checks=[chk("tds.error.number == 18456", 1, 1), chk("tds.error.state == 8", 1, 1), chk("tds.loginack", 0, 0)])
+def sc_login_failed_18456(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = tsql(lab, password=WRONG_PASSWORD)
+    expect("18456" in out, "tsql saw 18456: " + out[-300:])
+
+
+def login_error_scenario(name, errors, what):
+    first = errors[0]
+    findings = [f("login.failed", number=first["number"], state=first["state"], **{"class": first["class"]}),
+                f("login.cleartext")]
+    checks = [chk("tds.error.number == %d" % e["number"], 1, 1) for e in errors] + [chk("tds.loginack", 0, 0)]
+
+    @scenario(name, "tsql", what, connections=[conn(S4 + ":1433", "login_failed", findings,
+                                                     login={"error": {k: first[k] for k in ("number", "state", "class")}})],
+              checks=checks)
+    def run(lab):
+        lab.start_server({"encryption": "off", "login_errors": errors})
+        lab.start_capture()
+        rc, out = tsql(lab)
+        expect(str(first["number"]) in out, "tsql saw %d: %s" % (first["number"], out[-300:]))
+
+
+login_error_scenario("login-failed-4060", [
+    {"number": 4060, "state": 1, "class": 11, "message": 'Cannot open database "labdb" requested by the login. The login failed.'},
+    {"number": 18456, "state": 1, "class": 14, "message": "Login failed for user 'labuser'."}],
+    "tsql; server answers 4060 (cannot open database) then 18456 state 1, as SQL Server does.")
+login_error_scenario("login-failed-18486", [
+    {"number": 18486, "state": 1, "class": 14,
+     "message": "Login failed for user 'labuser' because the account is currently locked out."}],
+    "tsql; server answers 18486 (account locked out).")
+login_error_scenario("login-failed-17809", [
+    {"number": 17809, "state": 1, "class": 20,
+     "message": "Could not connect because the maximum number of '10' user connections has already been reached."}],
+    "tsql; server answers 17809 class 20 (user connections limit).")
+
+
+@scenario("refused", "tsql",
+          "Nothing listens on the server's 1433: the server's kernel answers the SYN with RST+ACK.",
+          connections=[conn(S4 + ":1433", "refused", [f("tcp.refused", attempts=1)])],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 1), chk("tcp.flags.reset == 1 && ip.src == %s" % S4, 1)])
+def sc_refused(lab):
+    lab.start_capture()
+    rc, out = tsql(lab)
+    expect(rc != 0, "tsql failed to connect")
+
+
+@scenario("no-answer", "tsql",
+          "The router drops SYNs to 1433 (iptables DROP): the first SYN and 6 retransmissions (Linux linear "
+          "backoff: 0,1,2,3,4,5,7 s) go unanswered; tsql's connect timeout (10 s) then gives up.",
+          connections=[conn(S4 + ":1433", "no_answer", [f("tcp.no_answer", attempts=7, waited_s=10)],
+                            note="waited_s: the client gave up ~10 s after the first SYN; the last SYN is at ~7 s")],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 7, 7), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 0, 0),
+                  chk("tcp.flags.reset == 1 || icmp", 0, 0)])
+def sc_no_answer(lab):
+    lab.start_server({"encryption": "off"})
+    lab.iptables("r", ["-A", "FORWARD", "-p", "tcp", "--syn", "--dport", "1433", "-j", "DROP"])
+    lab.start_capture()
+    rc, out = tsql(lab, connect_timeout=10)
+    expect(rc != 0, "tsql failed to connect")
+
+
+@scenario("icmp-host-unreachable", "tsql",
+          "The router rejects SYNs to 1433 with ICMP host unreachable (type 3 code 1).",
+          connections=[conn(S4 + ":1433", "unreachable",
+                            [f("tcp.unreachable", icmp_type=3, icmp_code=1, meaning="host unreachable")])],
+          checks=[chk("icmp.type == 3 && icmp.code == 1", 1), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 0, 0)])
+def sc_icmp_unreachable(lab):
+    lab.start_server({"encryption": "off"})
+    lab.iptables("r", ["-A", "FORWARD", "-p", "tcp", "--dport", "1433", "-j", "REJECT",
+                       "--reject-with", "icmp-host-unreachable"])
+    lab.start_capture()
+    rc, out = tsql(lab)
+    expect(rc != 0, "tsql failed to connect")
+
+
+@scenario("attention-tedious", "tedious",
+          "tedious (encrypt=false: it offers ENCRYPT_NOT_SUP, so no TLS at all) runs an RPC the server delays 8 s; its "
+          "requestTimeout of 2 s fires and it sends ATTENTION; the server ends the cut-short response and "
+          "acknowledges with DONE(ATTN) in a second message; the client closes normally.",
+          connections=[conn(S4 + ":1433", "ok",
+                            [f("login.ok"), f("login.cleartext"),
+                             f("request.attention", count=1, after_s=2, acknowledged=True)])],
+          checks=[chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x03", 1, 1), chk("tds.type == 0x06", 1, 1),
+                  chk("tds.done.status.attn == 1", 1, 1), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_attention_tedious(lab):
+    lab.start_server({"encryption": "off", "query_rules": [{"match": "slow", "delay_s": 8}]})
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": False, "mode": "timeout", "sql": "select 'slow' as lab_rows",
+                            "requestTimeout": 2000})
+    expect(rc == 0 and "ETIMEOUT" in out, "tedious timed out: " + out)
+
+
+@scenario("server-rst-mid-query", "pytds",
+          "pytds runs a SELECT; the server sends the first 50 of 200 rows, then aborts the connection "
+          "(SO_LINGER 0 close: RST from the server with its normal TTL).",
+          connections=[conn(S4 + ":1433", "reset", [f("login.ok"), f("login.cleartext"), f("reset.by_server", phase="request")])],
+          checks=[chk("tcp.flags.reset == 1 && ip.src == %s && ip.ttl == 63" % S4, 1),
+                  chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 0, 0)])
+def sc_server_rst_mid_query(lab):
+    lab.start_server({"encryption": "off", "query": {"rows": 200, "rst_after_rows": 50}})
+    lab.start_capture()
+    rc, out = pytds(lab)
+    expect(rc != 0, "pytds saw the reset: " + out)
+
+
+@scenario("middlebox-idle-kill", "pytds",
+          "pytds logs in, stays idle 8 s, then sends a query. Meanwhile the router starts rejecting the "
+          "connection's packets with tcp-reset (a middlebox whose idle timer expired): the client gets a RST "
+          "with TTL 64 (made by the router) where the server's packets have TTL 63.",
+          copies=[{"capture": "middlebox-idle-kill.netmon2.cap", "format": "netmon2"}],
+          connections=[conn(S4 + ":1433", "idle_killed",
+                            [f("login.ok"), f("login.cleartext"), f("reset.by_middlebox", ttl=64, peer_ttl=63, why="ttl"),
+                             f("idle.killed", by="middlebox", idle_s=8)])],
+          checks=[chk("tcp.flags.reset == 1 && ip.src == %s && ip.ttl == 64" % S4, 1),
+                  chk("tds.type == 0x01", 1)])
+def sc_middlebox_idle_kill(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    p = lab.spawn("c", pytds_args(mode="sleep_query", sleep=8), 30, "client.log")
+    lab.wait_log("server.log", '"login_ok"')
+    time.sleep(2)
+    lab.iptables("r", ["-I", "FORWARD", "-p", "tcp", "-s", C4, "--dport", "1433", "-j", "REJECT",
+                       "--reject-with", "tcp-reset"])
+    p.wait(30)
+    expect("ConnectionResetError" in lab.read_log("client.log") or "reset" in lab.read_log("client.log").lower(),
+           "client saw the reset: " + lab.read_log("client.log"))
+
+
+@scenario("zero-window", "pytds",
+          "The server (SO_RCVBUF 2048) stops reading for 6 s right after the login; pytds sends a 100 kB "
+          "SQL batch, the server's window closes (zero window, client probes), then reading resumes and the "
+          "query completes.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"), f("tcp.zero_window", side="server")])],
+          checks=[chk("tcp.analysis.zero_window && ip.src == %s" % S4, 1), chk("tds.done.donerowcount64 == 3", 1)])
+def sc_zero_window(lab):
+    lab.start_server({"encryption": "off", "rcvbuf": 2048, "stop_reading": {"at": "logged_in", "seconds": 6}})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="big", size=100000)
+    expect(rc == 0 and "rows: 3" in out, "pytds big query ok: " + out)
+
+
+INST_PORT = 14330
+
+
+@scenario("ssrp-answered-port-14330", "pytds",
+          "pytds connects to 198.51.100.20\\LABINST: it asks the SQL Browser for all instances (UDP 1434, "
+          "CLNT_UCAST_EX 0x03, one byte), the responder announces LABINST on tcp 14330, and the client logs "
+          "in there (non-standard port, cleartext).",
+          connections=[conn("%s:%d" % (S4, INST_PORT), "ok", [f("login.ok"), f("login.cleartext")])],
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
+                      "response": {"instances": [{"instance": "LABINST", "tcp_port": INST_PORT}]}, "findings": []}],
+          checks=[chk("!icmp && udp.dstport == 1434", 1), chk("!icmp && udp.srcport == 1434", 1), chk("tds.loginack", 1)],
+          decode_port=INST_PORT)
+def sc_ssrp_answered(lab):
+    lab.start_server({"encryption": "off", "port": INST_PORT})
+    lab.start_ssrp({"instances": [{"name": "LABINST", "tcp": INST_PORT, "version": "16.0.1000.6"}]})
+    lab.start_capture()
+    rc, out = pytds(lab, instance="LABINST")
+    expect(rc == 0 and "rows: 3" in out, "pytds via SSRP ok: " + out)
+
+
+@scenario("ssrp-silent", "pytds",
+          "pytds asks the Browser (CLNT_UCAST_EX) for LABINST's port; the responder reads the requests but "
+          "never answers. pytds sends 4 requests (each from a new UDP source port) at ~0, 0.4, 1.2, 2.8 s, "
+          "then gives up before any TCP connection.",
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
+                      "response": None, "attempts": 4,
+                      "findings": [f("ssrp.no_response", opcode=3, attempts=4)]}],
+          checks=[chk("!icmp && udp.dstport == 1434", 4, 4), chk("!icmp && udp.srcport == 1434", 0, 0), chk("tcp", 0, 0)])
+def sc_ssrp_silent(lab):
+    lab.start_ssrp({"mode": "silent"})
+    lab.start_capture()
+    rc, out = pytds(lab, instance="LABINST", login_timeout=5)
+    expect(rc == 2 and "TypeError" not in out and "request" in lab.read_log("ssrp.log"),
+           "pytds failed after an unanswered SSRP request: " + out)
+
+
+@scenario("ssrp-port-unreachable", "pytds",
+          "No Browser runs on the server: each of pytds' 4 SSRP requests (CLNT_UCAST_EX) draws ICMP port "
+          "unreachable from the server's kernel.",
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
+                      "response": None, "attempts": 4, "findings": [f("ssrp.port_unreachable")]}],
+          checks=[chk("!icmp && udp.dstport == 1434", 4), chk("icmp.type == 3 && icmp.code == 3", 4)])
+def sc_ssrp_port_unreachable(lab):
+    lab.start_capture()
+    rc, out = pytds(lab, instance="LABINST", login_timeout=5)
+    expect(rc == 2 and "TypeError" not in out, "pytds failed on the SSRP lookup: " + out)
+
+
+@scenario("error-after-rows", "tsql",
+          "tsql SELECT: the server sends 3 rows, then ERROR 8134 (divide by zero, class 16) and DONE(ERROR).",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"),
+                                                   f("request.error", number=8134, state=1, **{"class": 16})])],
+          checks=[chk("tds.error.number == 8134", 1, 1), chk("tds.row", 1)])
+def sc_error_after_rows(lab):
+    lab.start_server({"encryption": "off", "query": {"rows": 3, "error_after_rows": {
+        "number": 8134, "state": 1, "class": 16, "message": "Divide by zero error encountered."}}})
+    lab.start_capture()
+    rc, out = tsql(lab)
+    expect("8134" in out, "tsql saw 8134: " + out[-300:])
+
+
+@scenario("attention-pytds", "pytds",
+          "pytds with timeout=2 runs a query the server delays 8 s: on the socket timeout pytds sends "
+          "ATTENTION and closes the connection at once; the server's first answer (the cut-short "
+          "response) draws a RST from the client's kernel, so the DONE(ATTN) never reaches the wire.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("login.ok"), f("login.cleartext"),
+                             f("request.attention", count=1, after_s=2, acknowledged=False),
+                             f("reset.by_client", phase="request")])],
+          checks=[chk("tds.type == 0x06", 1, 1), chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 1),
+                  chk("tds.done.status.attn == 1", 0, 0)])
+def sc_attention_pytds(lab):
+    lab.start_server({"encryption": "off", "query_rules": [{"match": "slow", "delay_s": 8}]})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="query", sql="select 'slow' as lab_rows", timeout=2)
+    expect(rc == 3 and "imeout" in out, "pytds timed out: " + out)
+    expect('"attention"' in lab.read_log("server.log"), "server saw the attention")
+
+
+@scenario("server-idle-reset", "pytds",
+          "pytds logs in and stays idle; after 6 s without a request the server aborts the connection "
+          "(RST, TTL 63 like all its packets). At 9 s the client sends its query into the dead connection "
+          "and draws a second RST from the server's kernel.",
+          connections=[conn(S4 + ":1433", "idle_killed",
+                            [f("login.ok"), f("login.cleartext"), f("reset.by_server", phase="idle"),
+                             f("idle.killed", by="server", idle_s=6)])],
+          checks=[chk("tcp.flags.reset == 1 && ip.src == %s && ip.ttl == 63" % S4, 1),
+                  chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 0, 0)])
+def sc_server_idle_reset(lab):
+    lab.start_server({"encryption": "off", "idle_rst_s": 6})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="sleep_query", sleep=9)
+    expect(rc == 3, "query after the reset failed: " + out)
+
+
+@scenario("server-fin-idle", "pytds",
+          "pytds logs in and stays idle 9 s; after 6 s without a request the server closes first (FIN); "
+          "the client closes (FIN) when it wakes up, without a query.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"), f("tcp.server_closed", phase="idle")])],
+          checks=[chk("tcp.flags.fin == 1 && ip.src == %s" % S4, 1, 1), chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_server_fin_idle(lab):
+    lab.start_server({"encryption": "off", "idle_fin_s": 6})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="sleep_close", sleep=9)
+    expect(rc == 0 and "closed" in out, "pytds closed: " + out)
+
+
+MASS = 6
+
+
+@scenario("mass-reset", "pytds",
+          "%d pytds clients log in and stay idle 9 s; after 5 s without a request the server aborts all of "
+          "them within a few milliseconds (RST each)." % MASS,
+          connections=[conn(S4 + ":1433", "idle_killed", [f("login.ok"), f("login.cleartext"), f("reset.by_server", phase="idle")])
+                       for _ in range(MASS)],
+          capture_findings=[f("pattern.mass_reset", server=S4 + ":1433", connections=MASS)],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", MASS, MASS),
+                  chk("tcp.flags.reset == 1 && ip.src == %s && tcp.seq > 1 && frame.time_relative < 8" % S4, MASS)])
+def sc_mass_reset(lab):
+    lab.start_server({"encryption": "off", "idle_rst_s": 5})
+    lab.start_capture()
+    procs = [lab.spawn("c", pytds_args(mode="sleep_query", sleep=9), 30, "client-%d.log" % i) for i in range(MASS)]
+    for p in procs:
+        p.wait(30)
+    resets = lab.read_log("server.log").count('"event": "rst"')
+    expect(resets == MASS, "server reset %d of %d connections" % (resets, MASS))
+
+
+BACKLOG_CLIENTS = 5
+
+
+@scenario("listen-backlog", "pytds",
+          "The server listens with backlog 1 and never accepts. %d pytds clients connect at once: the "
+          "kernel completes the handshake for the first 2 (they send PRELOGIN, get no answer and give up "
+          "after their 4 s login timeout), the SYNs of the other 3 are dropped (SYN retries, no SYN-ACK) "
+          "until they give up too. pytds' connect retries are off (one connection per client)." % BACKLOG_CLIENTS,
+          connections=[conn(S4 + ":1433", "login_timeout",
+                            [f("login.timeout", pending_step="prelogin", waited_s=4),
+                             f("request.attention", count=1, acknowledged=False)],
+                            note="on its login timeout pytds sends ATTENTION (type 6) and then FIN")
+                       for _ in range(2)] +
+                      [conn(S4 + ":1433", "no_answer", [f("tcp.no_answer", attempts=4, waited_s=4)],
+                            note="pytds closes the SYN_SENT socket at its 4 s login timeout: no packet marks the end")
+                       for _ in range(BACKLOG_CLIENTS - 2)],
+          capture_findings=[f("pattern.listen_backlog", server=S4 + ":1433", refused=BACKLOG_CLIENTS - 2)],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 2, 2),
+                  chk("tcp.analysis.retransmission && tcp.flags.syn == 1 && tcp.flags.ack == 0", 1),
+                  chk("tds.type == 0x12", 2)])
+def sc_listen_backlog(lab):
+    lab.start_server({"encryption": "off", "accept": False, "backlog": 1})
+    lab.start_capture()
+    procs = []
+    for i in range(BACKLOG_CLIENTS):
+        procs.append(lab.spawn("c", pytds_args(login_timeout=4, no_retry=True), 20, "client-%d.log" % i))
+        time.sleep(0.05)
+    for p in procs:
+        p.wait(30)
+
+
+@scenario("syn-retry-then-success", "tsql",
+          "The router drops SYNs to 1433 for the first 2.5 s: the SYNs at 0, 1 and 2 s go unanswered, the "
+          "retry at 3 s gets through, then a normal cleartext login and query.",
+          connections=[conn(S4 + ":1433", "ok", [f("tcp.syn_retry", attempts=4, delay_s=3), f("login.ok"),
+                                                   f("login.cleartext")])],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 4, 4), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 1, 1),
+                  chk("tds.loginack", 1, 1)])
+def sc_syn_retry(lab):
+    lab.start_server({"encryption": "off"})
+    rule = ["FORWARD", "-p", "tcp", "--syn", "--dport", "1433", "-j", "DROP"]
+    lab.iptables("r", ["-A"] + rule)
+    lab.start_capture()
+    timer = threading.Timer(2.5, lambda: lab.iptables("r", ["-D"] + rule))
+    timer.start()
+    try:
+        rc, out = tsql(lab)
+    finally:
+        timer.join(10)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok after SYN retries: " + out[-300:])
+
+
+@scenario("slow-login", "tsql",
+          "The server waits 2.5 s between the LOGIN7 and its login response; the login then succeeds.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"),
+                                                   f("login.slow", slowest_step="login7_to_loginack")],
+                            note="total_ms >= 2500; the gap is between LOGIN7 and the LOGINACK response")],
+          checks=[chk("tds.type == 0x10 && frame.time_relative < 1.5", 1, 1),
+                  chk("tds.loginack && frame.time_relative > 2.5", 1, 1)])
+def sc_slow_login(lab):
+    lab.start_server({"encryption": "off", "delay": {"login": 2.5}})
+    lab.start_capture()
+    rc, out = tsql(lab)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok: " + out[-300:])
+
+
+@scenario("login-timeout", "pytds",
+          "The server holds the login response for 6 s; pytds (login_timeout=3, no connect retry) gives up "
+          "after 3 s: it sends ATTENTION and FIN. The server's late login response then draws a RST from "
+          "the client's kernel.",
+          connections=[conn(S4 + ":1433", "login_timeout",
+                            [f("login.timeout", pending_step="login", waited_s=3), f("login.cleartext")],
+                            note="LOGINACK arrives ~3 s after the client's FIN")],
+          checks=[chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x06", 1, 1),
+                  chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1), chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 1)])
+def sc_login_timeout(lab):
+    lab.start_server({"encryption": "off", "delay": {"login": 6}})
+    lab.start_capture()
+    rc, out = pytds(lab, login_timeout=3, no_retry=True)
+    expect(rc == 2, "pytds login timed out: " + out)
+    time.sleep(3.5)  # the server's late answer and the client's RST
+
+
+@scenario("request-abandoned", "pytds",
+          "pytds runs a query the server delays 30 s (no command timeout); after 2 s the client process is "
+          "terminated (SIGTERM), so its kernel closes the connection with FIN while the request is unanswered.",
+          connections=[conn(S4 + ":1433", "aborted", [f("login.ok"), f("login.cleartext"),
+                                                        f("request.abandoned", after_s=2)])],
+          checks=[chk("tds.type == 0x01", 1, 1), chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1),
+                  chk("tds.type == 0x06", 0, 0)])
+def sc_request_abandoned(lab):
+    lab.start_server({"encryption": "off", "query_rules": [{"match": "slow", "delay_s": 30}]})
+    lab.start_capture()
+    p = lab.spawn("c", pytds_args(sql="select 'slow' as lab_rows"), 40, "client.log")
+    lab.wait_log("server.log", '"kind": "batch"')
+    time.sleep(2)
+    p.send_signal(signal.SIGTERM)  # timeout(1) passes it on to the client
+    p.wait(10)
+
+
+@scenario("encryption-mismatch", "pytds",
+          "The server forces encryption; pytds (no TLS support) offers ENCRYPT_NOT_SUP. The server answers "
+          "ENCRYPT_REQ and closes the connection right after its PRELOGIN response.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("prelogin.encryption_mismatch", client="not_sup", server="req")])],
+          checks=[chk("tds.prelogin.option.encryption == 2", 1, 1), chk("tds.prelogin.option.encryption == 3", 1, 1),
+                  chk("tds.type == 0x10", 0, 0)])
+def sc_encryption_mismatch(lab):
+    lab.start_server({"encryption": "on"})
+    lab.start_capture()
+    rc, out = pytds(lab, no_retry=True)
+    expect(rc == 2, "pytds refused to go on: " + out)
+
+
+@scenario("tls-cert-rejected", "tedious",
+          "tedious with encrypt=true and trustServerCertificate=false: Node completes the TLS 1.2 handshake "
+          "(inside PRELOGIN packets, both Finished messages exchanged), then rejects the self-signed "
+          "certificate and closes with FIN: no TLS alert, no LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="after_finished"),
+                             f("tls.certificate_problem", problem="self_signed")],
+                            note="stage 'after_finished' is not in findings.md's list (after_client_hello, "
+                                 "after_server_hello, after_certificate, alert): Node validates the certificate "
+                                 "only once the handshake is complete, so the wire shows a finished handshake "
+                                 "followed by the client's FIN and no application data")],
+          checks=[chk("tls.handshake.type == 11", 1, 1), chk("tls.record.content_type == 21", 0, 0),
+                  chk("tls.record.content_type == 23", 0, 0), chk("tds.type == 0x10", 0, 0),
+                  chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1)])
+def sc_tls_cert_rejected(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": True, "trustServerCertificate": False})
+    expect(rc == 2 and "connect failed" in out, "tedious rejected the certificate: " + out)
+
+
+@scenario("sspi-failed-impacket", "impacket mssqlclient",
+          "impacket mssqlclient -windows-auth: LOGIN7 with integrated security and an NTLM NEGOTIATE in its "
+          "SSPI field (inside login-only TLS); instead of an SSPI challenge the server answers ERROR 18452 "
+          "(untrusted domain) in cleartext; impacket, expecting NTLMSSP, fails to parse it and closes.",
+          connections=[conn(S4 + ":1433", "login_failed",
+                            [f("login.sspi_failed", number=18452),
+                             f("login.failed", number=18452, state=1, **{"class": 14}),
+                             f("tls.certificate_problem", problem="self_signed")])],
+          checks=[chk("tds.error.number == 18452", 1, 1), chk("tds.loginack", 0, 0)],
+          tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
+def sc_sspi_failed(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    exe = shutil.which("mssqlclient.py") or "mssqlclient.py"
+    r = lab.run("c", [exe, "-windows-auth", "LAB/%s:%s@%s" % (USER, PASSWORD, S4), "-command", "select 1"],
+                timeout=25, check=False)
+    out = (r.stdout + r.stderr).replace(PASSWORD, "<password>")
+    with open(os.path.join(lab.dir, "client.log"), "w") as fh:
+        fh.write(out)
+    # impacket expects an SSPI challenge, gets the ERROR token instead and prints it raw.
+    expect("[18452, 1]" in lab.read_log("server.log") and "NTLMSSP" in out, "impacket got 18452: " + out[-400:])
+
+
+@scenario("retransmissions", "pytds",
+          "The router drops every 4th client data segment of 1000+ bytes to 1433 while pytds sends a "
+          "60 kB SQL batch; the client retransmits each dropped segment (visible in this client-side "
+          "capture) and the query completes.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"), f("tcp.retransmissions")],
+                            note="count = frames tshark flags tcp.analysis.retransmission/fast_retransmission")],
+          checks=[chk("tcp.analysis.retransmission || tcp.analysis.fast_retransmission", 3),
+                  chk("tds.done.donerowcount64 == 3", 1, 1)])
+def sc_retransmissions(lab):
+    lab.start_server({"encryption": "off"})
+    lab.iptables("r", ["-A", "FORWARD", "-p", "tcp", "--dport", "1433", "-m", "length", "--length", "1000:65535",
+                       "-m", "statistic", "--mode", "nth", "--every", "4", "--packet", "0", "-j", "DROP"])
+    lab.start_capture()
+    rc, out = pytds(lab, mode="big", size=60000)
+    expect(rc == 0 and "rows: 3" in out, "pytds big query ok: " + out)
+
+
+@scenario("retransmission-storm", "pytds",
+          "pytds logs in; 1 s later the router starts dropping everything from the client to 1433. At 3 s "
+          "the client sends its query, which is retransmitted with exponential backoff until the client's "
+          "kernel gives up (tcp_retries2=4, about 6 s); the connection dies without FIN or RST.",
+          connections=[conn(S4 + ":1433", "aborted", [f("login.ok"), f("login.cleartext"),
+                                                        f("tcp.retransmission_storm", count=5, span_s=3.3)],
+                            note="the query at ~3.0 s, retransmissions at ~3.2, 3.4, 3.8, 4.7, 6.3 s; the kernel "
+                                 "gives up silently a few seconds later (no FIN, no RST)")],
+          checks=[chk("tcp.analysis.retransmission && ip.src == %s" % C4, 5, 5), chk("tcp.flags.reset == 1", 0, 0),
+                  chk("tcp.flags.fin == 1", 0, 0)])
+def sc_retransmission_storm(lab):
+    lab.start_server({"encryption": "off"})
+    lab.run("c", ["sysctl", "-qw", "net.ipv4.tcp_retries2=4"])
+    lab.start_capture(seconds=40)
+    p = lab.spawn("c", pytds_args(mode="sleep_query", sleep=3), 30, "client.log")
+    lab.wait_log("server.log", '"login_ok"')
+    time.sleep(1)
+    lab.iptables("r", ["-I", "FORWARD", "-p", "tcp", "-s", C4, "--dport", "1433", "-j", "DROP"])
+    p.wait(30)
+    expect("query failed" in lab.read_log("client.log"), "client gave up: " + lab.read_log("client.log"))
+
+
+@scenario("ssrp-slow", "pytds",
+          "The Browser answers each request only after 1.5 s, one at a time. pytds gives each request a "
+          "short slice of its login timeout and re-asks from a new UDP port each time (at ~0, 0.6, 1.9, "
+          "4.5 s); the answers to its closed sockets draw ICMP port unreachable from the client, the answer "
+          "to the 4th request (at ~6 s) is taken and the client logs in on tcp 14330.",
+          connections=[conn("%s:%d" % (S4, INST_PORT), "ok", [f("login.ok"), f("login.cleartext")])],
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
+                      "response": {"instances": [{"instance": "LABINST", "tcp_port": INST_PORT}]},
+                      "attempts": 4, "findings": [f("ssrp.slow", delay_ms=1500)]}],
+          checks=[chk("!icmp && udp.dstport == 1434", 4, 4), chk("!icmp && udp.srcport == 1434", 4, 4),
+                  chk("icmp.type == 3 && icmp.code == 3 && ip.src == %s" % C4, 3, 3), chk("tds.loginack", 1, 1)],
+          decode_port=INST_PORT)
+def sc_ssrp_slow(lab):
+    lab.start_server({"encryption": "off", "port": INST_PORT})
+    lab.start_ssrp({"delay_s": 1.5, "instances": [{"name": "LABINST", "tcp": INST_PORT}]})
+    lab.start_capture()
+    rc, out = pytds(lab, instance="LABINST", login_timeout=8)
+    expect(rc == 0 and "rows: 3" in out, "pytds via slow SSRP ok: " + out)
+    time.sleep(2)
+
+
+POOL_COUNT = 120
+
+
+@scenario("no-pooling", "pytds",
+          "One pytds process opens %d connections in a row (connect, one SELECT, close) within a few seconds: "
+          "an application without connection pooling." % POOL_COUNT,
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")]) for _ in range(POOL_COUNT)],
+          capture_findings=[f("pattern.no_pooling", client=C4, connections=POOL_COUNT)],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", POOL_COUNT, POOL_COUNT),
+                  chk("tds.loginack", POOL_COUNT, POOL_COUNT)])
+def sc_no_pooling(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="loop", count=POOL_COUNT, proc_timeout=60)
+    expect(rc == 0 and "loop done" in out, "pytds loop ok: " + out[-300:])
+
+
+@scenario("login-redirected", "tedious",
+          "tedious (encrypt=false: no TLS) logs in on 1433; the server answers LOGINACK followed by a routing "
+          "ENVCHANGE (type 20) to 198.51.100.20:14330; tedious closes and logs in again there, then runs its "
+          "query on the second connection.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.redirected", to_server=S4, to_port=INST_PORT),
+                                                   f("login.cleartext")],
+                            note="LOGINACK is present too; the routing ENVCHANGE follows it"),
+                       conn("%s:%d" % (S4, INST_PORT), "ok", [f("login.ok"), f("login.cleartext")])],
+          checks=[chk("tds.envchange.type == 20", 1, 1), chk("tds.loginack", 2, 2),
+                  chk("tcp.flags.syn == 1 && tcp.flags.ack == 0 && tcp.dstport == %d" % INST_PORT, 1, 1)],
+          tshark_opts=["-d", "tcp.port==%d,tds" % INST_PORT])
+def sc_login_redirected(lab):
+    lab.start_server({"encryption": "off", "routing": {"server": S4, "port": INST_PORT}})
+    lab.start_server({"encryption": "off", "port": INST_PORT}, logname="server2.log")
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": False})
+    expect(rc == 0 and "rows: 3" in out, "tedious followed the redirect: " + out)
+    expect('"request"' in lab.read_log("server2.log"), "query ran on the routed server")
+
+
+@scenario("keepalive-unanswered", "tedious",
+          "tedious (encrypt=false) logs in and stays idle. It enables TCP keep-alive with a 30 s idle time; "
+          "Node's libuv sets the probe interval to 1 s and the count to 10 (as Windows does). After the "
+          "login the router silently drops the connection both ways: 10 probes, 1 s apart from ~30 s on, go "
+          "unanswered and the client's kernel aborts the connection with a RST.",
+          connections=[conn(S4 + ":1433", "idle_killed",
+                            [f("login.ok"), f("login.cleartext"), f("tcp.keepalive_unanswered", probes=10, interval_s=1),
+                             f("idle.killed", by="unknown", keepalive_probes=10)],
+                            note="the RST is the client kernel's abort (dropped by the router, never reaches the server)")],
+          checks=[chk("tcp.analysis.keep_alive && ip.src == %s" % C4, 9, 11), chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 1, 1),
+                  chk("tcp.analysis.keep_alive_ack", 0, 0), chk("tcp.len > 0 && frame.time_relative > 5", 0, 0)])
+def sc_keepalive_unanswered(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture(seconds=80)
+    # The query would come after the abort; it only matters that the client stays idle that long.
+    p = lab.spawn("c", ["node", os.path.join(HERE, "node", "client.js"), json.dumps(
+        {"server": S4, "password": PASSWORD, "encrypt": False, "idleMs": 48000, "hardStopMs": 55000})], 65,
+        "client.log", env=dict(os.environ, NODE_NO_WARNINGS="1"))
+    lab.wait_log("server.log", '"kind": "batch"')  # tedious' SET batch right after the login
+    time.sleep(1)
+    lab.iptables("r", ["-I", "FORWARD", "-p", "tcp", "--dport", "1433", "-j", "DROP"])
+    lab.iptables("r", ["-I", "FORWARD", "-p", "tcp", "--sport", "1433", "-j", "DROP"])
+    p.wait(70)
+    r = sh(["tshark", "-n", "-r", lab.capture, "-Y", "tcp.flags.reset == 1 && ip.src == %s" % C4])
+    expect(r.stdout.strip() != "", "the client's kernel aborted the connection: " + lab.read_log("client.log"))
+
+
+@scenario("one-direction", "pytds",
+          "A healthy pytds login and query, captured with the BPF filter 'src host 192.0.2.10': only the "
+          "client-to-server half of the conversation is in the file.",
+          connections=[conn(S4 + ":1433", "ok", [f("capture.one_direction", seen="client_to_server"),
+                                                   f("login.cleartext")],
+                            note="the login's outcome cannot be seen (no server packets)")],
+          checks=[chk("ip.src == %s" % S4, 0, 0), chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x01", 1, 1)])
+def sc_one_direction(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture(bpf="src host %s" % C4)
+    rc, out = pytds(lab)
+    expect(rc == 0 and "rows: 3" in out, "pytds query ok: " + out)
+
+
+@scenario("snaplen-96", "tsql",
+          "A healthy tsql login and query captured with snaplen 96: every frame longer than 96 bytes is cut "
+          "(TDS payloads beyond the first ~30 bytes are missing).",
+          connections=[conn(S4 + ":1433", "ok", [f("capture.truncated_frames", snaplen=96)],
+                            note="count = frames with frame.len > frame.cap_len; login facts are partly unreadable")],
+          checks=[chk("frame.len > frame.cap_len", 4), chk("frame.cap_len > 96", 0, 0)])
+def sc_snaplen_96(lab):
+    lab.start_server({"encryption": "off"})
+    lab.start_capture(snaplen=96)
+    rc, out = tsql(lab)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok: " + out[-300:])
+
+
+@scenario("mid-stream", "pytds",
+          "pytds logs in, idles 4 s, then runs a query; the capture starts only after the login, so the "
+          "connection has no SYN and no login in the file.",
+          connections=[conn(S4 + ":1433", "ok", [f("capture.mid_stream")])],
+          checks=[chk("tcp.flags.syn == 1", 0, 0), chk("tds.type == 0x01", 1, 1), chk("tds.done.donerowcount64 == 3", 1, 1)])
+def sc_mid_stream(lab):
+    lab.start_server({"encryption": "off"})
+    p = lab.spawn("c", pytds_args(mode="sleep_query", sleep=4), 30, "client.log")
+    lab.wait_log("server.log", '"login_ok"')
+    time.sleep(0.5)
+    lab.start_capture()
+    p.wait(30)
+    expect("rows: 3" in lab.read_log("client.log"), "pytds query ok")
+
+
+@scenario("duplicates-two-interfaces", "tsql",
+          "A healthy tsql login and query captured in the router namespace on both of its interfaces "
+          "(rc towards the client, rs towards the server), merged with mergecap: every forwarded packet is "
+          "in the file twice, the second copy with TTL one lower and other MAC addresses.",
+          connections=[conn(S4 + ":1433", "ok", [f("capture.duplicates"), f("login.ok"), f("login.cleartext")],
+                            note="count = forwarded TCP packets (each seen on rc and rs); TTLs of the two copies "
+                                 "differ by 1, so duplicates must be matched on IP id + TCP header, not whole bytes")],
+          # Wireshark treats the second copies as retransmissions and does not dissect them again.
+          checks=[chk("ip.src == %s && ip.ttl == 64 && tcp.len > 0" % S4, 3, 3),
+                  chk("ip.src == %s && ip.ttl == 63 && tcp.len > 0" % S4, 3, 3),
+                  chk("ip.src == %s && ip.ttl == 63 && tcp.len > 0" % C4, 3, 3),
+                  chk("tds.type == 0x10", 1, 1), chk("tds.loginack", 1, 1)])
+def sc_duplicates(lab):
+    lab.start_server({"encryption": "off"})
+    a, b = os.path.join(lab.dir, "rc.pcap"), os.path.join(lab.dir, "rs.pcap")
+    lab.start_capture(where="r", iface="rc", path=a)
+    lab.start_capture(where="r", iface="rs", path=b)
+    rc, out = tsql(lab)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok: " + out[-300:])
+    lab.stop_capture()
+    sh(["mergecap", "-F", "pcap", "-w", lab.capture, a, b])
+
+
+@scenario("packet-loss", "pytds (derived)",
+          "Derived from healthy-pytds-plain.pcap with editcap, deleting the server's login response frame "
+          "(the one holding LOGINACK): the client's ACK covers bytes the capture never saw, as when a capture "
+          "drops packets.",
+          connections=[conn(S4 + ":1433", "ok", [f("capture.packet_loss", gaps=1), f("login.cleartext")],
+                            note="bytes = the deleted frame's TCP payload length")],
+          checks=[chk("tds.loginack", 0, 0), chk("tcp.analysis.ack_lost_segment", 1)],
+          offline=True)
+def sc_packet_loss(lab):
+    src = os.path.join(CAPTURES, "healthy-pytds-plain.pcap")
+    r = sh(["tshark", "-n", "-r", src, "-d", "tcp.port==1433,tds", "-Y", "tds.loginack", "-T", "fields", "-e", "frame.number"])
+    frame = r.stdout.split()[0]
+    sh(["editcap", src, lab.capture, frame])
+    lab.notes.append("editcap healthy-pytds-plain.pcap packet-loss.pcap %s (deleted frame)" % frame)
+
+
+@scenario("truncated-file", "tsql (derived)",
+          "Derived from healthy-tsql-plain.pcap: the file is cut 30 bytes into its last packet record, as a "
+          "capture copied while still being written.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")])],
+          capture_findings=[f("capture.malformed", what="truncated_file", input=0)],
+          checks=[chk("tds.loginack", 1, 1)],
+          offline=True)
+def sc_truncated_file(lab):
+    src = os.path.join(CAPTURES, "healthy-tsql-plain.pcap")
+    r = sh(["tshark", "-n", "-r", src, "-T", "fields", "-e", "frame.cap_len"])
+    last = int(r.stdout.split()[-1])
+    with open(src, "rb") as fh:
+        data = fh.read()
+    with open(lab.capture, "wb") as fh:
+        fh.write(data[: len(data) - last - 16 + 30])  # keep 16-byte record header + 30 bytes of the last frame
+    lab.notes.append("healthy-tsql-plain.pcap cut 30 bytes into its last record")
+
+
+def tls_legacy_scenario(name, version, client):
+    tls_field = {"1.0": "0x0301", "1.1": "0x0302"}[version]
+
+    @scenario(name, client,
+              "The server only speaks TLS %s; %s (login-only encryption) negotiates it: TLS %s inside PRELOGIN "
+              "packets for the LOGIN7, then a cleartext login response and query." % (version, client, version),
+              connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.legacy_version", version=version),
+                                                       f("tls.certificate_problem", problem="self_signed")],
+                                login={"encryption": "login_only", "tls_version": version})],
+              checks=[chk("tls.handshake.type == 2 && tls.handshake.version == %s" % tls_field, 1, 1),
+                      chk("tds.type == 0x10", 0, 0)],
+              tshark_opts=["-o", "tds.protocol_type:TDS 7.1"] if client.startswith("impacket") else [])
+    def run(lab):
+        lab.start_server({"encryption": "off", "tls_min": version, "tls_max": version})
+        lab.start_capture()
+        if client == "tsql":
+            rc, out = tsql(lab, encryption="request")
+            ok = rc == 0 and "(3 rows affected)" in out
+        else:
+            rc, out = impacket(lab)
+            ok = rc == 0 and "row-3" in out
+        expect(ok and '"TLSv%s"' % ("1" if version == "1.0" else version) in lab.read_log("server.log"),
+               "TLS %s login ok: %s" % (version, out[-300:]))
+
+
+tls_legacy_scenario("tls-1.0-tsql", "1.0", "tsql")
+tls_legacy_scenario("tls-1.1-impacket", "1.1", "impacket mssqlclient")
+
+
+def impacket_ssrp(lab, instance, opcode, timeout=3):
+    r = lab.run("c", [sys.executable, os.path.join(HERE, "clients", "impacket_ssrp.py"), "--server", S4,
+                      "--instance", instance, "--opcode", str(opcode), "--timeout", str(timeout)],
+                timeout=timeout + 10, check=False)
+    with open(os.path.join(lab.dir, "client.log"), "w") as fh:
+        fh.write(r.stdout + r.stderr)
+    return r.returncode, r.stdout + r.stderr
+
+
+LONG_INSTANCE = "LABINST_" + "X" * 32  # 40 bytes: over the 32-byte limit of [MC-SQLR 2.2.3]
+
+
+@scenario("ssrp-oversized-request", "lab-made (impacket SQLR header)",
+          "A CLNT_UCAST_INST request for a 40-byte instance name (over the 32-byte limit, the Slammer shape "
+          "in miniature); the Browser does not answer it. The bytes are lab-made: impacket's SQLR header "
+          "class gives the opcode, the name is appended by tests/lab/clients/impacket_ssrp.py, because "
+          "impacket's SQLR_UCAST_INST class cannot pack and no installed client sends CLNT_UCAST_INST.",
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 4, "instance": LONG_INSTANCE},
+                      "response": None,
+                      "findings": [f("ssrp.oversized_request", length=len(LONG_INSTANCE) + 2),
+                                   f("ssrp.no_response", opcode=4, instance=LONG_INSTANCE, attempts=1)],
+                      "note": "length = UDP payload bytes (opcode + name + NUL)"}],
+          checks=[chk("!icmp && udp.dstport == 1434 && udp.length == %d" % (8 + len(LONG_INSTANCE) + 2), 1, 1),
+                  chk("!icmp && udp.srcport == 1434", 0, 0)])
+def sc_ssrp_oversized(lab):
+    lab.start_ssrp({"instances": [{"name": "LABINST", "tcp": INST_PORT}]})
+    lab.start_capture()
+    rc, out = impacket_ssrp(lab, LONG_INSTANCE, 4)
+    expect(rc == 1 and "no answer" in out, "no answer to the oversized request: " + out)
+
+
+@scenario("ssrp-dac", "impacket SSRP classes",
+          "A CLNT_UCAST_DAC request (impacket's SQLR_UCAST_DAC) for LABINST; the Browser answers with the "
+          "6-byte DAC response announcing TCP port 1434.",
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 15, "instance": "LABINST"},
+                      "response": {"dac_port": 1434}, "findings": []}],
+          checks=[chk("!icmp && udp.dstport == 1434", 1, 1), chk("!icmp && udp.srcport == 1434 && udp.length == 14", 1, 1)])
+def sc_ssrp_dac(lab):
+    lab.start_ssrp({"instances": [{"name": "LABINST", "tcp": INST_PORT, "dac": 1434}]})
+    lab.start_capture()
+    rc, out = impacket_ssrp(lab, "LABINST", 15)
+    expect(rc == 0 and "answer" in out, "DAC answer: " + out)
+
+
+@scenario("dns-nxdomain", "tsql",
+          "tsql connects to sql.lab.test; the lab's DNS server answers NXDOMAIN (rcode 3) to the A and AAAA "
+          "queries of the client's resolver (glibc, both in parallel); no TCP connection follows.",
+          exchanges=[{"protocol": "dns", "server": S4 + ":53", "request": {"name": DNS_NAME, "types": ["A", "AAAA"]},
+                      "response": {"rcode": 3}, "findings": [f("dns.error", name=DNS_NAME, rcode=3)]}],
+          checks=[chk("dns.flags.response == 0 && dns.qry.name == \"%s\"" % DNS_NAME, 2),
+                  chk("dns.flags.rcode == 3", 2), chk("tcp", 0, 0)])
+def sc_dns_nxdomain(lab):
+    lab.start_dns({"mode": "nxdomain"})
+    lab.resolv_conf("timeout:2 attempts:1")
+    lab.start_capture()
+    rc, out = tsql(lab, host=DNS_NAME)
+    expect(rc != 0, "tsql failed on the name: " + out[-300:])
+
+
+@scenario("dns-slow", "tsql",
+          "The DNS server answers sql.lab.test (A only) after 1.5 s (resolver timeout 3 s, so no retry); "
+          "tsql then connects and logs in (cleartext).",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")])],
+          exchanges=[{"protocol": "dns", "server": S4 + ":53", "request": {"name": DNS_NAME, "types": ["A", "AAAA"]},
+                      "response": {"rcode": 0, "addresses": [S4], "note": "AAAA: NOERROR, no answer"},
+                      "findings": [f("dns.slow", name=DNS_NAME, delay_ms=1500)]}],
+          checks=[chk("dns.flags.response == 1 && dns.time > 1.4", 1), chk("tds.loginack", 1, 1)])
+def sc_dns_slow(lab):
+    lab.start_server({"encryption": "off"})
+    # An A record only: with A and AAAA, FreeTDS opens connections to both addresses at once and closes
+    # the loser, which would blur this scenario.
+    lab.start_dns({"delay_s": 1.5, "records": {DNS_NAME: [S4]}})
+    lab.resolv_conf("timeout:3 attempts:1")
+    lab.start_capture()
+    rc, out = tsql(lab, host=DNS_NAME)
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql via a slow DNS answer: " + out[-300:])
+
+
+@scenario("dns-no-response", "tsql",
+          "The DNS server reads the queries for sql.lab.test but never answers; the resolver (timeout 1 s, "
+          "2 attempts) asks twice per type, then tsql gives up without any TCP connection.",
+          exchanges=[{"protocol": "dns", "server": S4 + ":53", "request": {"name": DNS_NAME, "types": ["A", "AAAA"]},
+                      "response": None, "findings": [f("dns.no_response", name=DNS_NAME, attempts=2)]}],
+          checks=[chk("dns.flags.response == 0", 4), chk("dns.flags.response == 1", 0, 0), chk("tcp", 0, 0)])
+def sc_dns_no_response(lab):
+    lab.start_dns({"mode": "silent"})
+    lab.resolv_conf("timeout:1 attempts:2")
+    lab.start_capture()
+    rc, out = tsql(lab, host=DNS_NAME)
+    expect(rc != 0, "tsql failed on the name: " + out[-300:])
+
+
+@scenario("ssrp-port-mismatch", "impacket mssqlinstance + tsql",
+          "From the client host, impacket's mssqlinstance asks the Browser (CLNT_UCAST_EX), which announces "
+          "LABINST on tcp 14330; then tsql, configured with the static port 1433 (a stale connection "
+          "string), connects there, where nothing listens: RST. The instance really runs on 14330.",
+          connections=[conn(S4 + ":1433", "refused", [f("tcp.refused", attempts=1),
+                                                        f("ssrp.port_mismatch", instance="LABINST", announced_port=INST_PORT,
+                                                          used_port=1433)])],
+          exchanges=[{"protocol": "ssrp", "server": S4 + ":1434", "request": {"opcode": 3, "instance": None},
+                      "response": {"instances": [{"instance": "LABINST", "tcp_port": INST_PORT}]}, "findings": []}],
+          checks=[chk("!icmp && udp.srcport == 1434", 1, 1), chk("tcp.flags.reset == 1 && ip.src == %s" % S4, 1, 1),
+                  chk("tcp.dstport == %d" % INST_PORT, 0, 0)])
+def sc_ssrp_port_mismatch(lab):
+    lab.start_server({"encryption": "off", "port": INST_PORT})
+    lab.start_ssrp({"instances": [{"name": "LABINST", "tcp": INST_PORT}]})
+    lab.start_capture()
+    exe = shutil.which("mssqlinstance.py") or "mssqlinstance.py"
+    r = lab.run("c", [exe, S4], timeout=20, check=False)
+    with open(os.path.join(lab.dir, "instance.log"), "w") as fh:
+        fh.write(r.stdout + r.stderr)
+    expect(str(INST_PORT) in r.stdout, "mssqlinstance listed the instance: " + r.stdout[-300:])
+    time.sleep(0.5)
+    rc, out = tsql(lab, port=1433)
+    expect(rc != 0, "tsql refused on the static port")
+
+
+EXHAUST_COUNT, EXHAUST_PORTS = 40, 8
+
+
+@scenario("port-exhaustion", "pytds",
+          "The client namespace has only %d ephemeral ports (ip_local_port_range 40000-40007) and "
+          "tcp_tw_reuse=1. One pytds process opens %d short connections, 0.15 s apart: every port is "
+          "reused from TIME_WAIT several times within seconds (same 4-tuple, new SYN)."
+          % (EXHAUST_PORTS, EXHAUST_COUNT),
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")]) for _ in range(EXHAUST_COUNT)],
+          capture_findings=[f("pattern.port_exhaustion", client=C4),
+                            f("pattern.no_pooling", client=C4, connections=EXHAUST_COUNT)],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", EXHAUST_COUNT, EXHAUST_COUNT),
+                  chk("tcp.flags.syn == 1 && tcp.flags.ack == 0 && (tcp.srcport < 40000 || tcp.srcport > 40007)", 0, 0),
+                  chk("tcp.analysis.reused_ports", EXHAUST_COUNT - EXHAUST_PORTS, EXHAUST_COUNT - EXHAUST_PORTS),
+                  chk("tds.loginack", EXHAUST_COUNT, EXHAUST_COUNT)])
+def sc_port_exhaustion(lab):
+    lab.run("c", ["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40007"])
+    lab.run("c", ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="loop", count=EXHAUST_COUNT, sleep=0.15, no_retry=True, proc_timeout=60)
+    expect(rc == 0 and "loop done" in out, "pytds loop ok: " + out[-300:])
+
+
+CHATTY_COUNT = 300
+
+
+@scenario("chatty", "pytds",
+          "One pytds connection runs %d tiny SELECTs (1 row each) back to back: one round trip per request. "
+          "The lab path has almost no latency (no netem here), so each round trip is a fraction of a "
+          "millisecond: this capture has the chatty shape, not the wide-area cost." % CHATTY_COUNT,
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"),
+                                                   f("pattern.chatty", requests=CHATTY_COUNT)],
+                            note="rtt_ms is well below 1 ms in the lab: a rule that also demands that the round "
+                                 "trips dominate a user-visible time may legitimately stay silent here")],
+          checks=[chk("tds.type == 0x01", CHATTY_COUNT, CHATTY_COUNT), chk("tds.done.donerowcount64 == 1", CHATTY_COUNT, CHATTY_COUNT)])
+def sc_chatty(lab):
+    lab.start_server({"encryption": "off", "query": {"rows": 1}})
+    lab.start_capture()
+    rc, out = pytds(lab, mode="chatty", count=CHATTY_COUNT)
+    expect(rc == 0 and "chatty done" in out, "pytds chatty ok: " + out[-300:])
+
+
+# --- manifest ----------------------------------------------------------------------------------------
+
+
+def client_versions():
+    v = {}
+    r = subprocess.run(["tsql", "-C"], capture_output=True, text=True)
+    m = re.search(r"Version:\s*(\S+ \S+)", r.stdout)
+    v["tsql"] = "FreeTDS tsql " + (m.group(1) if m else "?")
+    for mod, pkg in (("pytds", "python-tds"), ("impacket", "impacket")):
+        r = subprocess.run([sys.executable, "-m", "pip", "show", pkg], capture_output=True, text=True)
+        m = re.search(r"^Version: (\S+)", r.stdout, re.M)
+        v[mod] = "%s %s" % (pkg, m.group(1) if m else "?")
+    try:
+        with open(os.path.join(HERE, "node", "node_modules", "tedious", "package.json")) as fh:
+            v["tedious"] = "tedious %s (node %s)" % (json.load(fh)["version"],
+                                                     subprocess.run(["node", "--version"], capture_output=True,
+                                                                    text=True).stdout.strip())
+    except (OSError, ValueError, KeyError):
+        v["tedious"] = "tedious ?"
+    return v
+
+
+SERVER_PORTS = {"1433", "14330"}
+
+
+def tcp_clients(capture):
+    """Client ip:port of each TCP connection, in order of first appearance: the sender of the first
+    SYN, or (capture begun mid-stream) the end whose port is not a lab server port."""
+    r = subprocess.run(["tshark", "-n", "-r", capture, "-Y", "tcp && !icmp", "-T", "fields", "-e", "tcp.stream",
+                        "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "ipv6.dst",
+                        "-e", "tcp.dstport"], capture_output=True, text=True)
+    seen, out = set(), []
+    for line in r.stdout.splitlines():
+        stream, v4s, v6s, sport, v4d, v6d, dport = (line.split("\t") + [""] * 7)[:7]
+        if stream in seen:
+            continue
+        seen.add(stream)
+        src = "%s:%s" % (v4s, sport) if v4s else "[%s]:%s" % (v6s, sport)
+        dst = "%s:%s" % (v4d, dport) if v4d else "[%s]:%s" % (v6d, dport)
+        out.append(dst if sport in SERVER_PORTS and dport not in SERVER_PORTS else src)
+    return out
+
+
+def manifest_entry(name, meta, lab, versions, result):
+    conns = []
+    clients = tcp_clients(lab.final) if os.path.exists(lab.final) else []
+    for i, c in enumerate(meta["connections"]):
+        c = dict(c)
+        c["client"] = clients[i] if i < len(clients) else None
+        conns.append({"client": c.pop("client"), **c})
+    size = os.path.getsize(lab.final) if os.path.exists(lab.final) else 0
+    return {
+        "capture": os.path.relpath(lab.final, CAPTURES),
+        "bytes": size,
+        "client": meta["client"],
+        "client_version": next((v for k, v in versions.items() if k in meta["client"]), "?"),
+        "what": meta["what"],
+        "lab_actions": lab.notes,
+        "decode_as": "tcp.port==%d,tds" % meta["decode_port"],
+        "tshark_opts": meta["tshark_opts"],
+        "connections": conns,
+        "exchanges": meta["exchanges"],
+        "capture_findings": meta["capture_findings"],
+        "copies": meta["copies"],
+        "checks": meta["checks"],
+        "result": result,
+    }
+
+
+def load_manifest():
+    try:
+        with open(MANIFEST) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_manifest(entries):
+    doc = load_manifest()
+    doc["schema"] = "tdsscope-lab-manifest/1"
+    doc["generated_by"] = "scripts/lab (tests/lab/labrun.py)"
+    doc["passwords"] = [PASSWORD, WRONG_PASSWORD]
+    doc["network"] = {"client": [C4, C6], "router": {"client_side": [R4C, R6C], "server_side": [R4S, R6S]},
+                      "server": [S4, S6], "capture_point": "client namespace, interface c0",
+                      "ttl": {"server_packets_seen_by_client": 63, "router_generated": 64, "client": 64}}
+    sc = doc.get("scenarios", {})
+    sc.update(entries)
+    doc["scenarios"] = dict(sorted(sc.items()))
+    with open(MANIFEST, "w") as fh:
+        json.dump(doc, fh, indent=2)
+        fh.write("\n")
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+
+def make_cert(certdir):
+    # CN as in SQL Server's own auto-generated certificate, used when no certificate is configured.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
+                    "-keyout", os.path.join(certdir, "key.pem"), "-out", os.path.join(certdir, "cert.pem"),
+                    "-subj", "/CN=SSL_Self_Signed_Fallback"], check=True, capture_output=True, timeout=60)
+
+
+def main(argv):
+    if os.geteuid() != 0:
+        print("scripts/lab must run as root (it creates network namespaces)", file=sys.stderr)
+        return 2
+    names = argv or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or "-h" in argv or "--help" in argv:
+        print("usage: scripts/lab [SCENARIO…]\nscenarios:\n  " + "\n  ".join(SCENARIOS), file=sys.stderr)
+        return 2 if unknown else 0
+    os.makedirs(CAPTURES, exist_ok=True)
+    run_dir = tempfile.mkdtemp(prefix="tdsscope-lab.")
+    certdir = os.path.join(run_dir, "cert")
+    os.makedirs(certdir)
+    make_cert(certdir)
+    versions = client_versions()
+    current = []
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    entries, failed = {}, []
+    try:
+        for name in names:
+            meta = SCENARIOS[name]
+            lab = Lab(name, run_dir)
+            lab.certdir = certdir
+            current[:] = [lab]
+            log("%s: start" % name)
+            t0 = time.time()
+            try:
+                if not meta.get("offline"):
+                    lab.up()
+                meta["fn"](lab)
+                result = "ok"
+            except (LabError, subprocess.TimeoutExpired) as e:
+                result = "failed: %s" % e
+                failed.append(name)
+            finally:
+                if lab.tcpdumps:
+                    lab.stop_capture()
+                lab.down()
+                current[:] = []
+            if result == "ok":
+                if os.path.exists(lab.capture):
+                    shutil.move(lab.capture, lab.final)
+                for copy in meta["copies"]:
+                    # Same packets in another file format (pcapng, NetMon 2.x) for the capture readers.
+                    sh(["editcap", "-F", copy["format"], lab.final, os.path.join(CAPTURES, copy["capture"])])
+            log("%s: %s (%.1f s)" % (name, result, time.time() - t0))
+            if result != "ok":
+                for fname in ("server.log", "client.log", "ssrp.log"):
+                    text = lab.read_log(fname)
+                    if text:
+                        log("--- %s\n%s" % (fname, text[-1500:]))
+            entries[name] = manifest_entry(name, meta, lab, versions, result)
+    finally:
+        for lab in current:
+            lab.down()
+        if entries:
+            save_manifest(entries)
+        if os.environ.get("LAB_KEEP"):
+            log("logs kept in " + run_dir)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    check = subprocess.run([sys.executable, os.path.join(HERE, "check_captures.py")] + list(entries),
+                           timeout=600)
+    if failed:
+        log("FAILED: " + ", ".join(failed))
+    return 1 if failed or check.returncode else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

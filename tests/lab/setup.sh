@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the real third-party clients the scenario lab drives. Idempotent: each step is skipped
+# when its tool is already there. Everything comes from package registries by package name.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+need_apt=()
+command -v tsql >/dev/null || need_apt+=(freetds-bin)
+command -v nmap >/dev/null || need_apt+=(nmap)
+command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+command -v tshark >/dev/null || need_apt+=(tshark)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v iptables >/dev/null || need_apt+=(iptables)
+command -v ethtool >/dev/null || need_apt+=(ethtool)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+if ((${#need_apt[@]})); then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
+fi
+
+# python-tds (module pytds) and impacket (mssqlclient / mssqlinstance); version-pinned loosely so
+# the captures stay reproducible across sessions.
+python3 -c 'import pytds' 2>/dev/null || python3 -m pip install -q 'python-tds>=1.16'
+python3 -c 'import impacket' 2>/dev/null || python3 -m pip install -q 'impacket>=0.12'
+
+if [ ! -d "$here/node/node_modules/tedious" ]; then
+    (cd "$here/node" && npm install --no-audit --no-fund --loglevel=error)
+fi
+echo "lab setup: ok"
