@@ -292,7 +292,10 @@ impl Conn {
             if ta & analysis::ANY_RETRANSMISSION != 0 {
                 let n = st.count_retransmission(seg.seq);
                 f.max_retransmits_per_segment = f.max_retransmits_per_segment.max(n);
-                // A run: the same segment again and again, the peer silent in between.
+            }
+            if ta & analysis::ANY_RETRANSMISSION != 0 && !flags.syn() {
+                // A run: the same segment again and again, the peer silent in between (SYN
+                // retries are the handshake's own story).
                 let same = st.last_retransmitted == Some(seg.seq) && f.retransmission_run > 0;
                 f.retransmission_run = if same { f.retransmission_run + 1 } else { 1 };
                 let first = f
