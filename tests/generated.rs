@@ -24,11 +24,21 @@ fn generated_captures() -> Vec<PathBuf> {
             }
         }
     }
+    // The scenario lab's captures (real SQL clients against the lab's server).
+    let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures");
+    for f in std::fs::read_dir(&lab).unwrap() {
+        let f = f.unwrap().path();
+        // The deliberately cut file is a reader test (tests/cli.rs), not a TCP one.
+        if f.extension().is_some_and(|e| e == "pcap") && !f.ends_with("truncated-file.pcap") {
+            out.push(f);
+        }
+    }
     out.sort();
     assert!(
-        !out.is_empty(),
-        "no generated captures under {}",
-        root.display()
+        out.len() > 40,
+        "generated captures missing under {} and {}",
+        root.display(),
+        lab.display()
     );
     out
 }
@@ -165,4 +175,32 @@ fn tcp_cases_show_what_the_lab_did() {
         .unwrap()
         .iter()
         .any(|f| f["code"] == "capture.truncated_frames"));
+}
+
+#[test]
+fn duplicates_are_not_retransmissions() {
+    // Captured on two interfaces: every packet twice. tshark calls the copies
+    // retransmissions; they are a capture artefact.
+    let f =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures/duplicates-two-interfaces.pcap");
+    let (report, _) = analyze_json(&[&f]);
+    let conn = &report["connections"][0];
+    assert_eq!(conn["stats"]["retransmissions"], 0, "{conn:#}");
+    assert!(
+        conn["stats"]["duplicates"].as_u64().unwrap() >= 10,
+        "{conn:#}"
+    );
+    let codes: Vec<&str> = conn["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"capture.duplicates"), "{codes:?}");
+    assert!(!codes.contains(&"tcp.retransmissions"), "{codes:?}");
+    let copies = &conn["tcp"]["to_server"]["duplicate_copy_flags"]["retransmission"];
+    assert!(
+        copies.as_u64().unwrap() > 0,
+        "tshark's view is kept for comparison"
+    );
 }

@@ -122,7 +122,13 @@ fn our_side(conn: &Value, dir: &str) -> Side {
         flags: BTreeMap::new(),
     };
     for (_, key) in FLAGS {
-        let n = conn["tcp"][dir][key].as_u64().unwrap();
+        // tshark flags a captured-twice packet as a retransmission (or duplicate ACK);
+        // tdsscope knows it is a capture duplicate and counts it apart
+        // (`duplicate_copy_flags`). tdsscope is right; tshark's count is the sum.
+        let copies = conn["tcp"][dir]["duplicate_copy_flags"][key]
+            .as_u64()
+            .unwrap_or(0);
+        let n = conn["tcp"][dir][key].as_u64().unwrap() + copies;
         if n > 0 {
             side.flags.insert(key, n);
         }

@@ -31,6 +31,29 @@ fn pos(m: Mark) -> FramePos {
     }
 }
 
+/// Wireshark's flag names with their counts, for the flags that are set.
+fn flag_counts(f: &crate::tcp::AnalysisCounts) -> std::collections::BTreeMap<&'static str, u32> {
+    [
+        ("retransmission", f.retransmission),
+        ("fast_retransmission", f.fast_retransmission),
+        ("spurious_retransmission", f.spurious_retransmission),
+        ("keep_alive", f.keep_alive),
+        ("keep_alive_ack", f.keep_alive_ack),
+        ("zero_window", f.zero_window),
+        ("zero_window_probe", f.zero_window_probe),
+        ("zero_window_probe_ack", f.zero_window_probe_ack),
+        ("window_update", f.window_update),
+        ("window_full", f.window_full),
+        ("duplicate_ack", f.duplicate_ack),
+        ("lost_segment", f.lost_segment),
+        ("ack_lost_segment", f.ack_lost_segment),
+        ("out_of_order", f.out_of_order),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .collect()
+}
+
 fn dir_detail(d: &DirFacts) -> TcpDirDetail {
     let f = &d.flags;
     TcpDirDetail {
@@ -53,6 +76,7 @@ fn dir_detail(d: &DirFacts) -> TcpDirDetail {
         bad_checksum: f.bad_checksum,
         gaps: d.gaps,
         gap_bytes: d.gap_bytes,
+        duplicate_copy_flags: flag_counts(&d.duplicate_copy_flags),
     }
 }
 

@@ -204,6 +204,11 @@ pub struct TcpDirDetail {
     pub bad_checksum: u32,
     pub gaps: u32,
     pub gap_bytes: u64,
+    /// The `tcp.analysis` flags Wireshark gives the capture duplicates (mostly
+    /// `retransmission` and `duplicate_ack`), which tdsscope leaves out of the counts above:
+    /// tshark's count of a flag is the field above plus this.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub duplicate_copy_flags: BTreeMap<&'static str, u32>,
 }
 
 /// Severity, as the contract defines it.
