@@ -242,6 +242,9 @@ pub(super) fn login_timed_out(c: &ConnectionFacts, _: &Settings) -> Option<Findi
 pub(super) fn slow_login(c: &ConnectionFacts, s: &Settings) -> Option<Finding> {
     let t = tds7(c)?;
     let ack = t.login_ack.as_ref()?;
+    if login_outcome(c)? != LoginOutcome::Ok {
+        return None; // too late for the client: login.timeout says it
+    }
     let start = c.tcp.dir(Direction::ToServer).syn?;
     let total = ack.at.ts.nanos_since(start.ts);
     if total < s.slow_login_ns {
