@@ -42,8 +42,20 @@ impl Timestamp {
     pub fn to_rfc3339(self) -> String {
         let secs = self.0.div_euclid(1_000_000_000);
         let nanos = self.0.rem_euclid(1_000_000_000) as u32;
+        // Written field by field: chrono's format strings are parsed on every call, and every
+        // connection and finding of a report carries several times.
+        use chrono::{Datelike, Timelike};
         match chrono::DateTime::from_timestamp(secs, nanos) {
-            Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string(),
+            Some(dt) => format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+                dt.year(),
+                dt.month(),
+                dt.day(),
+                dt.hour(),
+                dt.minute(),
+                dt.second(),
+                nanos
+            ),
             None => format!("@{}.{:09}", secs, nanos),
         }
     }

@@ -127,6 +127,9 @@ pub struct PcapReader<R> {
     frames: u64,
     truncated: u64,
     failed: bool,
+    /// Bytes of the last frame handed out straight from the read buffer, consumed at the
+    /// next call (the frame borrows them until then).
+    pending: usize,
 }
 
 impl<R: BufRead> PcapReader<R> {
@@ -165,6 +168,7 @@ impl<R: BufRead> PcapReader<R> {
             frames: 0,
             truncated: 0,
             failed: false,
+            pending: 0,
         })
     }
 
@@ -172,7 +176,62 @@ impl<R: BufRead> PcapReader<R> {
         &self.header
     }
 
+    /// The fast path: a whole record already in the read buffer is handed out in place, with
+    /// no copy. Anything unusual (a record cut by the buffer's end, a length to reject) is left
+    /// to [`read_frame`](Self::read_frame), which copies and reports errors.
+    fn frame_in_buffer(&mut self) -> Option<(RecordHeader, usize)> {
+        let buf = self.stream.peek().ok()?;
+        let raw = buf.get(..RECORD_HEADER_LEN)?;
+        let (_, rec) = parse_record_header(raw, self.header.magic.endian).ok()?;
+        let caplen = usize::try_from(rec.caplen).ok()?;
+        let sane = caplen <= self.max_frame_bytes
+            && (self.header.snaplen == 0
+                || rec.caplen <= self.header.snaplen.saturating_add(SNAPLEN_SLACK_BYTES));
+        (sane && buf.len() >= RECORD_HEADER_LEN + caplen).then_some((rec, caplen))
+    }
+
+    fn timestamp(&self, rec: &RecordHeader) -> Timestamp {
+        let frac_ns = if self.header.magic.nanos {
+            i64::from(rec.ts_frac)
+        } else {
+            i64::from(rec.ts_frac) * 1_000
+        };
+        Timestamp::from_nanos(i64::from(rec.ts_sec) * 1_000_000_000 + frac_ns)
+    }
+
     fn read_frame(&mut self) -> Result<Option<Frame<'_>>, Error> {
+        if self.pending > 0 {
+            self.stream.consume(self.pending);
+            self.pending = 0;
+        }
+        if let Some((rec, caplen)) = self.frame_in_buffer() {
+            let n = self.frames + 1;
+            self.frames = n;
+            if rec.caplen < rec.orig_len {
+                self.truncated += 1;
+            }
+            self.pending = RECORD_HEADER_LEN + caplen;
+            let ts = self.timestamp(&rec);
+            let at = FrameRef {
+                input: self.input,
+                no: n,
+            };
+            let link = self.header.link;
+            let buf = self
+                .stream
+                .peek()
+                .map_err(|e| read_error(&self.path, 0, e))?;
+            let data = buf
+                .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + caplen)
+                .unwrap_or_default();
+            return Ok(Some(Frame {
+                at,
+                ts,
+                link,
+                data,
+                orig_len: rec.orig_len,
+            }));
+        }
         // Poisoned until this frame is complete: after any error the reader stays finished.
         self.failed = true;
         let start = self.stream.offset();
@@ -238,12 +297,7 @@ impl<R: BufRead> PcapReader<R> {
                 format!("file ends in the middle of frame {n}"),
             ));
         }
-        let frac_ns = if self.header.magic.nanos {
-            i64::from(rec.ts_frac)
-        } else {
-            i64::from(rec.ts_frac) * 1_000
-        };
-        let ts = Timestamp::from_nanos(i64::from(rec.ts_sec) * 1_000_000_000 + frac_ns);
+        let ts = self.timestamp(&rec);
         self.frames = n;
         self.failed = false;
         if rec.caplen < rec.orig_len {
@@ -275,7 +329,8 @@ impl<R: BufRead> FrameSource for PcapReader<R> {
     }
 
     fn bytes_read(&self) -> u64 {
-        self.stream.offset()
+        // The frame handed out in place counts as read, though its bytes are consumed later.
+        self.stream.offset() + self.pending as u64
     }
 
     fn snaplen(&self) -> Option<u32> {

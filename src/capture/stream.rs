@@ -79,6 +79,24 @@ impl<R: BufRead> ByteStream<R> {
         Ok(n - left)
     }
 
+    /// The bytes buffered now (reading more only when none are), without consuming them.
+    pub fn peek(&mut self) -> io::Result<&[u8]> {
+        loop {
+            match self.inner.fill_buf() {
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.inner.fill_buf()
+    }
+
+    /// Consumes `n` bytes of what [`peek`](Self::peek) returned.
+    pub fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+        self.offset += n as u64;
+    }
+
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
