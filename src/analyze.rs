@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
 
 use crate::capture::{self, FrameSource};
 use crate::decode::{Decoded, Decoder};
@@ -11,6 +12,7 @@ use crate::facts::{CaptureFacts, InputDamage};
 use crate::limits::Limits;
 use crate::report::model::{Input, Severity, Totals};
 use crate::report::{self, ReportWriter};
+use crate::session::forward::{replay, Batch, Forwarder};
 use crate::session::patterns::Patterns;
 use crate::session::Sessions;
 use crate::tcp::Tracker;
@@ -52,11 +54,58 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
+/// What the reporting thread gives back when the capture is done.
+struct Reported {
+    patterns: Patterns,
+    outcomes: BTreeMap<&'static str, u64>,
+    connections: u64,
+    error_findings: bool,
+}
+
+/// The reporting thread: runs the sessions over the tracker's events, diagnoses each
+/// connection as it ends and writes its report.
+fn report_connections(
+    batches: Receiver<Batch>,
+    recycle: Sender<Batch>,
+    out: &mut (dyn ReportWriter + Send),
+    settings: &diagnose::Settings,
+) -> std::io::Result<Reported> {
+    let mut sessions = Sessions::new();
+    let mut r = Reported {
+        patterns: Patterns::default(),
+        outcomes: BTreeMap::new(),
+        connections: 0,
+        error_findings: false,
+    };
+    for mut batch in batches {
+        replay(&mut batch, &mut sessions);
+        for facts in sessions.drain_finished() {
+            r.patterns.on_connection(&facts);
+            let findings = diagnose::connection_findings(&facts, settings);
+            r.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
+            let outcome = diagnose::outcome(&facts);
+            *r.outcomes.entry(outcome.as_str()).or_default() += 1;
+            r.connections += 1;
+            out.connection(&report::connection(&facts, outcome, findings))?;
+        }
+        // The reading thread may have finished already; then the batch is simply dropped.
+        let _ = recycle.send(batch);
+    }
+    Ok(r)
+}
+
+/// Batches in flight between the threads: enough to keep both busy, few enough to keep memory
+/// flat (each is a few hundred KiB).
+const BATCHES_IN_FLIGHT: usize = 4;
+
 /// Reads every input, writes each connection as it ends, then the totals.
+///
+/// Two threads: this one reads, decodes and tracks TCP; a second one decodes TDS, diagnoses
+/// and writes. Events cross in order, so the report does not depend on thread timing.
 pub fn analyze(
     paths: &[PathBuf],
     opts: &Options,
-    out: &mut dyn ReportWriter,
+    out: &mut (dyn ReportWriter + Send),
     progress: &mut dyn FnMut(Progress),
 ) -> std::io::Result<Outcome> {
     let mut result = Outcome::default();
@@ -64,32 +113,67 @@ pub fn analyze(
     // cannot be read go last and are reported).
     let ordered = capture::order_by_first_timestamp(paths, &opts.limits);
     let bytes_total: u64 = ordered.iter().map(|p| file_len(p)).sum();
-    let mut bytes_before = 0u64;
-
-    let mut decoder = Decoder::new(&opts.limits);
-    let mut tracker = Tracker::new(&opts.limits);
-    let mut sessions = Sessions::new();
     let mut capture_facts = CaptureFacts::default();
     let mut inputs = Vec::new();
-    let mut outcomes: BTreeMap<&'static str, u64> = BTreeMap::new();
 
-    let mut patterns = Patterns::default();
-    let mut emit = |sessions: &mut Sessions,
-                    out: &mut dyn ReportWriter,
-                    result: &mut Outcome|
-     -> std::io::Result<()> {
-        for facts in sessions.drain_finished() {
-            patterns.on_connection(&facts);
-            let findings = diagnose::connection_findings(&facts, &opts.settings);
-            result.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
-            let outcome = diagnose::outcome(&facts);
-            *outcomes.entry(outcome.as_str()).or_default() += 1;
-            result.connections += 1;
-            out.connection(&report::connection(&facts, outcome, findings))?;
-        }
-        Ok(())
-    };
+    let (to_sessions, batches) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+    let (recycle, recycled) = channel::<Batch>();
+    let settings = &opts.settings;
+    // Reborrowed for the reporting thread; the totals are written here once it is done.
+    let out_for_thread: &mut (dyn ReportWriter + Send) = &mut *out;
+    let reported = std::thread::scope(|scope| {
+        let reporter =
+            scope.spawn(move || report_connections(batches, recycle, out_for_thread, settings));
+        let mut forwarder = Forwarder::new(to_sessions, recycled);
+        read_inputs(
+            &ordered,
+            opts,
+            bytes_total,
+            &mut forwarder,
+            &mut capture_facts,
+            &mut inputs,
+            &mut result,
+            progress,
+        );
+        // Dropping the forwarder closes the channel: the reporter finishes its queue and ends.
+        drop(forwarder);
+        reporter
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the reporting thread failed")))
+    })?;
 
+    result.connections = reported.connections;
+    result.error_findings = reported.error_findings;
+    let (servers, clients) = reported.patterns.into_facts();
+    capture_facts.servers = servers;
+    capture_facts.clients = clients;
+    let findings = diagnose::capture_findings(&capture_facts);
+    result.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
+    out.finish(&Totals {
+        inputs,
+        servers: report::servers(&capture_facts),
+        findings,
+        connections: result.connections,
+        outcomes: reported.outcomes,
+    })?;
+    Ok(result)
+}
+
+/// The reading thread's work: every input in order through decode and TCP tracking.
+#[allow(clippy::too_many_arguments)]
+fn read_inputs(
+    ordered: &[PathBuf],
+    opts: &Options,
+    bytes_total: u64,
+    forwarder: &mut Forwarder,
+    capture_facts: &mut CaptureFacts,
+    inputs: &mut Vec<Input>,
+    result: &mut Outcome,
+    progress: &mut dyn FnMut(Progress),
+) {
+    let mut decoder = Decoder::new(&opts.limits);
+    let mut tracker = Tracker::new(&opts.limits);
+    let mut bytes_before = 0u64;
     for (index, path) in ordered.iter().enumerate() {
         let input_no = u16::try_from(index).unwrap_or(u16::MAX);
         let mut input = Input::new(path.display().to_string());
@@ -106,7 +190,7 @@ pub fn analyze(
         input.format = Some(source.format().as_str());
         let mut first: Option<Timestamp> = None;
         let mut last: Option<Timestamp> = None;
-        loop {
+        while !forwarder.closed {
             let frame = match source.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
@@ -131,11 +215,11 @@ pub fn analyze(
                 input.truncated_frames += 1;
             }
             match decoder.decode(&frame) {
-                Decoded::Packet(packet) => tracker.on_packet(&packet, &mut sessions),
+                Decoded::Packet(packet) => tracker.on_packet(&packet, forwarder),
                 Decoded::FragmentHeld => {}
                 Decoded::Skipped(reason) => *input.skipped.entry(reason.as_str()).or_default() += 1,
             }
-            emit(&mut sessions, out, &mut result)?;
+            forwarder.flush(false);
             if input.frames % PROGRESS_EVERY_FRAMES == 0 {
                 progress(Progress {
                     bytes_done: bytes_before + source.bytes_read(),
@@ -157,24 +241,10 @@ pub fn analyze(
         });
         inputs.push(input);
     }
-    // Connections still open (or lingering) at the end are closed in batches and written
-    // out between batches, so their facts never all sit in memory at once.
-    while tracker.finish_some(&mut sessions, FINISH_BATCH) {
-        emit(&mut sessions, out, &mut result)?;
+    // Connections still open (or lingering) at the end are closed in batches, so their facts
+    // never all sit in memory at once.
+    while tracker.finish_some(forwarder, FINISH_BATCH) {
+        forwarder.flush(true);
     }
-    emit(&mut sessions, out, &mut result)?;
-
-    let (servers, clients) = patterns.into_facts();
-    capture_facts.servers = servers;
-    capture_facts.clients = clients;
-    let findings = diagnose::capture_findings(&capture_facts);
-    result.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
-    out.finish(&Totals {
-        inputs,
-        servers: report::servers(&capture_facts),
-        findings,
-        connections: result.connections,
-        outcomes,
-    })?;
-    Ok(result)
+    forwarder.flush(true);
 }

@@ -27,9 +27,9 @@ fn progress_bar(quiet: bool) -> ProgressBar {
 
 fn run_analyze(args: &AnalyzeArgs) -> io::Result<u8> {
     let opts = args.options();
-    let stdout = io::stdout().lock();
-    let out = io::BufWriter::with_capacity(1 << 16, stdout);
-    let mut writer: Box<dyn ReportWriter> = match args.format {
+    // Not locked: the report is written from the reporting thread.
+    let out = io::BufWriter::with_capacity(1 << 16, io::stdout());
+    let mut writer: Box<dyn ReportWriter + Send> = match args.format {
         OutputFormat::Text => Box::new(TextWriter::new(out)),
         OutputFormat::Json => Box::new(JsonWriter::new(out)),
     };

@@ -145,3 +145,28 @@ fn text_report_has_one_line_per_connection() {
     assert!(line.contains("FIN by"), "{line}");
     assert!(text.contains("1 TCP connection: 1 ok"), "{text}");
 }
+
+#[test]
+fn two_runs_write_the_same_report() {
+    // Reading and reporting run on two threads; the report must not depend on their timing.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    files.sort();
+    let run = || {
+        tdsscope()
+            .args(["analyze", "--quiet", "--format", "json"])
+            .args(&files)
+            .output()
+            .unwrap()
+            .stdout
+    };
+    let first = run();
+    assert!(first.len() > 10_000);
+    for _ in 0..3 {
+        assert!(run() == first, "reports differ between runs");
+    }
+}
