@@ -198,6 +198,8 @@ pub struct TokenContext {
     pub version: TdsVersion,
     /// The columns of the current result set, from the last COLMETADATA.
     pub columns: Vec<ColumnType>,
+    /// The previous result set's column buffer, reused for the next COLMETADATA.
+    scratch: Vec<ColumnType>,
 }
 
 impl TokenContext {
@@ -205,6 +207,7 @@ impl TokenContext {
         TokenContext {
             version,
             columns: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 }
@@ -251,6 +254,18 @@ fn us_varchar(input: &[u8]) -> Result<(&[u8], String), ParseError> {
     let (rest, n) = le_u16::<_, nom::error::Error<&[u8]>>(input).map_err(incomplete)?;
     let (rest, s) = take(rest, usize::from(n) * 2)?;
     Ok((rest, ucs2_string(s)))
+}
+
+/// Skips a B_VARCHAR (a name nothing uses) without decoding it.
+fn skip_b_varchar(input: &[u8]) -> Result<&[u8], ParseError> {
+    let (rest, n) = u8_at(input)?;
+    Ok(take(rest, usize::from(n) * 2)?.0)
+}
+
+/// Skips a US_VARCHAR without decoding it.
+fn skip_us_varchar(input: &[u8]) -> Result<&[u8], ParseError> {
+    let (rest, n) = u16_at(input)?;
+    Ok(take(rest, usize::from(n) * 2)?.0)
 }
 
 /// B_VARBYTE: one length byte, then bytes.
@@ -487,10 +502,10 @@ fn type_info(
                     let (r, parts) = u8_at(rest)?;
                     rest = r;
                     for _ in 0..parts {
-                        rest = us_varchar(rest)?.0;
+                        rest = skip_us_varchar(rest)?;
                     }
                 } else {
-                    rest = us_varchar(rest)?.0;
+                    rest = skip_us_varchar(rest)?;
                 }
             }
             Ok((rest, col(ValueLayout::TextPtr)))
@@ -504,19 +519,19 @@ fn type_info(
         0xF1 => {
             let (mut rest, present) = u8_at(rest)?;
             if present != 0 {
-                rest = b_varchar(rest)?.0;
-                rest = b_varchar(rest)?.0;
-                rest = us_varchar(rest)?.0;
+                rest = skip_b_varchar(rest)?;
+                rest = skip_b_varchar(rest)?;
+                rest = skip_us_varchar(rest)?;
             }
             Ok((rest, col(ValueLayout::Plp)))
         }
         // UDT: max length, database, schema, type name, assembly-qualified name.
         0xF0 => {
             let (rest, max) = u16_at(rest)?;
-            let rest = b_varchar(rest)?.0;
-            let rest = b_varchar(rest)?.0;
-            let rest = b_varchar(rest)?.0;
-            let rest = us_varchar(rest)?.0;
+            let rest = skip_b_varchar(rest)?;
+            let rest = skip_b_varchar(rest)?;
+            let rest = skip_b_varchar(rest)?;
+            let rest = skip_us_varchar(rest)?;
             let layout = if max == 0xFFFF {
                 ValueLayout::Plp
             } else {
@@ -538,7 +553,10 @@ fn col_metadata<'a>(
     ctx: &mut TokenContext,
 ) -> Result<(&'a [u8], u16), ParseError> {
     let (mut rest, count) = u16_at(input)?;
-    let mut columns = Vec::new();
+    // Built in a reused buffer and swapped in only when the token is whole: an Incomplete
+    // answer must leave the current result set's columns as they were.
+    let mut columns = std::mem::take(&mut ctx.scratch);
+    columns.clear();
     if count != 0xFFFF {
         if usize::from(count) > MAX_COLUMNS {
             return Err(ParseError::TooLarge {
@@ -559,12 +577,12 @@ fn col_metadata<'a>(
                 });
             }
             let (r, col) = type_info(r, ctx.version, true)?;
-            let (r, _name) = b_varchar(r)?;
+            let r = skip_b_varchar(r)?;
             columns.push(col);
             rest = r;
         }
     }
-    ctx.columns = columns;
+    ctx.scratch = std::mem::replace(&mut ctx.columns, columns);
     Ok((rest, if count == 0xFFFF { 0 } else { count }))
 }
 
