@@ -79,7 +79,7 @@ impl FindingBuilder {
                 summary,
                 detail: Map::new(),
                 evidence: Vec::new(),
-                next_steps: code.next_steps().iter().map(|s| s.to_string()).collect(),
+                next_steps: code.next_steps().iter().map(|s| (*s).into()).collect(),
                 connections: Vec::new(),
             },
         }
@@ -112,7 +112,7 @@ impl FindingBuilder {
 
     /// A next step that depends on the facts, placed before the catalogue's general ones.
     pub(crate) fn first_step(mut self, step: String) -> Self {
-        self.finding.next_steps.insert(0, step);
+        self.finding.next_steps.insert(0, step.into());
         self
     }
 

@@ -237,7 +237,8 @@ pub struct Finding {
     pub summary: String,
     pub detail: serde_json::Map<String, serde_json::Value>,
     pub evidence: Vec<Evidence>,
-    pub next_steps: Vec<String>,
+    /// Mostly the catalogue's fixed texts, borrowed rather than copied per finding.
+    pub next_steps: Vec<std::borrow::Cow<'static, str>>,
     /// For capture-level findings: the connections concerned.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connections: Vec<u32>,
