@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tdsscope::analyze::{analyze, Progress};
 use tdsscope::cli::{AnalyzeArgs, Cli, Command, OutputFormat};
 use tdsscope::report::json::JsonWriter;
-use tdsscope::report::text::TextWriter;
+use tdsscope::report::text::{TextStyle, TextWriter};
 use tdsscope::report::ReportWriter;
 
 fn progress_bar(quiet: bool) -> ProgressBar {
@@ -25,12 +25,23 @@ fn progress_bar(quiet: bool) -> ProgressBar {
     bar
 }
 
+/// Colour when stdout is a terminal (honouring NO_COLOR and CLICOLOR_FORCE), wrapped at the
+/// terminal's width.
+fn text_style() -> TextStyle {
+    let stdout = io::stdout();
+    let color = anstream::AutoStream::choice(&stdout) != anstream::ColorChoice::Never;
+    let width = terminal_size::terminal_size()
+        .map(|(terminal_size::Width(w), _)| usize::from(w))
+        .unwrap_or(100);
+    TextStyle { color, width }
+}
+
 fn run_analyze(args: &AnalyzeArgs) -> io::Result<u8> {
     let opts = args.options();
     // Not locked: the report is written from the reporting thread.
     let out = io::BufWriter::with_capacity(1 << 16, io::stdout());
     let mut writer: Box<dyn ReportWriter + Send> = match args.format {
-        OutputFormat::Text => Box::new(TextWriter::new(out)),
+        OutputFormat::Text => Box::new(TextWriter::with_style(out, text_style())),
         OutputFormat::Json => Box::new(JsonWriter::new(out)),
     };
     let bar = progress_bar(args.quiet);

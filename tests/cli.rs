@@ -170,3 +170,54 @@ fn two_runs_write_the_same_report() {
         assert!(run() == first, "reports differ between runs");
     }
 }
+
+#[test]
+fn text_report_groups_problems_by_server_and_sums_up() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/demo-mixed.pcapng");
+    let out = tdsscope()
+        .args(["analyze", "--quiet"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "error findings give exit 1");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes when stdout is not a terminal"
+    );
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.starts_with("tdsscope: 1 input, 116 frames"),
+        "{header}"
+    );
+    assert!(
+        text.contains("198.51.100.20:1433  found by tds, port; version 16.0.1000"),
+        "{text}"
+    );
+    let problems = text
+        .find("Connections with problems")
+        .expect("problem section");
+    let group = text
+        .find("== 198.51.100.20:1433")
+        .expect("grouped by server");
+    let summary = text.find("\nSummary").expect("summary section");
+    assert!(problems < group && group < summary);
+    assert!(
+        text.contains("login.failed Login for 'labuser' failed with error 18456 state 8"),
+        "{text}"
+    );
+    assert!(text.contains("next: "), "next steps are shown");
+    assert!(
+        text.contains("8 TCP connections: 2 login_failed, 1 no_answer, 2 ok, 1 refused, 2 reset"),
+        "{text}"
+    );
+    // Forcing colour colours it.
+    let out = tdsscope()
+        .env("CLICOLOR_FORCE", "1")
+        .env_remove("NO_COLOR")
+        .args(["analyze", "--quiet"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
+}

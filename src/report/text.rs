@@ -1,67 +1,281 @@
-//! The text report: one line per TCP connection as it ends, its findings beneath it, then the
-//! inputs and a summary of outcomes and capture-level findings.
+//! The text report, for a DBA reading a terminal: a header (inputs, time span, SQL Servers
+//! found), then the connections with problems grouped by server, each with its findings,
+//! evidence frames and next steps; then the healthy connections as counts and a compact table;
+//! then capture-wide findings and a summary of outcomes and codes.
+//!
+//! Connections arrive as they end; the ones with problems are held until the end so that they
+//! can be grouped (up to [`MAX_HELD`]; beyond, they are counted and the JSON report has them).
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
+
+use anstyle::{AnsiColor, Style};
 
 use super::model::{Connection, Finding, Severity, Totals};
 use super::ReportWriter;
 
+/// Problem connections held for grouping. 10,000 of them is ~30 MB; a capture with more is
+/// better read as JSON, which streams.
+const MAX_HELD: usize = 10_000;
+/// Rows of the healthy-connections table.
+const HEALTHY_ROWS: usize = 40;
+
+/// How to render: colours and the width to wrap text at.
+#[derive(Clone, Copy, Debug)]
+pub struct TextStyle {
+    pub color: bool,
+    pub width: usize,
+}
+
+impl Default for TextStyle {
+    fn default() -> Self {
+        TextStyle {
+            color: false,
+            width: 100,
+        }
+    }
+}
+
 pub struct TextWriter<W: Write> {
     out: W,
-    header_done: bool,
+    style: TextStyle,
+    /// Problem connections, by server, in the order they ended.
+    problems: BTreeMap<String, Vec<Connection>>,
+    held: usize,
+    not_held: u64,
+    /// Healthy connections per server, and the first few as table rows.
+    healthy: BTreeMap<String, u64>,
+    healthy_rows: Vec<Connection>,
+    healthy_other: u64,
+    /// Finding codes over all connections.
+    codes: BTreeMap<&'static str, (Severity, u64)>,
 }
 
 impl<W: Write> TextWriter<W> {
     pub fn new(out: W) -> Self {
+        TextWriter::with_style(out, TextStyle::default())
+    }
+
+    pub fn with_style(out: W, style: TextStyle) -> Self {
         TextWriter {
             out,
-            header_done: false,
+            style,
+            problems: BTreeMap::new(),
+            held: 0,
+            not_held: 0,
+            healthy: BTreeMap::new(),
+            healthy_rows: Vec::new(),
+            healthy_other: 0,
+            codes: BTreeMap::new(),
         }
     }
 
-    fn header(&mut self) -> io::Result<()> {
-        if !self.header_done {
-            self.header_done = true;
-            writeln!(
-                self.out,
-                "{:>6}  {:<47} {:<27} {:>10} {:>7} {:>12} {:>12}  ended",
-                "conn",
-                "client -> server",
-                "start (UTC)",
-                "duration",
-                "frames",
-                "bytes c->s",
-                "bytes s->c"
-            )?;
+    fn paint(&self, style: Style, text: &str) -> String {
+        if self.style.color {
+            format!("{style}{text}{style:#}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn severity_label(&self, s: Severity) -> String {
+        let (label, color) = match s {
+            Severity::Error => ("ERROR", AnsiColor::Red),
+            Severity::Warning => ("WARN ", AnsiColor::Yellow),
+            Severity::Info => ("info ", AnsiColor::Cyan),
+        };
+        self.paint(Style::new().fg_color(Some(color.into())).bold(), label)
+    }
+
+    /// Writes `text` wrapped at the width after `first_prefix` (whose visible width is
+    /// `prefix_width`: it may hold colour codes), later lines indented by `indent`.
+    fn wrapped(&mut self, first_prefix: &str, indent: usize, text: &str) -> io::Result<()> {
+        self.wrapped_after(first_prefix, visible_width(first_prefix), indent, text)
+    }
+
+    fn wrapped_after(
+        &mut self,
+        first_prefix: &str,
+        prefix_width: usize,
+        indent: usize,
+        text: &str,
+    ) -> io::Result<()> {
+        let width = self.style.width.max(40);
+        let mut room = width.saturating_sub(prefix_width).max(20);
+        let mut line = String::new();
+        let mut first = true;
+        for word in text.split_whitespace() {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > room {
+                room = width.saturating_sub(indent).max(20);
+                self.emit_line(first, first_prefix, indent, &line)?;
+                first = false;
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        if !line.is_empty() || first {
+            self.emit_line(first, first_prefix, indent, &line)?;
         }
         Ok(())
     }
-}
 
-fn severity_tag(s: Severity) -> &'static str {
-    match s {
-        Severity::Error => "ERROR",
-        Severity::Warning => "WARN ",
-        Severity::Info => "info ",
+    fn emit_line(
+        &mut self,
+        first: bool,
+        prefix: &str,
+        indent: usize,
+        line: &str,
+    ) -> io::Result<()> {
+        if first {
+            writeln!(self.out, "{prefix}{line}")
+        } else {
+            writeln!(self.out, "{:indent$}{line}", "")
+        }
     }
-}
 
-fn write_finding(out: &mut impl Write, f: &Finding, indent: &str) -> io::Result<()> {
-    writeln!(
-        out,
-        "{indent}{} {}: {}",
-        severity_tag(f.severity),
-        f.code,
-        f.summary
-    )?;
-    for e in &f.evidence {
-        writeln!(
-            out,
-            "{indent}      frame {} (input {}) at {}: {}",
-            e.frame, e.input, e.time, e.note
-        )?;
+    fn connection_line(&self, c: &Connection) -> String {
+        let ended = match (c.ended_by.how, c.ended_by.by) {
+            ("fin", Some(by)) => format!("FIN by {by}"),
+            ("half_close", Some(by)) => format!("FIN by {by} only"),
+            ("rst", Some(by)) => format!("RST by {by}"),
+            ("evicted", _) => "evicted at the connection limit".to_string(),
+            _ if c.stats.frames_to_client == 0 && c.outcome != "open" => "no handshake".to_string(),
+            _ => "open at the end of the capture".to_string(),
+        };
+        let outcome_style = match c.outcome {
+            "ok" => Style::new().fg_color(Some(AnsiColor::Green.into())),
+            "open" | "half_closed" => Style::new(),
+            _ => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
+        };
+        let login = c
+            .login
+            .as_ref()
+            .and_then(|l| l.user.as_ref().map(|u| format!(", user {u}")))
+            .unwrap_or_default();
+        format!(
+            "{} {} -> {}  {}  {}  {:.3} s, {} frames, {}{}",
+            self.paint(Style::new().bold(), &format!("#{}", c.id)),
+            c.client,
+            c.server,
+            self.paint(outcome_style, c.outcome),
+            short_time(&c.start),
+            c.duration_s,
+            c.stats.frames,
+            ended,
+            login
+        )
     }
-    Ok(())
+
+    fn finding(&mut self, f: &Finding, indent: usize) -> io::Result<()> {
+        let head = format!(
+            "{:indent$}{} {} ",
+            "",
+            self.severity_label(f.severity),
+            self.paint(Style::new().bold(), f.code)
+        );
+        let body_indent = indent + 6;
+        self.wrapped(&head, body_indent, &f.summary)?;
+        if !f.detail.is_empty() {
+            let detail: Vec<String> = f
+                .detail
+                .iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect();
+            let prefix = format!("{:body_indent$}", "");
+            self.wrapped(&prefix, body_indent, &detail.join("  "))?;
+        }
+        for e in &f.evidence {
+            writeln!(
+                self.out,
+                "{:body_indent$}frame {} (input {}) at {}: {}",
+                "",
+                e.frame,
+                e.input,
+                short_time(&e.time),
+                e.note
+            )?;
+        }
+        for step in &f.next_steps {
+            let prefix = format!(
+                "{:body_indent$}{} ",
+                "",
+                self.paint(Style::new().dimmed(), "next:")
+            );
+            self.wrapped(&prefix, body_indent + 6, step)?;
+        }
+        Ok(())
+    }
+
+    fn header(&mut self, totals: &Totals) -> io::Result<()> {
+        let frames: u64 = totals.inputs.iter().map(|i| i.frames).sum();
+        let first = totals
+            .inputs
+            .iter()
+            .filter_map(|i| i.first_time.as_deref())
+            .min();
+        let last = totals
+            .inputs
+            .iter()
+            .filter_map(|i| i.last_time.as_deref())
+            .max();
+        let span = match (first, last) {
+            (Some(a), Some(b)) => format!("{} .. {}", short_time(a), short_time(b)),
+            _ => "no frames".to_string(),
+        };
+        let title = format!(
+            "tdsscope: {} input{}, {} frames, {}, {} TCP connection{}",
+            totals.inputs.len(),
+            if totals.inputs.len() == 1 { "" } else { "s" },
+            frames,
+            span,
+            totals.connections,
+            if totals.connections == 1 { "" } else { "s" }
+        );
+        writeln!(self.out, "{}", self.paint(Style::new().bold(), &title))?;
+        for (i, input) in totals.inputs.iter().enumerate() {
+            let span = match (&input.first_time, &input.last_time) {
+                (Some(a), Some(b)) => format!("{} .. {}", short_time(a), short_time(b)),
+                _ => "no frames".to_string(),
+            };
+            writeln!(
+                self.out,
+                "  input {i}: {} ({}{}), {} frames, {}",
+                input.path,
+                input.format.unwrap_or("unreadable"),
+                if input.compressed { ", gzip" } else { "" },
+                input.frames,
+                span
+            )?;
+            if let Some(err) = &input.error {
+                writeln!(self.out, "      stopped early: {err}")?;
+            }
+        }
+        if !totals.servers.is_empty() {
+            writeln!(self.out, "SQL Servers:")?;
+            for s in &totals.servers {
+                let mut about = vec![format!("found by {}", s.found_by.join(", "))];
+                if let Some(v) = &s.version {
+                    about.push(format!("version {v}"));
+                }
+                if let Some(i) = &s.instance {
+                    about.push(format!("instance {i}"));
+                }
+                let addr = if s.address.contains(':') {
+                    format!("[{}]:{}", s.address, s.port)
+                } else {
+                    format!("{}:{}", s.address, s.port)
+                };
+                writeln!(self.out, "  {addr}  {}", about.join("; "))?;
+            }
+        }
+        writeln!(self.out)
+    }
 }
 
 /// "2006-03-01T10:08:22.123456789Z" → "2006-03-01 10:08:22.123456" (µs are enough on a line).
@@ -74,67 +288,143 @@ fn short_time(rfc3339: &str) -> String {
     }
 }
 
+/// Characters a terminal shows for `s`, leaving out ANSI escape sequences.
+fn visible_width(s: &str) -> usize {
+    let mut width = 0;
+    let mut in_escape = false;
+    for ch in s.chars() {
+        match (in_escape, ch) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => width += 1,
+        }
+    }
+    width
+}
+
+fn is_problem(c: &Connection) -> bool {
+    c.findings.iter().any(|f| f.severity > Severity::Info)
+}
+
 impl<W: Write> ReportWriter for TextWriter<W> {
     fn connection(&mut self, c: &Connection) -> io::Result<()> {
-        self.header()?;
-        let ended = match (c.ended_by.how, c.ended_by.by) {
-            ("fin", Some(by)) => format!("FIN by {by}"),
-            ("half_close", Some(by)) => format!("FIN by {by} only"),
-            ("rst", Some(by)) => format!("RST by {by}"),
-            ("evicted", _) => "evicted (limit)".to_string(),
-            _ => "still open".to_string(),
-        };
-        writeln!(
-            self.out,
-            "{:>6}  {:<47} {:<27} {:>9.3}s {:>7} {:>12} {:>12}  {} [{}]",
-            format!("#{}", c.id),
-            format!("{} -> {}", c.client, c.server),
-            short_time(&c.start),
-            c.duration_s,
-            c.stats.frames,
-            c.stats.bytes_to_server,
-            c.stats.bytes_to_client,
-            ended,
-            c.outcome
-        )?;
         for f in &c.findings {
-            write_finding(&mut self.out, f, "          ")?;
+            let e = self.codes.entry(f.code).or_insert((f.severity, 0));
+            e.1 += 1;
+        }
+        if is_problem(c) {
+            if self.held < MAX_HELD {
+                self.held += 1;
+                self.problems
+                    .entry(c.server.clone())
+                    .or_default()
+                    .push(c.clone());
+            } else {
+                self.not_held += 1;
+            }
+        } else if c.sql {
+            *self.healthy.entry(c.server.clone()).or_default() += 1;
+            if self.healthy_rows.len() < HEALTHY_ROWS {
+                self.healthy_rows.push(c.clone());
+            }
+        } else {
+            self.healthy_other += 1;
         }
         Ok(())
     }
 
     fn finish(&mut self, totals: &Totals) -> io::Result<()> {
-        if totals.connections == 0 {
-            writeln!(self.out, "No TCP connections in the capture.")?;
-        }
-        writeln!(self.out)?;
-        writeln!(self.out, "Inputs:")?;
-        for (i, input) in totals.inputs.iter().enumerate() {
-            let span = match (&input.first_time, &input.last_time) {
-                (Some(a), Some(b)) => format!("{} .. {}", short_time(a), short_time(b)),
-                _ => "no frames".to_string(),
-            };
+        self.header(totals)?;
+        let problems = std::mem::take(&mut self.problems);
+        let count: usize = problems.values().map(Vec::len).sum();
+        if count == 0 {
+            writeln!(self.out, "No connection with a problem.")?;
+        } else {
+            let title = format!("Connections with problems: {count}, by server");
             writeln!(
                 self.out,
-                "  [{i}] {} ({}{}): {} frames, {}",
-                input.path,
-                input.format.unwrap_or("unreadable"),
-                if input.compressed { ", gzip" } else { "" },
-                input.frames,
-                span
+                "{}",
+                self.paint(Style::new().bold().underline(), &title)
             )?;
-            if let Some(err) = &input.error {
-                writeln!(self.out, "      stopped early: {err}")?;
+        }
+        for (server, mut conns) in problems {
+            conns.sort_by_key(|c| c.id);
+            writeln!(self.out)?;
+            let title = format!(
+                "== {server} ({} connection{})",
+                conns.len(),
+                if conns.len() == 1 { "" } else { "s" }
+            );
+            writeln!(self.out, "{}", self.paint(Style::new().bold(), &title))?;
+            for c in &conns {
+                let line = self.connection_line(c);
+                writeln!(self.out, "{line}")?;
+                for f in c.findings.iter().filter(|f| f.severity > Severity::Info) {
+                    self.finding(f, 2)?;
+                }
             }
         }
+        if self.not_held > 0 {
+            writeln!(
+                self.out,
+                "... and {} more connections with problems (too many to group here: use --format json).",
+                self.not_held
+            )?;
+        }
+
+        writeln!(self.out)?;
+        let healthy: u64 = self.healthy.values().sum();
+        writeln!(
+            self.out,
+            "{}",
+            self.paint(
+                Style::new().bold().underline(),
+                &format!("Healthy SQL connections: {healthy}")
+            )
+        )?;
+        for (server, n) in &self.healthy {
+            writeln!(self.out, "  {server}: {n}")?;
+        }
+        let mut rows = std::mem::take(&mut self.healthy_rows);
+        rows.sort_by_key(|c| c.id);
+        for c in &rows {
+            let line = self.connection_line(c);
+            writeln!(self.out, "  {line}")?;
+        }
+        if healthy > rows.len() as u64 {
+            writeln!(self.out, "  ... {} more", healthy - rows.len() as u64)?;
+        }
+        if self.healthy_other > 0 {
+            writeln!(
+                self.out,
+                "Other TCP connections without problems: {}",
+                self.healthy_other
+            )?;
+        }
+
         if !totals.findings.is_empty() {
             writeln!(self.out)?;
-            writeln!(self.out, "Capture findings:")?;
+            writeln!(
+                self.out,
+                "{}",
+                self.paint(Style::new().bold().underline(), "Across the capture:")
+            )?;
             for f in &totals.findings {
-                write_finding(&mut self.out, f, "  ")?;
+                self.finding(f, 0)?;
+                if !f.connections.is_empty() {
+                    let ids: Vec<String> = f.connections.iter().map(|i| format!("#{i}")).collect();
+                    self.wrapped("      connections: ", 19, &ids.join(" "))?;
+                }
             }
         }
+
         writeln!(self.out)?;
+        writeln!(
+            self.out,
+            "{}",
+            self.paint(Style::new().bold().underline(), "Summary")
+        )?;
         let outcomes: Vec<String> = totals
             .outcomes
             .iter()
@@ -142,7 +432,7 @@ impl<W: Write> ReportWriter for TextWriter<W> {
             .collect();
         writeln!(
             self.out,
-            "{} TCP connection{}: {}",
+            "  {} TCP connection{}: {}",
             totals.connections,
             if totals.connections == 1 { "" } else { "s" },
             if outcomes.is_empty() {
@@ -151,6 +441,15 @@ impl<W: Write> ReportWriter for TextWriter<W> {
                 outcomes.join(", ")
             }
         )?;
+        for f in &totals.findings {
+            self.codes.entry(f.code).or_insert((f.severity, 0)).1 += 1;
+        }
+        let mut codes: Vec<(&'static str, Severity, u64)> =
+            self.codes.iter().map(|(k, (s, n))| (*k, *s, *n)).collect();
+        codes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        for (code, sev, n) in codes {
+            writeln!(self.out, "  {} {code:<32} {n}", self.severity_label(sev))?;
+        }
         self.out.flush()
     }
 }
