@@ -23,6 +23,8 @@ use crate::time::Timestamp;
 pub struct Options {
     pub limits: Limits,
     pub settings: diagnose::Settings,
+    /// Add each connection's milestone timeline to the report.
+    pub verbose: bool,
 }
 
 /// How far the run has got, for a progress bar.
@@ -69,6 +71,7 @@ fn report_connections(
     recycle: Sender<Batch>,
     out: &mut (dyn ReportWriter + Send),
     settings: &diagnose::Settings,
+    verbose: bool,
 ) -> std::io::Result<Reported> {
     let mut sessions = Sessions::new();
     let mut r = Reported {
@@ -86,7 +89,7 @@ fn report_connections(
             let outcome = diagnose::outcome(&facts);
             *r.outcomes.entry(outcome.as_str()).or_default() += 1;
             r.connections += 1;
-            out.connection(&report::connection(&facts, outcome, findings))?;
+            out.connection(&report::connection(&facts, outcome, findings, verbose))?;
         }
         // The reading thread may have finished already; then the batch is simply dropped.
         let _ = recycle.send(batch);
@@ -122,8 +125,9 @@ pub fn analyze(
     // Reborrowed for the reporting thread; the totals are written here once it is done.
     let out_for_thread: &mut (dyn ReportWriter + Send) = &mut *out;
     let reported = std::thread::scope(|scope| {
-        let reporter =
-            scope.spawn(move || report_connections(batches, recycle, out_for_thread, settings));
+        let reporter = scope.spawn(move || {
+            report_connections(batches, recycle, out_for_thread, settings, opts.verbose)
+        });
         let mut forwarder = Forwarder::new(to_sessions, recycled);
         read_inputs(
             &ordered,

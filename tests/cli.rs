@@ -221,3 +221,44 @@ fn text_report_groups_problems_by_server_and_sums_up() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
 }
+
+#[test]
+fn verbose_adds_each_connections_timeline() {
+    let f = crate::util::shared_capture("tds7-login-loginack_arkime_tds7.pcap");
+    let out = tdsscope()
+        .args(["analyze", "--quiet", "--verbose"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let timeline: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("timeline:"))
+        .skip(1)
+        .take(8)
+        .collect();
+    assert!(timeline[0].contains("frame      1  client  SYN"), "{text}");
+    assert!(
+        timeline
+            .iter()
+            .any(|l| l.contains("PRELOGIN, encryption off")),
+        "{timeline:#?}"
+    );
+    assert!(
+        timeline
+            .iter()
+            .any(|l| l.contains("LOGIN7 (sql authentication, user testuser")),
+        "{timeline:#?}"
+    );
+    assert!(
+        timeline
+            .iter()
+            .any(|l| l.contains("LOGINACK, Microsoft SQL Server 8.0.2039")),
+        "{timeline:#?}"
+    );
+    let (report, _) = crate::util::analyze_json(&[&f]);
+    assert!(
+        report["connections"][0].get("timeline").is_none(),
+        "only with --verbose"
+    );
+}

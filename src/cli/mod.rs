@@ -64,6 +64,11 @@ pub struct AnalyzeArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Show each connection's milestones (handshake, PRELOGIN, TLS, LOGIN7, LOGINACK or
+    /// ERROR, requests, ATTENTION, FIN/RST) with frame numbers and times.
+    #[arg(short, long)]
+    pub verbose: bool,
+
     /// Most TCP connections tracked at once; past this the least recently active one is
     /// reported early.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
@@ -101,6 +106,10 @@ impl AnalyzeArgs {
             idle_threshold_ns: secs_to_ns(self.idle_threshold),
             slow_login_ns: secs_to_ns(self.slow_login),
         };
-        Options { limits, settings }
+        Options {
+            limits,
+            settings,
+            verbose: self.verbose,
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod json;
 pub mod model;
 pub mod text;
+pub mod timeline;
 
 use std::io;
 
@@ -89,7 +90,12 @@ fn role(d: Direction) -> &'static str {
 }
 
 /// Builds the report's record of one connection from its facts and diagnosis.
-pub fn connection(c: &ConnectionFacts, outcome: Outcome, findings: Vec<Finding>) -> Connection {
+pub fn connection(
+    c: &ConnectionFacts,
+    outcome: Outcome,
+    findings: Vec<Finding>,
+    verbose: bool,
+) -> Connection {
     let t = &c.tcp;
     let (cs, sc) = (t.dir(Direction::ToServer), t.dir(Direction::ToClient));
     let ended_by = match t.end {
@@ -160,6 +166,11 @@ pub fn connection(c: &ConnectionFacts, outcome: Outcome, findings: Vec<Finding>)
             to_client: dir_detail(sc),
         },
         findings,
+        timeline: if verbose {
+            timeline::timeline(c)
+        } else {
+            Vec::new()
+        },
     }
 }
 

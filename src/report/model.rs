@@ -94,6 +94,20 @@ pub struct Connection {
     pub stats: ConnectionStats,
     pub tcp: TcpDetail,
     pub findings: Vec<Finding>,
+    /// Milestones in time order (with `--verbose`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// One milestone of a connection.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimelineEntry {
+    pub input: u16,
+    pub frame: u64,
+    pub time: String,
+    /// Who sent it: `client`, `server`, `network` (an ICMP error), `?`.
+    pub side: &'static str,
+    pub event: String,
 }
 
 /// The login of a TDS connection (JSON `login`).

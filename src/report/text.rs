@@ -212,6 +212,24 @@ impl<W: Write> TextWriter<W> {
         Ok(())
     }
 
+    fn timeline(&mut self, c: &Connection) -> io::Result<()> {
+        if c.timeline.is_empty() {
+            return Ok(());
+        }
+        writeln!(self.out, "  timeline:")?;
+        for e in &c.timeline {
+            writeln!(
+                self.out,
+                "    {}  frame {:>6}  {:<7} {}",
+                short_time(&e.time),
+                e.frame,
+                e.side,
+                e.event
+            )?;
+        }
+        Ok(())
+    }
+
     fn header(&mut self, totals: &Totals) -> io::Result<()> {
         let frames: u64 = totals.inputs.iter().map(|i| i.frames).sum();
         let first = totals
@@ -363,6 +381,7 @@ impl<W: Write> ReportWriter for TextWriter<W> {
                 for f in c.findings.iter().filter(|f| f.severity > Severity::Info) {
                     self.finding(f, 2)?;
                 }
+                self.timeline(c)?;
             }
         }
         if self.not_held > 0 {
@@ -391,6 +410,7 @@ impl<W: Write> ReportWriter for TextWriter<W> {
         for c in &rows {
             let line = self.connection_line(c);
             writeln!(self.out, "  {line}")?;
+            self.timeline(c)?;
         }
         if healthy > rows.len() as u64 {
             writeln!(self.out, "  ... {} more", healthy - rows.len() as u64)?;
