@@ -68,6 +68,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let status = match &cli.command {
         Command::Analyze(args) => run_analyze(args),
+        Command::Schema => {
+            let schema = tdsscope::report::json::schema();
+            serde_json::to_writer_pretty(io::stdout().lock(), &schema)
+                .map_err(io::Error::other)
+                .and_then(|()| writeln!(io::stdout()))
+                .map(|()| 0)
+        }
     };
     match status {
         Ok(code) => ExitCode::from(code),

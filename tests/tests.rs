@@ -5,5 +5,6 @@ mod cli;
 mod decode_tshark;
 mod generated;
 mod passwords;
+mod schema;
 mod tshark;
 mod util;

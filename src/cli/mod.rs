@@ -40,6 +40,8 @@ pub enum Command {
     /// Analyse capture files (pcap, pcapng, Network Monitor 2.x; gzip-compressed too).
     #[command(after_help = EXAMPLES)]
     Analyze(AnalyzeArgs),
+    /// Print the JSON Schema of the `--format json` report (docs/report.schema.json).
+    Schema,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

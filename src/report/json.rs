@@ -68,3 +68,9 @@ impl<W: Write> ReportWriter for JsonWriter<W> {
         self.out.flush()
     }
 }
+
+/// The JSON Schema of the report, generated from the Rust types that produce it.
+pub fn schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(super::model::Report);
+    serde_json::to_value(&schema).unwrap_or(serde_json::Value::Null)
+}

@@ -2,6 +2,7 @@
 //! (`../shared/spec/findings.md`, `docs/report-schema.md`); renderers sort and format it, they
 //! never decide what it says.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -9,14 +10,14 @@ use std::collections::BTreeMap;
 pub const SCHEMA: &str = "tdsscope-report/1";
 
 /// A place in the capture: which input (index into `inputs`) and which frame, 1-based.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct FramePos {
     pub input: u16,
     pub frame: u64,
 }
 
 /// One capture input as read.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Input {
     pub path: String,
     /// `pcap`, `pcapng`, `netmon2` or `live`; null when the file could not be opened.
@@ -56,7 +57,7 @@ impl Input {
 }
 
 /// A SQL Server endpoint and how it was found.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Server {
     pub address: String,
     pub port: u16,
@@ -68,7 +69,7 @@ pub struct Server {
 }
 
 /// One TCP connection.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Connection {
     pub id: u32,
     pub client: String,
@@ -95,12 +96,12 @@ pub struct Connection {
     pub tcp: TcpDetail,
     pub findings: Vec<Finding>,
     /// Milestones in time order (with `--verbose`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<TimelineEntry>,
 }
 
 /// One milestone of a connection.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct TimelineEntry {
     pub input: u16,
     pub frame: u64,
@@ -111,7 +112,7 @@ pub struct TimelineEntry {
 }
 
 /// The login of a TDS connection (JSON `login`).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct Login {
     /// `ok`, `failed`, `timeout`, `incomplete` (the capture does not show the end), or
     /// `not_seen` (the connection was already logged in when the capture began).
@@ -147,12 +148,12 @@ pub struct Login {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<LoginError>,
     /// Milliseconds of each login step seen (`handshake`, `prelogin`, `tls`, `login`).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub steps_ms: BTreeMap<&'static str, f64>,
 }
 
 /// The ERROR that failed a login.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct LoginError {
     pub number: i32,
     pub state: u8,
@@ -161,7 +162,7 @@ pub struct LoginError {
 }
 
 /// How a connection ended.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Ending {
     /// `fin`, `half_close`, `rst`, `open`, `evicted`
     pub how: &'static str,
@@ -171,7 +172,7 @@ pub struct Ending {
 }
 
 /// Counters of the contract's `stats` object.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct ConnectionStats {
     pub frames: u64,
     pub frames_to_server: u64,
@@ -191,13 +192,13 @@ pub struct ConnectionStats {
 }
 
 /// Per-direction TCP analysis counts, with Wireshark's flag names.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct TcpDetail {
     pub to_server: TcpDirDetail,
     pub to_client: TcpDirDetail,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct TcpDirDetail {
     pub ttl: Option<u8>,
     pub retransmission: u32,
@@ -221,12 +222,12 @@ pub struct TcpDirDetail {
     /// The `tcp.analysis` flags Wireshark gives the capture duplicates (mostly
     /// `retransmission` and `duplicate_ack`), which tdsscope leaves out of the counts above:
     /// tshark's count of a flag is the field above plus this.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub duplicate_copy_flags: BTreeMap<&'static str, u32>,
 }
 
 /// Severity, as the contract defines it.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -235,7 +236,7 @@ pub enum Severity {
 }
 
 /// A frame a user should open in Wireshark, and why.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Evidence {
     pub input: u16,
     pub frame: u64,
@@ -244,7 +245,7 @@ pub struct Evidence {
 }
 
 /// One diagnosis.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Finding {
     pub code: &'static str,
     pub severity: Severity,
@@ -254,12 +255,12 @@ pub struct Finding {
     /// Mostly the catalogue's fixed texts, borrowed rather than copied per finding.
     pub next_steps: Vec<std::borrow::Cow<'static, str>>,
     /// For capture-level findings: the connections concerned.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connections: Vec<u32>,
 }
 
 /// What is known only at the end of a run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Totals {
     pub inputs: Vec<Input>,
     pub servers: Vec<Server>,
@@ -267,4 +268,28 @@ pub struct Totals {
     pub connections: u64,
     /// Connections by outcome.
     pub outcomes: BTreeMap<&'static str, u64>,
+}
+
+/// The whole JSON report, as `--format json` writes it: the type the JSON Schema
+/// (`docs/report.schema.json`) is generated from. The writer streams the same members
+/// (`report::json`).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Report {
+    /// `tdsscope-report/1`.
+    pub schema: String,
+    pub connections: Vec<Connection>,
+    pub inputs: Vec<Input>,
+    pub servers: Vec<Server>,
+    /// SSRP, DNS and Kerberos exchanges.
+    pub exchanges: Vec<serde_json::Value>,
+    pub findings: Vec<Finding>,
+    pub summary: Summary,
+}
+
+/// Counts over the whole capture.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Summary {
+    pub connections: u64,
+    /// Connections by outcome.
+    pub outcomes: BTreeMap<String, u64>,
 }
