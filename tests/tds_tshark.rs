@@ -1,0 +1,1007 @@
+//! Every TDS field tshark's dissector shows, cross-checked against tdsscope's own decoding on
+//! every capture with TDS: the shared public captures and the lab's captures of real clients.
+//!
+//! Our side runs the library in-process: `capture::open` → `decode::Decoder` →
+//! `tcp::Tracker` → a test [`StreamSink`] that feeds each direction's stream into a
+//! [`Framer`], assembles messages and runs `parse_prelogin`, `parse_login7` and `parse_token`
+//! (with a [`TokenContext`] whose version comes from LOGIN7, then LOGINACK).
+//! tshark's side is its PDML tree (`-T pdml`), which keeps each token's fields together.
+//!
+//! Both sides become, per direction (sender → receiver address) and per record kind, a sequence
+//! of records (a TDS packet header, a PRELOGIN, a LOGIN7, each token). tshark shows a message
+//! in the frame of its last segment and we in the frame of its first byte, so sequences are
+//! compared in stream order and aligned by longest common subsequence, never by frame number.
+//! Every difference must match an entry of [`EXPLAINED`], which says why tshark differs;
+//! anything else fails the test. The LOGIN7 password is never collected from either side.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tdsscope::capture;
+use tdsscope::decode::{Decoded, Decoder};
+use tdsscope::limits::Limits;
+use tdsscope::proto::tds::framer::{Framer, FramerItem};
+use tdsscope::proto::tds::header::{status, HeaderRepr};
+use tdsscope::proto::tds::login7::parse_login7;
+use tdsscope::proto::tds::prelogin::{is_tls_record, parse_prelogin};
+use tdsscope::proto::tds::tokens::{id, parse_token, EnvChange, Token, TokenContext};
+use tdsscope::proto::tds::{PacketType, TdsVersion};
+use tdsscope::proto::ParseError;
+use tdsscope::tcp::{ConnId, StreamEvent, StreamEventKind, StreamSink, TcpFacts, Tracker};
+
+use crate::util::{shared_captures, tshark_or_skip};
+
+/// The shared public captures that carry TDS, with the tshark arguments they need.
+const SHARED: &[(&str, &[&str])] = &[
+    ("tds7-login-loginack_arkime_tds7.pcap", &[]),
+    ("tds-rpc-midstream_wswiki_ms-sql-tds-rpc-requests.pcap", &[]),
+    ("tds-midstream-retrans_wswiki_startmenu_Dameware.pcap", &[]),
+    ("tds7-sspi-ntlm-ipv6-synthetic_arkime_ntlm_synthetic.pcap", &[]),
+    (
+        "tds5-sybase-port3106_arkime_tds5.pcap",
+        &["-d", "tcp.port==3106,tds"],
+    ),
+    ("tds-merged-plus-garbage_malcolm_TDS.pcap", &[]),
+];
+
+/// One capture to check.
+struct Case {
+    path: PathBuf,
+    name: String,
+    tshark_args: Vec<String>,
+}
+
+/// The lab's captures directory: this worktree's `tests/captures`, else the lab worktree's.
+fn lab_dir() -> Option<PathBuf> {
+    [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures"),
+        PathBuf::from("/work/wt/lab/tests/captures"),
+    ]
+    .into_iter()
+    .find(|d| d.join("manifest.json").is_file())
+}
+
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for (name, args) in SHARED {
+        let path = shared_captures().join(name);
+        assert!(path.is_file(), "missing shared capture {}", path.display());
+        v.push(Case {
+            path,
+            name: (*name).to_string(),
+            tshark_args: args.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    let Some(dir) = lab_dir() else {
+        eprintln!("tds_tshark: no lab captures found; only the shared captures are checked");
+        return v;
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+            .unwrap();
+    for (_, sc) in manifest["scenarios"].as_object().unwrap() {
+        let mut args = Vec::new();
+        if let Some(d) = sc["decode_as"].as_str() {
+            args.push("-d".to_string());
+            args.push(d.to_string());
+        }
+        for o in sc["tshark_opts"].as_array().into_iter().flatten() {
+            args.push(o.as_str().unwrap().to_string());
+        }
+        let mut files = vec![sc["capture"].as_str().unwrap().to_string()];
+        for c in sc["copies"].as_array().into_iter().flatten() {
+            files.push(c["capture"].as_str().unwrap().to_string());
+        }
+        for f in files {
+            let path = dir.join(&f);
+            if path.is_file() {
+                v.push(Case {
+                    path,
+                    name: f,
+                    tshark_args: args.clone(),
+                });
+            }
+        }
+    }
+    v
+}
+
+/// One decoded unit: a packet header, a PRELOGIN, a LOGIN7 or a token.
+#[derive(Clone, Debug)]
+struct Rec {
+    kind: &'static str,
+    /// Ours: frame of the first byte; tshark's: frame it shows the unit in. For messages only.
+    frame: u64,
+    fields: BTreeMap<&'static str, String>,
+}
+
+impl PartialEq for Rec {
+    fn eq(&self, o: &Rec) -> bool {
+        self.kind == o.kind && self.fields == o.fields
+    }
+}
+
+impl Rec {
+    fn new(kind: &'static str, frame: u64) -> Rec {
+        Rec {
+            kind,
+            frame,
+            fields: BTreeMap::new(),
+        }
+    }
+    fn set(&mut self, k: &'static str, v: impl ToString) {
+        let v = v.to_string();
+        // An empty string and an absent field look the same in tshark's tree.
+        if !v.is_empty() {
+            self.fields.insert(k, v);
+        }
+    }
+}
+
+/// Records per direction key ("src -> dst").
+type Side = BTreeMap<String, Vec<Rec>>;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+// ---------------------------------------------------------------- our side
+
+#[derive(Default)]
+struct Msg {
+    ptype: Option<PacketType>,
+    frame: u64,
+    body: Vec<u8>,
+}
+
+struct DirState {
+    key: String,
+    framer: Framer,
+    msg: Option<Msg>,
+}
+
+struct Conn {
+    dirs: [DirState; 2],
+    ctx: TokenContext,
+    /// The direction whose next response message is a PRELOGIN response.
+    prelogin_answer_dir: Option<usize>,
+    /// A TDS 4.2/5.0 (Sybase) login was seen: its tokens are not TDS 7 tokens, and the
+    /// session only labels such connections, so only packet headers are compared.
+    sybase: bool,
+}
+
+struct Ours {
+    version: TdsVersion,
+    conns: BTreeMap<ConnId, Conn>,
+    side: Side,
+    /// Our parse failures: (key, frame, what).
+    failures: Vec<(String, u64, String)>,
+}
+
+impl Ours {
+    fn push(&mut self, key: &str, rec: Rec) {
+        self.side.entry(key.to_string()).or_default().push(rec);
+    }
+}
+
+impl StreamSink for Ours {
+    fn on_open(&mut self, conn: ConnId, client: SocketAddr, server: SocketAddr) {
+        let dir = |a: SocketAddr, b: SocketAddr| DirState {
+            key: format!("{a} -> {b}"),
+            framer: Framer::new(),
+            msg: None,
+        };
+        self.conns.insert(
+            conn,
+            Conn {
+                dirs: [dir(client, server), dir(server, client)],
+                ctx: TokenContext::new(self.version),
+                prelogin_answer_dir: None,
+                sybase: false,
+            },
+        );
+    }
+
+    fn on_event(&mut self, ev: StreamEvent<'_>) {
+        let i = ev.dir.index();
+        let frame = ev.frame.no;
+        let Some(conn) = self.conns.get_mut(&ev.conn) else {
+            return;
+        };
+        let mut items: Vec<(HeaderRepr, Vec<u8>, bool, bool)> = Vec::new();
+        match ev.kind {
+            StreamEventKind::Data(bytes) => {
+                conn.dirs[i].framer.feed(bytes, &mut |item| {
+                    if let FramerItem::Payload {
+                        header,
+                        data,
+                        first,
+                        last,
+                    } = item
+                    {
+                        items.push((header, data.to_vec(), first, last));
+                    }
+                });
+            }
+            StreamEventKind::Gap { len } => {
+                conn.dirs[i].framer.on_gap(len);
+                conn.dirs[i].msg = None;
+                return;
+            }
+            _ => return,
+        }
+        let key = conn.dirs[i].key.clone();
+        for (h, data, first, last) in items {
+            if first {
+                let mut r = Rec::new("packet", frame);
+                r.set("type", u8::from(h.packet_type));
+                r.set("status", h.status);
+                r.set("length", h.length);
+                r.set("channel", h.spid);
+                r.set("packet_number", h.packet_id);
+                self.side.entry(key.clone()).or_default().push(r);
+                let conn = self.conns.get_mut(&ev.conn).unwrap();
+                conn.dirs[i].msg.get_or_insert_with(|| Msg {
+                    ptype: Some(h.packet_type),
+                    frame,
+                    body: Vec::new(),
+                });
+            }
+            let conn = self.conns.get_mut(&ev.conn).unwrap();
+            if let Some(m) = conn.dirs[i].msg.as_mut() {
+                m.body.extend_from_slice(&data);
+            }
+            if last && h.status & status::EOM != 0 {
+                if let Some(m) = conn.dirs[i].msg.take() {
+                    self.on_message(ev.conn, i, &key, m);
+                }
+            }
+        }
+    }
+
+    fn on_close(&mut self, facts: TcpFacts) {
+        self.conns.remove(&facts.id);
+    }
+}
+
+impl Ours {
+    fn on_message(&mut self, conn_id: ConnId, i: usize, key: &str, m: Msg) {
+        let conn = self.conns.get_mut(&conn_id).unwrap();
+        let answer_prelogin = conn.prelogin_answer_dir == Some(i);
+        let mut out: Vec<Rec> = Vec::new();
+        let mut failure: Option<String> = None;
+        let ptype = m.ptype.unwrap_or(PacketType::Unknown(0));
+        if matches!(ptype, PacketType::PreTds7Login | PacketType::Tds5Query) {
+            conn.sybase = true;
+        }
+        if conn.sybase {
+            return;
+        }
+        match ptype {
+            PacketType::Prelogin if !is_tls_record(&m.body) => {
+                conn.prelogin_answer_dir = Some(1 - i);
+                match parse_prelogin(&m.body) {
+                    Ok(p) => out.push(prelogin_rec(&p, m.frame)),
+                    Err(e) => failure = Some(format!("PRELOGIN: {e}")),
+                }
+            }
+            PacketType::TabularResult if answer_prelogin => {
+                conn.prelogin_answer_dir = None;
+                match parse_prelogin(&m.body) {
+                    Ok(p) => out.push(prelogin_rec(&p, m.frame)),
+                    Err(e) => failure = Some(format!("PRELOGIN response: {e}")),
+                }
+            }
+            PacketType::Login7 => {
+                conn.prelogin_answer_dir = None;
+                match parse_login7(&m.body) {
+                    Ok(l) => {
+                        if (0x70..=0x7F).contains(&(l.tds_version.0 >> 24))
+                            || l.tds_version == TdsVersion::V8_0
+                        {
+                            conn.ctx.version = l.tds_version;
+                        }
+                        let mut r = Rec::new("login7", m.frame);
+                        r.set("total_len", l.length);
+                        r.set("version", l.tds_version.0);
+                        r.set("packet_size", l.packet_size);
+                        r.set("client_version", l.client_prog_ver);
+                        r.set("client_pid", l.client_pid);
+                        r.set("connection_id", l.connection_id);
+                        r.set("option_flags1", l.option_flags1);
+                        r.set("option_flags2", l.option_flags2);
+                        r.set("sql_type_flags", l.type_flags);
+                        r.set("reserved_flags", l.option_flags3);
+                        r.set("time_zone", l.client_time_zone as u32);
+                        r.set("collation", l.client_lcid);
+                        r.set("clientname", &l.host_name);
+                        r.set("username", &l.user_name);
+                        r.set("appname", &l.app_name);
+                        r.set("servername", &l.server_name);
+                        r.set("libraryname", &l.library_name);
+                        r.set("locale", &l.language);
+                        r.set("databasename", &l.database);
+                        out.push(r);
+                    }
+                    Err(e) => failure = Some(format!("LOGIN7: {e}")),
+                }
+            }
+            PacketType::Sspi => {
+                let mut r = Rec::new("sspi", m.frame);
+                r.set("buffer", hex(&m.body));
+                out.push(r);
+            }
+            PacketType::TabularResult => {
+                let mut rest: &[u8] = &m.body;
+                let mut guard = rest.len() + 1;
+                while !rest.is_empty() && guard > 0 {
+                    guard -= 1;
+                    match parse_token(rest, &mut conn.ctx) {
+                        Ok((after, token)) => {
+                            rest = after;
+                            if let Token::LoginAck(a) = &token {
+                                conn.ctx.version = a.tds_version;
+                            }
+                            let first = m.body.len() - rest.len();
+                            let _ = first;
+                            if let Some(r) = token_rec(&token, m.body.first().copied(), m.frame)
+                            {
+                                out.push(r);
+                            }
+                        }
+                        Err(e) => {
+                            let at = m.body.len() - rest.len();
+                            failure = Some(format!(
+                                "token 0x{:02x} at byte {at} of the message: {e}",
+                                rest.first().copied().unwrap_or(0)
+                            ));
+                            if !matches!(e, ParseError::Incomplete { .. }) {
+                                // Unsupported tokens end the walk, as in the session.
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        for r in out {
+            self.push(key, r);
+        }
+        if let Some(f) = failure {
+            self.failures.push((key.to_string(), m.frame, f));
+        }
+    }
+}
+
+fn prelogin_rec(p: &tdsscope::proto::tds::prelogin::Prelogin<'_>, frame: u64) -> Rec {
+    let mut r = Rec::new("prelogin", frame);
+    if let Some(v) = p.version {
+        r.set(
+            "version",
+            (u32::from(v.major) << 24) | (u32::from(v.minor) << 16) | u32::from(v.build),
+        );
+        r.set("subbuild", v.sub_build);
+    }
+    if let Some(e) = p.encryption {
+        let raw = u8::from(e) | if p.client_cert { 0x80 } else { 0 };
+        r.set("encryption", raw);
+    }
+    if let Some(i) = p.instance {
+        r.set("instopt", String::from_utf8_lossy(i));
+    }
+    if let Some(t) = p.thread_id {
+        r.set("threadid", t);
+    }
+    if let Some(m) = p.mars {
+        r.set("mars", u8::from(m));
+    }
+    if let Some(t) = p.trace_id {
+        r.set("traceid", hex(t));
+    }
+    if let Some(f) = p.fed_auth_required {
+        r.set("fedauthrequired", u8::from(f));
+    }
+    if let Some(n) = p.nonce {
+        r.set("nonceopt", hex(n));
+    }
+    r
+}
+
+fn token_rec(t: &Token<'_>, _first: Option<u8>, frame: u64) -> Option<Rec> {
+    Some(match t {
+        Token::LoginAck(a) => {
+            let mut r = Rec::new("loginack", frame);
+            r.set("interface", a.interface);
+            r.set("tdsversion", a.tds_version.0);
+            r.set(
+                "progversion",
+                (u32::from(a.major) << 24) | (u32::from(a.minor) << 16) | u32::from(a.build),
+            );
+            r.set("progname", &a.prog_name);
+            r
+        }
+        Token::Error(m) | Token::Info(m) => {
+            let kind = if matches!(t, Token::Error(_)) {
+                "error"
+            } else {
+                "info"
+            };
+            let mut r = Rec::new(kind, frame);
+            r.set("number", m.number);
+            r.set("state", m.state);
+            r.set("class", m.class);
+            r.set("msgtext", &m.message);
+            r.set("servername", &m.server);
+            r.set("procname", &m.procedure);
+            r.set("linenumber", m.line);
+            r
+        }
+        Token::EnvChange(e) => {
+            let mut r = Rec::new("envchange", frame);
+            match e {
+                EnvChange::Database { new, old } => {
+                    r.set("type", 1);
+                    r.set("newvalue_string", new);
+                    r.set("oldvalue_string", old);
+                }
+                EnvChange::Language { new, old } => {
+                    r.set("type", 2);
+                    r.set("newvalue_string", new);
+                    r.set("oldvalue_string", old);
+                }
+                EnvChange::CharacterSet { new } => {
+                    r.set("type", 3);
+                    r.set("newvalue_string", new);
+                }
+                EnvChange::PacketSize { new, old } => {
+                    r.set("type", 4);
+                    r.set("newvalue_string", new);
+                    if *old != 0 {
+                        r.set("oldvalue_string", old);
+                    }
+                }
+                EnvChange::Collation { new } => {
+                    r.set("type", 7);
+                    r.set("newvalue", hex(new));
+                }
+                EnvChange::BeginTransaction => r.set("type", 8),
+                EnvChange::CommitTransaction => r.set("type", 9),
+                EnvChange::RollbackTransaction => r.set("type", 10),
+                EnvChange::MirroringPartner { new } => {
+                    r.set("type", 13);
+                    r.set("newvalue_string", new);
+                }
+                EnvChange::ResetConnectionAck => r.set("type", 18),
+                EnvChange::Routing { .. } => r.set("type", 20),
+                EnvChange::Other { env_type } => r.set("type", env_type),
+            }
+            r
+        }
+        Token::Done(d) => {
+            let kind = match d.token {
+                id::DONE => "done",
+                id::DONEPROC => "doneproc",
+                _ => "doneinproc",
+            };
+            let mut r = Rec::new(kind, frame);
+            r.set("status", d.status);
+            r.set("curcmd", d.cur_cmd);
+            r.set("rowcount", d.row_count);
+            r
+        }
+        Token::ColMetadata { columns } => {
+            let mut r = Rec::new("colmetadata", frame);
+            r.set("columns", columns);
+            r
+        }
+        Token::ReturnStatus(v) => {
+            let mut r = Rec::new("returnstatus", frame);
+            r.set("value", *v as u32);
+            r
+        }
+        Token::Sspi(b) => {
+            let mut r = Rec::new("sspi", frame);
+            r.set("buffer", hex(b));
+            r
+        }
+        _ => return None,
+    })
+}
+
+/// The TDS version tshark is told to assume, if any: the same start for our token walker.
+fn assumed_version(args: &[String]) -> TdsVersion {
+    let pref = args
+        .iter()
+        .find_map(|a| a.strip_prefix("tds.protocol_type:"))
+        .unwrap_or("");
+    match pref {
+        "TDS 7.0" => TdsVersion::V7_0,
+        "TDS 7.1" => TdsVersion::V7_1,
+        "TDS 7.2" => TdsVersion::V7_2,
+        "TDS 7.3" | "TDS 7.3A" => TdsVersion::V7_3A,
+        "TDS 7.3B" => TdsVersion::V7_3B,
+        // What the session assumes before LOGIN7 tells it.
+        _ => TdsVersion::V7_4,
+    }
+}
+
+fn ours(case: &Case) -> Ours {
+    let limits = Limits::default();
+    let mut src = capture::open(&case.path, 0, &limits).unwrap();
+    let mut decoder = Decoder::new(&limits);
+    let mut tracker = Tracker::new(&limits);
+    let mut sink = Ours {
+        version: assumed_version(&case.tshark_args),
+        conns: BTreeMap::new(),
+        side: Side::new(),
+        failures: Vec::new(),
+    };
+    // Bounded by the file: every frame is read once; damaged files end early.
+    while let Ok(Some(frame)) = src.next_frame() {
+        if let Decoded::Packet(p) = decoder.decode(&frame) {
+            tracker.on_packet(&p, &mut sink);
+        }
+    }
+    tracker.finish(&mut sink);
+    sink
+}
+
+// ---------------------------------------------------------------- tshark's side
+
+/// tshark field → (record kind it starts, or belongs to; our key). `None` key: starts a record.
+fn field_map(name: &str) -> Option<(&'static str, Option<&'static str>)> {
+    let start = |k| Some((k, None));
+    Some(match name {
+        "tds.type" => ("packet", Some("type")),
+        "tds.status" => ("packet", Some("status")),
+        "tds.length" => ("packet", Some("length")),
+        "tds.channel" => ("packet", Some("channel")),
+        "tds.packet_number" => ("packet", Some("packet_number")),
+        "tds.prelogin" => return start("prelogin"),
+        "tds.prelogin.option.version" => ("prelogin", Some("version")),
+        "tds.prelogin.option.subbuild" => ("prelogin", Some("subbuild")),
+        "tds.prelogin.option.encryption" => ("prelogin", Some("encryption")),
+        "tds.prelogin.option.instopt" => ("prelogin", Some("instopt")),
+        "tds.prelogin.option.threadid" => ("prelogin", Some("threadid")),
+        "tds.prelogin.option.mars" => ("prelogin", Some("mars")),
+        "tds.prelogin.option.traceid" => ("prelogin", Some("traceid")),
+        "tds.prelogin.option.fedauthrequired" => ("prelogin", Some("fedauthrequired")),
+        "tds.prelogin.option.nonceopt" => ("prelogin", Some("nonceopt")),
+        "tds.7login.total_len" => ("login7", Some("total_len")),
+        "tds.7login.version" => ("login7", Some("version")),
+        "tds.7login.packet_size" => ("login7", Some("packet_size")),
+        "tds.7login.client_version" => ("login7", Some("client_version")),
+        "tds.7login.client_pid" => ("login7", Some("client_pid")),
+        "tds.7login.connection_id" => ("login7", Some("connection_id")),
+        "tds.7login.option_flags1" => ("login7", Some("option_flags1")),
+        "tds.7login.option_flags2" => ("login7", Some("option_flags2")),
+        "tds.7login.sql_type_flags" => ("login7", Some("sql_type_flags")),
+        "tds.7login.reserved_flags" => ("login7", Some("reserved_flags")),
+        "tds.7login.time_zone" => ("login7", Some("time_zone")),
+        "tds.7login.collation" => ("login7", Some("collation")),
+        "tds.7login.clientname" => ("login7", Some("clientname")),
+        "tds.7login.username" => ("login7", Some("username")),
+        "tds.7login.appname" => ("login7", Some("appname")),
+        "tds.7login.servername" => ("login7", Some("servername")),
+        "tds.7login.libraryname" => ("login7", Some("libraryname")),
+        "tds.7login.locale" => ("login7", Some("locale")),
+        "tds.7login.databasename" => ("login7", Some("databasename")),
+        "tds.loginack" => return start("loginack"),
+        "tds.loginack.interface" => ("loginack", Some("interface")),
+        "tds.loginack.tdsversion" => ("loginack", Some("tdsversion")),
+        "tds.loginack.progversion" => ("loginack", Some("progversion")),
+        "tds.loginack.progname" => ("loginack", Some("progname")),
+        "tds.envchange" => return start("envchange"),
+        "tds.envchange.type" => ("envchange", Some("type")),
+        "tds.envchange.newvalue_string" => ("envchange", Some("newvalue_string")),
+        "tds.envchange.oldvalue_string" => ("envchange", Some("oldvalue_string")),
+        "tds.envchange.newvalue" => ("envchange", Some("newvalue")),
+        "tds.error" => return start("error"),
+        "tds.info" => return start("info"),
+        "tds.error.number" | "tds.info.number" => ("", Some("number")),
+        "tds.error.state" | "tds.info.state" => ("", Some("state")),
+        "tds.error.class" | "tds.info.class" => ("", Some("class")),
+        "tds.error.msgtext" | "tds.info.msgtext" => ("", Some("msgtext")),
+        "tds.error.servername" | "tds.info.servername" => ("", Some("servername")),
+        "tds.error.procname" | "tds.info.procname" => ("", Some("procname")),
+        "tds.error.linenumber" | "tds.info.linenumber" => ("", Some("linenumber")),
+        "tds.done" => return start("done"),
+        "tds.doneproc" => return start("doneproc"),
+        "tds.doneinproc" => return start("doneinproc"),
+        "tds.done.status" | "tds.doneproc.status" | "tds.doneinproc.status" => {
+            ("", Some("status"))
+        }
+        "tds.done.curcmd" | "tds.doneproc.curcmd" | "tds.doneinproc.curcmd" => {
+            ("", Some("curcmd"))
+        }
+        "tds.done.donerowcount"
+        | "tds.doneproc.donerowcount"
+        | "tds.doneinproc.donerowcount"
+        | "tds.done.donerowcount64"
+        | "tds.doneproc.donerowcount64"
+        | "tds.doneinproc.donerowcount64" => ("", Some("rowcount")),
+        "tds.colmetadata" => return start("colmetadata"),
+        "tds.colmetadata.columns" => ("colmetadata", Some("columns")),
+        "tds.returnstatus" => return start("returnstatus"),
+        "tds.returnstatus.value" => ("returnstatus", Some("value")),
+        "tds.sspi" => return start("sspi"),
+        "tds.sspi.buffer" => ("sspi", Some("buffer")),
+        _ => return None,
+    })
+}
+
+/// Fields whose value is bytes: compared as the raw hex of PDML's `value`.
+fn is_bytes(key: &str) -> bool {
+    matches!(key, "traceid" | "nonceopt" | "newvalue" | "buffer")
+}
+
+/// Fields whose value is text: compared as shown.
+fn is_text(key: &str) -> bool {
+    matches!(
+        key,
+        "instopt"
+            | "clientname"
+            | "username"
+            | "appname"
+            | "servername"
+            | "libraryname"
+            | "locale"
+            | "databasename"
+            | "progname"
+            | "newvalue_string"
+            | "oldvalue_string"
+            | "msgtext"
+            | "procname"
+    )
+}
+
+fn xml_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(p) = rest.find('&') {
+        out.push_str(&rest[..p]);
+        rest = &rest[p..];
+        let Some(end) = rest.find(';') else { break };
+        let ent = &rest[1..end];
+        let c = match ent {
+            "quot" => Some('"'),
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "apos" => Some('\''),
+            _ => ent
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => out.push(c),
+            None => out.push_str(&rest[..=end]),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn attr(line: &str, name: &str) -> Option<String> {
+    let pat = format!(" {name}=\"");
+    let start = line.find(&pat)? + pat.len();
+    let len = line[start..].find('"')?;
+    Some(xml_unescape(&line[start..start + len]))
+}
+
+/// Numbers as decimal whether tshark shows them in hex or decimal.
+fn number(show: &str) -> String {
+    if let Some(h) = show.strip_prefix("0x") {
+        if let Ok(v) = u64::from_str_radix(h, 16) {
+            return v.to_string();
+        }
+    }
+    show.to_string()
+}
+
+struct Theirs {
+    side: Side,
+    /// Frames tshark marks malformed in TDS, per direction key.
+    malformed: BTreeMap<String, BTreeSet<u64>>,
+}
+
+fn theirs(case: &Case) -> Theirs {
+    let out = Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(&case.path)
+        .args(&case.tshark_args)
+        .args(["-Y", "tds", "-T", "pdml"])
+        .output()
+        .expect("run tshark");
+    // tshark exits 2 on a file cut short (truncated-file.pcap) after dissecting what it read.
+    assert!(
+        out.status.success() || !out.stdout.is_empty(),
+        "tshark failed on {}: {}",
+        case.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut t = Theirs {
+        side: Side::new(),
+        malformed: BTreeMap::new(),
+    };
+    let (mut frame, mut src, mut dst, mut sport, mut dport) =
+        (0u64, String::new(), String::new(), String::new(), String::new());
+    let mut in_tds = false;
+    let mut cur: Option<Rec> = None;
+    let key = |s: &str, sp: &str, d: &str, dp: &str| {
+        let a: SocketAddr = format!("{}:{sp}", bracket(s)).parse().unwrap();
+        let b: SocketAddr = format!("{}:{dp}", bracket(d)).parse().unwrap();
+        format!("{a} -> {b}")
+    };
+    for line in text.lines() {
+        let l = line.trim_start();
+        if l.starts_with("<packet>") {
+            in_tds = false;
+            continue;
+        }
+        if l.starts_with("</packet>") {
+            if let Some(r) = cur.take() {
+                t.side
+                    .entry(key(&src, &sport, &dst, &dport))
+                    .or_default()
+                    .push(r);
+            }
+            continue;
+        }
+        if let Some(rest) = l.strip_prefix("<proto name=\"") {
+            in_tds = rest.starts_with("tds\"");
+            if rest.starts_with("_ws.malformed\"") {
+                t.malformed
+                    .entry(key(&src, &sport, &dst, &dport))
+                    .or_default()
+                    .insert(frame);
+            }
+            continue;
+        }
+        if !l.starts_with("<field ") {
+            continue;
+        }
+        let Some(name) = attr(l, "name") else {
+            continue;
+        };
+        match name.as_str() {
+            "num" => frame = attr(l, "show").unwrap_or_default().parse().unwrap_or(0),
+            "ip.src" | "ipv6.src" => src = attr(l, "show").unwrap_or_default(),
+            "ip.dst" | "ipv6.dst" => dst = attr(l, "show").unwrap_or_default(),
+            "tcp.srcport" => sport = attr(l, "show").unwrap_or_default(),
+            "tcp.dstport" => dport = attr(l, "show").unwrap_or_default(),
+            "_ws.malformed" => {
+                t.malformed
+                    .entry(key(&src, &sport, &dst, &dport))
+                    .or_default()
+                    .insert(frame);
+            }
+            _ => {}
+        }
+        if !in_tds {
+            continue;
+        }
+        let Some((kind, k)) = field_map(&name) else {
+            continue;
+        };
+        let starts = k.is_none() || name == "tds.type" || name == "tds.7login.total_len";
+        if starts {
+            if let Some(r) = cur.take() {
+                t.side
+                    .entry(key(&src, &sport, &dst, &dport))
+                    .or_default()
+                    .push(r);
+            }
+            cur = Some(Rec::new(kind, frame));
+        }
+        let Some(k) = k else { continue };
+        let Some(r) = cur.as_mut() else { continue };
+        if !kind.is_empty() && r.kind != kind {
+            continue;
+        }
+        if r.fields.contains_key(k) {
+            continue;
+        }
+        let v = if is_bytes(k) {
+            attr(l, "value").unwrap_or_default()
+        } else if is_text(k) {
+            attr(l, "show").unwrap_or_default()
+        } else {
+            number(&attr(l, "show").unwrap_or_default())
+        };
+        r.set(k, v);
+    }
+    t
+}
+
+fn bracket(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+// ---------------------------------------------------------------- comparison
+
+/// One unexplained or explained difference.
+#[derive(Debug)]
+struct Diff {
+    capture: String,
+    key: String,
+    kind: &'static str,
+    ours: Option<Rec>,
+    theirs: Option<Rec>,
+}
+
+impl std::fmt::Display for Diff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}:", self.capture, self.key, self.kind)?;
+        match &self.ours {
+            Some(r) => write!(f, " ours (frame {}) {:?}", r.frame, r.fields)?,
+            None => write!(f, " ours: -")?,
+        }
+        match &self.theirs {
+            Some(r) => write!(f, " | tshark (frame {}) {:?}", r.frame, r.fields),
+            None => write!(f, " | tshark: -"),
+        }
+    }
+}
+
+/// Longest common subsequence alignment of two record sequences.
+fn align(a: &[Rec], b: &[Rec]) -> Vec<(Option<usize>, Option<usize>)> {
+    let (n, m) = (a.len(), b.len());
+    let mut dp = vec![0u32; (n + 1) * (m + 1)];
+    let at = |i: usize, j: usize| i * (m + 1) + j;
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            dp[at(i, j)] = if a[i] == b[j] {
+                dp[at(i + 1, j + 1)] + 1
+            } else {
+                dp[at(i + 1, j)].max(dp[at(i, j + 1)])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            out.push((Some(i), Some(j)));
+            i += 1;
+            j += 1;
+        } else if j == m || (i < n && dp[at(i + 1, j)] >= dp[at(i, j + 1)]) {
+            out.push((Some(i), None));
+            i += 1;
+        } else {
+            out.push((None, Some(j)));
+            j += 1;
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Tally {
+    records: u64,
+    fields: u64,
+}
+
+fn compare(case: &Case, ours: &Ours, theirs: &Theirs, tally: &mut Tally) -> Vec<Diff> {
+    let mut diffs = Vec::new();
+    let keys: BTreeSet<&String> = ours.side.keys().chain(theirs.side.keys()).collect();
+    let empty = Vec::new();
+    for key in keys {
+        let o = ours.side.get(key).unwrap_or(&empty);
+        let t = theirs.side.get(key).unwrap_or(&empty);
+        let kinds: BTreeSet<&'static str> = o.iter().chain(t.iter()).map(|r| r.kind).collect();
+        for kind in kinds {
+            let a: Vec<Rec> = o.iter().filter(|r| r.kind == kind).cloned().collect();
+            let b: Vec<Rec> = t.iter().filter(|r| r.kind == kind).cloned().collect();
+            let mut pending_ours: Vec<Rec> = Vec::new();
+            let mut pending_theirs: Vec<Rec> = Vec::new();
+            let flush = |po: &mut Vec<Rec>, pt: &mut Vec<Rec>, diffs: &mut Vec<Diff>| {
+                let n = po.len().max(pt.len());
+                let (mut po_it, mut pt_it) = (po.drain(..), pt.drain(..));
+                for _ in 0..n {
+                    diffs.push(Diff {
+                        capture: case.name.clone(),
+                        key: key.clone(),
+                        kind,
+                        ours: po_it.next(),
+                        theirs: pt_it.next(),
+                    });
+                }
+            };
+            for (i, j) in align(&a, &b) {
+                match (i, j) {
+                    (Some(i), Some(_)) => {
+                        flush(&mut pending_ours, &mut pending_theirs, &mut diffs);
+                        tally.records += 1;
+                        tally.fields += a[i].fields.len() as u64;
+                    }
+                    (Some(i), None) => pending_ours.push(a[i].clone()),
+                    (None, Some(j)) => pending_theirs.push(b[j].clone()),
+                    (None, None) => {}
+                }
+            }
+            flush(&mut pending_ours, &mut pending_theirs, &mut diffs);
+        }
+    }
+    diffs
+}
+
+/// Why tshark and tdsscope may disagree: capture (substring of the file name), record kind,
+/// and a test on the difference. The reason is printed with the count of differences it covers.
+struct Explanation {
+    capture: &'static str,
+    kind: &'static str,
+    applies: fn(&Diff) -> bool,
+    why: &'static str,
+}
+
+const EXPLAINED: &[Explanation] = &[];
+
+#[test]
+fn tds_fields_match_tshark() {
+    if !tshark_or_skip("tds_fields_match_tshark") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let mut tally = Tally::default();
+    let mut unexplained = Vec::new();
+    let mut explained: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut n_cases = 0;
+    for case in cases() {
+        n_cases += 1;
+        let o = ours(&case);
+        let t = theirs(&case);
+        for (key, frame, what) in &o.failures {
+            eprintln!("{}: {key} frame {frame}: our parse stopped: {what}", case.name);
+        }
+        for d in compare(&case, &o, &t, &mut tally) {
+            match EXPLAINED
+                .iter()
+                .find(|e| d.capture.contains(e.capture) && e.kind == d.kind && (e.applies)(&d))
+            {
+                Some(e) => *explained.entry(e.why).or_default() += 1,
+                None => unexplained.push(d.to_string()),
+            }
+        }
+    }
+    eprintln!(
+        "tds_tshark: {n_cases} captures, {} records and {} field values equal to tshark's, \
+         {} differences explained, {} unexplained, {:.1} s",
+        tally.records,
+        tally.fields,
+        explained.values().sum::<u64>(),
+        unexplained.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for (why, n) in &explained {
+        eprintln!("  {n:5} explained: {why}");
+    }
+    assert!(
+        unexplained.is_empty(),
+        "{} TDS differences from tshark:\n{}",
+        unexplained.len(),
+        unexplained.join("\n")
+    );
+}
