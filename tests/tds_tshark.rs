@@ -28,6 +28,9 @@ use std::process::Command;
 
 use tdsscope::capture;
 use tdsscope::decode::{Decoded, Decoder};
+use tdsscope::facts::{
+    ConnectionFacts, Dialect, EncryptionSetting, PreloginFacts, MAX_KEPT_PER_CONNECTION,
+};
 use tdsscope::limits::Limits;
 use tdsscope::proto::tds::framer::{Framer, FramerItem};
 use tdsscope::proto::tds::header::{status, HeaderRepr};
@@ -36,6 +39,7 @@ use tdsscope::proto::tds::prelogin::{is_tls_record, parse_prelogin};
 use tdsscope::proto::tds::tokens::{id, parse_token, EnvChange, Token, TokenContext};
 use tdsscope::proto::tds::{PacketType, TdsVersion};
 use tdsscope::proto::ParseError;
+use tdsscope::session::Sessions;
 use tdsscope::tcp::{ConnId, StreamEvent, StreamEventKind, StreamSink, TcpFacts, Tracker};
 
 use crate::util::{shared_captures, tshark_or_skip};
@@ -955,6 +959,8 @@ fn align(a: &[Rec], b: &[Rec]) -> Vec<(Option<usize>, Option<usize>)> {
 struct Tally {
     records: u64,
     fields: u64,
+    /// Equal records per kind, and the captures they came from.
+    by_kind: BTreeMap<&'static str, (u64, BTreeSet<String>)>,
 }
 
 fn compare(case: &Case, ours: &Ours, theirs: &Theirs, tally: &mut Tally) -> Vec<Diff> {
@@ -989,6 +995,9 @@ fn compare(case: &Case, ours: &Ours, theirs: &Theirs, tally: &mut Tally) -> Vec<
                         flush(&mut pending_ours, &mut pending_theirs, &mut diffs);
                         tally.records += 1;
                         tally.fields += a[i].fields.len() as u64;
+                        let e = tally.by_kind.entry(kind).or_default();
+                        e.0 += 1;
+                        e.1.insert(case.name.clone());
                     }
                     (Some(i), None) => pending_ours.push(a[i].clone()),
                     (None, Some(j)) => pending_theirs.push(b[j].clone()),
@@ -1144,6 +1153,320 @@ const EXPLAINED: &[Explanation] = &[
     },
 ];
 
+// ---------------------------------------------------------------- the session's facts
+
+/// Runs the whole session layer (what `tdsscope analyze` runs) and returns its facts.
+fn session_facts(case: &Case) -> Vec<ConnectionFacts> {
+    let limits = Limits::default();
+    let mut src = capture::open(&case.path, 0, &limits).unwrap();
+    let mut decoder = Decoder::new(&limits);
+    let mut tracker = Tracker::new(&limits);
+    let mut sessions = Sessions::new();
+    let mut out = Vec::new();
+    while let Ok(Some(frame)) = src.next_frame() {
+        if let Decoded::Packet(p) = decoder.decode(&frame) {
+            tracker.on_packet(&p, &mut sessions);
+        }
+        out.extend(sessions.drain_finished());
+    }
+    tracker.finish(&mut sessions);
+    out.extend(sessions.drain_finished());
+    out
+}
+
+fn prelogin_label(v: &str) -> String {
+    let v: u32 = v.parse().unwrap_or(0);
+    format!("{}.{}.{}", v >> 24, (v >> 16) & 0xff, v & 0xffff)
+}
+
+fn setting_code(e: EncryptionSetting) -> u8 {
+    match e {
+        EncryptionSetting::Off => 0,
+        EncryptionSetting::On => 1,
+        EncryptionSetting::NotSupported => 2,
+        EncryptionSetting::Required => 3,
+        EncryptionSetting::Unknown(v) => v,
+    }
+}
+
+fn session_prelogin(kind: &'static str, p: &PreloginFacts) -> Rec {
+    let mut r = Rec::new(kind, p.at.frame.no);
+    if let Some(e) = p.encryption {
+        r.set("encryption", setting_code(e));
+    }
+    if let Some(v) = &p.version {
+        r.set("version", v);
+    }
+    if let Some(i) = &p.instance {
+        r.set("instance", i);
+    }
+    if let Some(m) = p.mars {
+        r.set("mars", u8::from(m));
+    }
+    r
+}
+
+/// What the session should have concluded, from tshark's records of one connection.
+fn expected_prelogin(kind: &'static str, recs: &[Rec]) -> Option<Rec> {
+    let t = recs
+        .iter()
+        .find(|r| r.kind == "prelogin" && !r.fields.is_empty())?;
+    let mut r = Rec::new(kind, t.frame);
+    if let Some(e) = t.fields.get("encryption") {
+        r.set("encryption", e.parse::<u8>().unwrap() & 0x7f);
+    }
+    if let Some(v) = t.fields.get("version") {
+        r.set("version", prelogin_label(v));
+    }
+    if let Some(i) = t.fields.get("instopt") {
+        if i.bytes().all(|b| b.is_ascii_graphic()) {
+            r.set("instance", i);
+        }
+    }
+    if let Some(m) = t.fields.get("mars") {
+        r.set("mars", u8::from(m != "0"));
+    }
+    Some(r)
+}
+
+/// Client messages that are requests, counted as the session counts them: a packet that
+/// starts a message (the previous one ended with EOM) of type SQL batch, RPC, bulk load or
+/// transaction manager.
+fn expected_requests(c2s: &[Rec]) -> (u64, u64) {
+    let (mut requests, mut attentions, mut at_start) = (0, 0, true);
+    for p in c2s.iter().filter(|r| r.kind == "packet") {
+        let ty: u8 = p.fields["type"].parse().unwrap();
+        let st: u8 = p.fields["status"].parse().unwrap();
+        if at_start && matches!(ty, 1 | 3 | 7 | 14) {
+            requests += 1;
+        }
+        if ty == 6 {
+            attentions += 1;
+        }
+        at_start = st & 1 != 0;
+    }
+    (requests, attentions)
+}
+
+fn session_diffs(
+    case: &Case,
+    facts: &[ConnectionFacts],
+    theirs: &Theirs,
+    tally: &mut Tally,
+) -> Vec<Diff> {
+    let mut diffs = Vec::new();
+    let key = |a: SocketAddr, b: SocketAddr| format!("{a} -> {b}");
+    // A 4-tuple used by several connections (port reuse) concatenates in tshark's keys.
+    let mut uses: BTreeMap<String, u32> = BTreeMap::new();
+    for f in facts {
+        *uses.entry(key(f.tcp.client, f.tcp.server)).or_default() += 1;
+        *uses.entry(key(f.tcp.server, f.tcp.client)).or_default() += 1;
+    }
+    let empty = Vec::new();
+    for f in facts {
+        let c2s_key = key(f.tcp.client, f.tcp.server);
+        let s2c_key = key(f.tcp.server, f.tcp.client);
+        if uses[&c2s_key] > 1 {
+            continue;
+        }
+        let c2s = theirs.side.get(&c2s_key).unwrap_or(&empty);
+        let s2c = theirs.side.get(&s2c_key).unwrap_or(&empty);
+        let mut pairs: Vec<(&'static str, Option<Rec>, Option<Rec>)> = Vec::new();
+        let tshark_tds = !c2s.is_empty() || !s2c.is_empty();
+        let detected = |tds: bool, frame: u64| {
+            let mut r = Rec::new("session.detected", frame);
+            r.set("tds", u8::from(tds));
+            Some(r)
+        };
+        let Some(tds) = &f.tds else {
+            if tshark_tds {
+                pairs.push((
+                    "session.detected",
+                    detected(false, f.tcp.first.frame.no),
+                    detected(true, f.tcp.first.frame.no),
+                ));
+                push_pairs(case, &c2s_key, pairs, &mut diffs, tally);
+            }
+            continue;
+        };
+        pairs.push((
+            "session.detected",
+            detected(true, tds.detected_at.frame.no),
+            detected(tshark_tds, tds.detected_at.frame.no),
+        ));
+        if !tshark_tds {
+            push_pairs(case, &c2s_key, pairs, &mut diffs, tally);
+            continue;
+        }
+        if tds.dialect == Dialect::Sybase {
+            continue;
+        }
+        pairs.push((
+            "session.prelogin_client",
+            tds.prelogin_client
+                .as_ref()
+                .map(|p| session_prelogin("session.prelogin_client", p)),
+            expected_prelogin("session.prelogin_client", c2s),
+        ));
+        pairs.push((
+            "session.prelogin_server",
+            tds.prelogin_server
+                .as_ref()
+                .map(|p| session_prelogin("session.prelogin_server", p)),
+            expected_prelogin("session.prelogin_server", s2c),
+        ));
+        let ours_login = tds.login7.as_ref().map(|l| {
+            let mut r = Rec::new("session.login7", l.at.frame.no);
+            r.set("version", l.tds_version);
+            r.set("username", &l.user);
+            r.set("clientname", &l.host);
+            r.set("appname", &l.app);
+            r.set("servername", &l.server_name);
+            r.set("libraryname", &l.library);
+            r.set("databasename", &l.database);
+            r.set("locale", &l.language);
+            r.set("packet_size", l.packet_size);
+            r.set("client_pid", l.client_pid);
+            r
+        });
+        let their_login = c2s.iter().find(|r| r.kind == "login7").map(|t| {
+            let mut r = Rec::new("session.login7", t.frame);
+            for k in [
+                "version",
+                "username",
+                "clientname",
+                "appname",
+                "servername",
+                "libraryname",
+                "databasename",
+                "locale",
+                "packet_size",
+                "client_pid",
+            ] {
+                if let Some(v) = t.fields.get(k) {
+                    r.set(k, v);
+                }
+            }
+            r
+        });
+        pairs.push(("session.login7", ours_login, their_login));
+        let ours_ack = tds.login_ack.as_ref().map(|a| {
+            let mut r = Rec::new("session.loginack", a.at.frame.no);
+            r.set("tdsversion", a.tds_version);
+            r.set("progname", &a.prog_name);
+            r.set("server_version", &a.server_version);
+            r
+        });
+        let their_ack = s2c.iter().find(|r| r.kind == "loginack").map(|t| {
+            let mut r = Rec::new("session.loginack", t.frame);
+            r.set("tdsversion", &t.fields["tdsversion"]);
+            r.set(
+                "progname",
+                t.fields.get("progname").map(String::as_str).unwrap_or(""),
+            );
+            r.set("server_version", prelogin_label(&t.fields["progversion"]));
+            r
+        });
+        pairs.push(("session.loginack", ours_ack, their_ack));
+        let ours_errors: Vec<Rec> = tds
+            .login_errors
+            .iter()
+            .chain(tds.errors.iter())
+            .map(|e| {
+                let mut r = Rec::new("session.error", e.at.frame.no);
+                r.set("number", e.number);
+                r.set("state", e.state);
+                r.set("class", e.class);
+                r.set("msgtext", &e.message);
+                r.set("servername", &e.server);
+                r.set("procname", &e.procedure);
+                r.set("linenumber", e.line);
+                r
+            })
+            .collect();
+        let their_errors: Vec<Rec> = s2c
+            .iter()
+            .filter(|r| r.kind == "error")
+            .take(ours_errors.len().max(MAX_KEPT_PER_CONNECTION))
+            .map(|t| Rec {
+                kind: "session.error",
+                ..t.clone()
+            })
+            .collect();
+        for i in 0..ours_errors.len().max(their_errors.len()) {
+            pairs.push((
+                "session.error",
+                ours_errors.get(i).cloned(),
+                their_errors.get(i).cloned(),
+            ));
+        }
+        let db = |v: Option<&String>, frame: u64| {
+            v.map(|v| {
+                let mut r = Rec::new("session.database", frame);
+                r.set("database", v);
+                r
+            })
+        };
+        let their_db = s2c
+            .iter()
+            .filter(|r| r.kind == "envchange" && r.fields.get("type").is_some_and(|t| t == "1"))
+            .last();
+        pairs.push((
+            "session.database",
+            db(tds.database.as_ref(), 0),
+            db(
+                their_db.and_then(|r| r.fields.get("newvalue_string")),
+                their_db.map_or(0, |r| r.frame),
+            ),
+        ));
+        let (requests, attentions) = expected_requests(c2s);
+        let counts = |n_ours: u64, n_theirs: u64, kind: &'static str| {
+            let mk = |n: u64| {
+                let mut r = Rec::new(kind, 0);
+                r.set("count", n);
+                Some(r)
+            };
+            (kind, mk(n_ours), mk(n_theirs))
+        };
+        pairs.push(counts(tds.request_count, requests, "session.request_count"));
+        pairs.push(counts(
+            tds.attention_count,
+            attentions,
+            "session.attention_count",
+        ));
+        push_pairs(case, &c2s_key, pairs, &mut diffs, tally);
+    }
+    diffs
+}
+
+fn push_pairs(
+    case: &Case,
+    key: &str,
+    pairs: Vec<(&'static str, Option<Rec>, Option<Rec>)>,
+    diffs: &mut Vec<Diff>,
+    tally: &mut Tally,
+) {
+    for (kind, o, t) in pairs {
+        match (&o, &t) {
+            (None, None) => {}
+            (Some(a), Some(b)) if a == b => {
+                tally.records += 1;
+                tally.fields += a.fields.len() as u64;
+                let e = tally.by_kind.entry(kind).or_default();
+                e.0 += 1;
+                e.1.insert(case.name.clone());
+            }
+            _ => diffs.push(Diff {
+                capture: case.name.clone(),
+                key: key.to_string(),
+                kind,
+                ours: o,
+                theirs: t,
+            }),
+        }
+    }
+}
+
 #[test]
 fn tds_fields_match_tshark() {
     if !tshark_or_skip("tds_fields_match_tshark") {
@@ -1164,7 +1487,9 @@ fn tds_fields_match_tshark() {
                 case.name
             );
         }
-        for d in compare(&case, &o, &t, &mut tally) {
+        let mut diffs = compare(&case, &o, &t, &mut tally);
+        diffs.extend(session_diffs(&case, &session_facts(&case), &t, &mut tally));
+        for d in diffs {
             match EXPLAINED.iter().find(|e| {
                 d.capture.contains(e.capture)
                     && (e.kind.is_empty() || e.kind == d.kind)
@@ -1184,6 +1509,9 @@ fn tds_fields_match_tshark() {
         unexplained.len(),
         started.elapsed().as_secs_f64()
     );
+    for (kind, (n, files)) in &tally.by_kind {
+        eprintln!("  {n:5} equal {kind} records in {} captures", files.len());
+    }
     for (why, n) in &explained {
         eprintln!("  {n:5} explained: {why}");
     }
