@@ -1409,8 +1409,8 @@ fn session_diffs(
         };
         let their_db = s2c
             .iter()
-            .filter(|r| r.kind == "envchange" && r.fields.get("type").is_some_and(|t| t == "1"))
-            .last();
+            .rev()
+            .find(|r| r.kind == "envchange" && r.fields.get("type").is_some_and(|t| t == "1"));
         pairs.push((
             "session.database",
             db(tds.database.as_ref(), 0),
