@@ -758,6 +758,9 @@ fn number(show: &str) -> String {
 
 struct Theirs {
     side: Side,
+    /// TLS seen by tshark per direction key: (frame, inside a TDS packet, field, value) for
+    /// record content types, handshake types and alert level/description.
+    tls: BTreeMap<String, Vec<(u64, bool, &'static str, String)>>,
     /// Frames tshark marks malformed in TDS, per direction key.
     malformed: BTreeMap<String, BTreeSet<u64>>,
 }
@@ -768,7 +771,7 @@ fn theirs(case: &Case) -> Theirs {
         .arg("-r")
         .arg(&case.path)
         .args(&case.tshark_args)
-        .args(["-Y", "tds", "-T", "pdml"])
+        .args(["-Y", "tds || tls", "-T", "pdml"])
         .output()
         .expect("run tshark");
     // tshark exits 2 on a file cut short (truncated-file.pcap) after dissecting what it read.
@@ -781,8 +784,10 @@ fn theirs(case: &Case) -> Theirs {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut t = Theirs {
         side: Side::new(),
+        tls: BTreeMap::new(),
         malformed: BTreeMap::new(),
     };
+    let mut tds_in_packet = false;
     let (mut frame, mut src, mut dst, mut sport, mut dport) = (
         0u64,
         String::new(),
@@ -801,6 +806,7 @@ fn theirs(case: &Case) -> Theirs {
         let l = line.trim_start();
         if l.starts_with("<packet>") {
             in_tds = false;
+            tds_in_packet = false;
             continue;
         }
         if l.starts_with("</packet>") {
@@ -825,6 +831,7 @@ fn theirs(case: &Case) -> Theirs {
                 continue;
             }
             in_tds = rest.starts_with("tds\"");
+            tds_in_packet |= in_tds;
             if rest.starts_with("_ws.malformed\"") {
                 t.malformed
                     .entry(key(&src, &sport, &dst, &dport))
@@ -845,6 +852,26 @@ fn theirs(case: &Case) -> Theirs {
             "ip.dst" | "ipv6.dst" => dst = attr(l, "show").unwrap_or_default(),
             "tcp.srcport" => sport = attr(l, "show").unwrap_or_default(),
             "tcp.dstport" => dport = attr(l, "show").unwrap_or_default(),
+            "tls.record.content_type"
+            | "tls.handshake.type"
+            | "tls.alert_message.level"
+            | "tls.alert_message.desc" => {
+                let field = match name.as_str() {
+                    "tls.record.content_type" => "content_type",
+                    "tls.handshake.type" => "handshake",
+                    "tls.alert_message.level" => "alert_level",
+                    _ => "alert_desc",
+                };
+                t.tls
+                    .entry(key(&src, &sport, &dst, &dport))
+                    .or_default()
+                    .push((
+                        frame,
+                        tds_in_packet,
+                        field,
+                        number(&attr(l, "show").unwrap_or_default()),
+                    ));
+            }
             "_ws.malformed" => {
                 t.malformed
                     .entry(key(&src, &sport, &dst, &dport))
@@ -1248,6 +1275,35 @@ fn expected_requests(c2s: &[Rec]) -> (u64, u64) {
     (requests, attentions)
 }
 
+/// The session's TLS facts as tshark's TLS records imply them.
+fn expected_tls(theirs: &Theirs, c2s_key: &str, s2c_key: &str) -> Option<Rec> {
+    let empty = Vec::new();
+    let c2s = theirs.tls.get(c2s_key).unwrap_or(&empty);
+    let s2c = theirs.tls.get(s2c_key).unwrap_or(&empty);
+    if c2s.is_empty() && s2c.is_empty() {
+        return None;
+    }
+    let hello = c2s.iter().find(|e| e.2 == "handshake" && e.3 == "1");
+    let mut r = Rec::new("session.tls", hello.map_or(0, |e| e.0));
+    let first = c2s.first().or(s2c.first());
+    r.set("in_prelogin", u8::from(first.is_some_and(|e| e.1)));
+    r.set("client_hello", u8::from(hello.is_some()));
+    let server_hello = s2c.iter().any(|e| e.2 == "handshake" && e.3 == "2");
+    r.set("server_hello", u8::from(server_hello));
+    // The first alert tshark could read (an encrypted alert has no level).
+    for side in [c2s, s2c] {
+        if let Some(i) = side.iter().position(|e| e.2 == "alert_level") {
+            if let Some(d) = side.get(i + 1).filter(|e| e.2 == "alert_desc") {
+                r.set("alert", format!("{}/{}", side[i].3, d.3));
+                break;
+            }
+        }
+    }
+    let app = c2s.iter().any(|e| e.2 == "content_type" && e.3 == "23");
+    r.set("application_data", u8::from(app));
+    Some(r)
+}
+
 fn session_diffs(
     case: &Case,
     facts: &[ConnectionFacts],
@@ -1418,6 +1474,22 @@ fn session_diffs(
                 their_db.and_then(|r| r.fields.get("newvalue_string")),
                 their_db.map_or(0, |r| r.frame),
             ),
+        ));
+        let ours_tls = tds.tls.as_ref().map(|t| {
+            let mut r = Rec::new("session.tls", t.client_hello.map_or(0, |m| m.frame.no));
+            r.set("in_prelogin", u8::from(t.in_prelogin));
+            r.set("client_hello", u8::from(t.client_hello.is_some()));
+            r.set("server_hello", u8::from(t.server_hello.is_some()));
+            if let Some((_, level, desc)) = t.alert {
+                r.set("alert", format!("{level}/{desc}"));
+            }
+            r.set("application_data", u8::from(t.application_data.is_some()));
+            r
+        });
+        pairs.push((
+            "session.tls",
+            ours_tls,
+            expected_tls(theirs, &c2s_key, &s2c_key),
         ));
         let (requests, attentions) = expected_requests(c2s);
         let counts = |n_ours: u64, n_theirs: u64, kind: &'static str| {
