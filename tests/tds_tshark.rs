@@ -756,11 +756,14 @@ fn number(show: &str) -> String {
     show.to_string()
 }
 
+/// One TLS field tshark showed: frame, whether a TDS packet carried it, field, value.
+type TlsSeen = (u64, bool, &'static str, String);
+
 struct Theirs {
     side: Side,
     /// TLS seen by tshark per direction key: (frame, inside a TDS packet, field, value) for
     /// record content types, handshake types and alert level/description.
-    tls: BTreeMap<(u64, String), Vec<(u64, bool, &'static str, String)>>,
+    tls: BTreeMap<(u64, String), Vec<TlsSeen>>,
     /// The records of `side` again, per TCP stream: the session check matches connections by
     /// stream, since a 4-tuple may be reused.
     by_stream: BTreeMap<(u64, String), Vec<Rec>>,
