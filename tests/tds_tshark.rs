@@ -13,6 +13,16 @@
 //! compared in stream order and aligned by longest common subsequence, never by frame number.
 //! Every difference must match an entry of [`EXPLAINED`], which says why tshark differs;
 //! anything else fails the test. The LOGIN7 password is never collected from either side.
+//!
+//! A second check runs the real session layer (`session::Sessions`, what `analyze` runs) and
+//! compares its facts per connection (matched to tshark's TCP stream by first frame) with what
+//! tshark's records imply: TDS detected or not, both PRELOGINs, LOGIN7, LOGINACK, every ERROR,
+//! the current database, request and ATTENTION counts, and the TLS handshake (hellos, readable
+//! alert, first application data, TLS inside PRELOGIN).
+//!
+//! Not compared: the header's Window byte (not kept by `HeaderRepr`), ROW contents and
+//! request bodies (not decoded by tdsscope), SSPI blobs beyond the NTLM message type, ENVCHANGE
+//! routing targets (tshark 4.0 does not decode them).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -1125,8 +1135,9 @@ const EXPLAINED: &[Explanation] = &[
                 u32::try_from(o).is_ok_and(|o| u64::from(o.swap_bytes()) == t)
             })
         },
-        why: "LOGIN7 ClientProgVer: tshark 4.0 reads it big-endian; MS-TDS 2.2.6.4 DWORDs are \
-              little-endian (TDSVersion next to it is read little-endian by both)",
+        why: "LOGIN7 ClientProgVer: tshark 4.0 reads it big-endian; MS-TDS 2.2.6.4 declares a \
+              DWORD, little-endian like TDSVersion and ClientPID beside it (both sides read \
+              those little-endian); the value is informational only",
     },
     Explanation {
         capture: "",

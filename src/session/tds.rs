@@ -884,9 +884,10 @@ fn prelogin_table_start(data: &[u8]) -> bool {
     matches!(data, [0x00, _, _, 0x00, 0x06, _, _, _, ..])
 }
 
-/// TDS 4.2/5.0 (MS-TDS's "pre-TDS7 login", Sybase TDS 5.0): the login record travels in
-/// 512-byte packets and starts with the 30-byte host name and its length byte; a TDS 5.0
-/// language request starts with the LANGUAGE token (0x21). Any other 0x02/0x0F packet is
+/// TDS 4.2/5.0 (MS-TDS's "pre-TDS7 login", Sybase TDS 5.0): the LOGIN record (MS-SSTDS
+/// 2.2.6.3, 563 to 573 bytes) starts with the 30-byte host name and its length byte, and
+/// clients send it in 512-byte packets (the TDS 4.2/5.0 default packet size), so its first
+/// packet is 512 bytes long; a TDS 5.0 language request starts with the LANGUAGE token (0x21). Any other 0x02/0x0F packet is
 /// not evidence of TDS (the first byte of LDAP's and SMB's messages can frame as one).
 fn plausible_old_tds(ptype: PacketType, length: u16, data: &[u8]) -> bool {
     match ptype {
