@@ -1200,6 +1200,28 @@ const EXPLAINED: &[Explanation] = &[
               ('Token - Unknown'); we decode the routing and the DONE after it",
     },
     Explanation {
+        capture: "Dameware",
+        kind: "session.request_done",
+        applies: |_| true,
+        why: "mid-stream SQL Server 2000 without LOGIN7: the session assumes TDS 7.4, cannot \
+              walk the TDS 7.1 COLMETADATA (2-byte user types) and records the end of each \
+              response without its DONE (status 0, no row count); tshark was told TDS 7.1",
+    },
+    Explanation {
+        capture: "ms-sql-tds-rpc-requests",
+        kind: "session.request_done",
+        applies: |_| true,
+        why: "mid-stream without LOGIN7: tshark stops at the DONEPROC that ends these RPC \
+              answers ('Token - Unknown', see above), so its last DONE is an earlier one",
+    },
+    Explanation {
+        capture: "malcolm_TDS",
+        kind: "session.request_done",
+        applies: |_| true,
+        why: "mid-stream without LOGIN7: tshark stops at the DONEPROC that ends these RPC \
+              answers ('Token - Unknown', see above), so its last DONE is an earlier one",
+    },
+    Explanation {
         capture: "snaplen-96",
         kind: "",
         applies: |_| true,
@@ -1299,6 +1321,60 @@ fn expected_prelogin(kind: &'static str, recs: &[Rec]) -> Option<Rec> {
         r.set("mars", u8::from(m != "0"));
     }
     Some(r)
+}
+
+/// The final DONE (status, and row count when DONE_COUNT is set) of each server message after
+/// the one carrying LOGINACK, from tshark's records: a message's tokens follow the header of
+/// its last packet (EOM), up to the next packet header. At most `limit` (the session keeps the
+/// first `MAX_KEPT_PER_CONNECTION` requests).
+fn expected_request_dones(s2c: &[Rec], login_seen: bool, limit: usize) -> Vec<Rec> {
+    let mut out = Vec::new();
+    let mut seen_loginack = false;
+    // Without a LOGIN7 in the capture the session takes the connection as logged in.
+    let mut answering = !login_seen;
+    let mut in_tail = false;
+    let mut last_done: Option<&Rec> = None;
+    let flush = |d: Option<&Rec>, out: &mut Vec<Rec>| {
+        if let Some(d) = d {
+            let status: u16 = d.fields["status"].parse().unwrap();
+            // A DONE with DONE_ATTN ends the answer to an ATTENTION, not to a request (the
+            // session records it as the attention's acknowledgement).
+            if status & 0x20 != 0 {
+                return;
+            }
+            let mut x = Rec::new("session.request_done", d.frame);
+            x.set("status", status);
+            if status & 0x10 != 0 {
+                x.set("rowcount", &d.fields["rowcount"]);
+            }
+            out.push(x);
+        }
+    };
+    for r in s2c {
+        match r.kind {
+            "packet" => {
+                if in_tail {
+                    if answering {
+                        flush(last_done, &mut out);
+                    }
+                    last_done = None;
+                    answering = seen_loginack || !login_seen;
+                }
+                in_tail = r.fields["status"].parse::<u8>().unwrap() & 1 != 0;
+            }
+            "done" | "doneproc" | "doneinproc" => last_done = Some(r),
+            "loginack" => {
+                seen_loginack = true;
+                answering = false;
+            }
+            _ => {}
+        }
+    }
+    if in_tail && answering {
+        flush(last_done, &mut out);
+    }
+    out.truncate(limit.max(MAX_KEPT_PER_CONNECTION));
+    out
 }
 
 /// Client messages that are requests, counted as the session counts them: a packet that
@@ -1543,6 +1619,38 @@ fn session_diffs(
             ours_tls,
             expected_tls(theirs, stream, &c2s_key, &s2c_key),
         ));
+        // Each answered request's final DONE: the last DONE-kind token of each response
+        // message after the login response, in order.
+        let ours_dones: Vec<Rec> = tds
+            .requests
+            .iter()
+            .chain(tds.outstanding.iter())
+            .filter(|r| r.done.is_some())
+            .map(|r| {
+                let mut x = Rec::new("session.request_done", r.at.frame.no);
+                x.set("status", r.done_status);
+                if let Some(n) = r.row_count {
+                    x.set("rowcount", n);
+                }
+                x
+            })
+            .collect();
+        // A LOGIN7 in the clear, or (login-only encryption) TLS application data from the client.
+        let login_seen = c2s
+            .iter()
+            .any(|r| r.kind == "packet" && r.fields["type"] == "16")
+            || theirs
+                .tls
+                .get(&(stream, c2s_key.clone()))
+                .is_some_and(|v| v.iter().any(|e| e.2 == "content_type" && e.3 == "23"));
+        let their_dones = expected_request_dones(s2c, login_seen, ours_dones.len());
+        for (i, j) in align(&ours_dones, &their_dones) {
+            pairs.push((
+                "session.request_done",
+                i.map(|i| ours_dones[i].clone()),
+                j.map(|j| their_dones[j].clone()),
+            ));
+        }
         let (requests, attentions) = expected_requests(c2s);
         let counts = |n_ours: u64, n_theirs: u64, kind: &'static str| {
             let mk = |n: u64| {
@@ -1553,6 +1661,19 @@ fn session_diffs(
             (kind, mk(n_ours), mk(n_theirs))
         };
         pairs.push(counts(tds.request_count, requests, "session.request_count"));
+        let acked = tds
+            .attentions
+            .iter()
+            .filter(|a| a.acknowledged.is_some())
+            .count() as u64;
+        let their_acked = s2c
+            .iter()
+            .filter(|r| {
+                matches!(r.kind, "done" | "doneproc" | "doneinproc")
+                    && r.fields["status"].parse::<u16>().unwrap() & 0x20 != 0
+            })
+            .count() as u64;
+        pairs.push(counts(acked, their_acked, "session.attention_acknowledged"));
         pairs.push(counts(
             tds.attention_count,
             attentions,
