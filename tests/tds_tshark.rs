@@ -799,7 +799,8 @@ fn theirs(case: &Case) -> Theirs {
         .arg("-r")
         .arg(&case.path)
         .args(&case.tshark_args)
-        .args(["-Y", "tds || tls", "-T", "pdml"])
+        // Every frame (for each TCP stream's first frame), only the protocols compared.
+        .args(["-T", "pdml", "-J", "frame ip ipv6 tcp tds tls ntlmssp"])
         .output()
         .expect("run tshark");
     // tshark exits 2 on a file cut short (truncated-file.pcap) after dissecting what it read.
@@ -818,24 +819,6 @@ fn theirs(case: &Case) -> Theirs {
         malformed: BTreeMap::new(),
     };
     let mut seen_streams = BTreeSet::new();
-    // Not util::tshark_fields: tshark exits 2 on truncated-file.pcap after printing its frames.
-    let fields = Command::new("tshark")
-        .arg("-n")
-        .arg("-r")
-        .arg(&case.path)
-        .args(["-T", "fields", "-e", "tcp.stream", "-e", "frame.number"])
-        .output()
-        .expect("run tshark");
-    for row in String::from_utf8_lossy(&fields.stdout).lines() {
-        if let Some((Ok(st), Ok(fr))) = row
-            .split_once('\t')
-            .map(|(a, b)| (a.parse::<u64>(), b.parse::<u64>()))
-        {
-            if seen_streams.insert(st) {
-                t.stream_by_first_frame.insert(fr, st);
-            }
-        }
-    }
     let mut stream = 0u64;
     let mut tds_in_packet = false;
     let (mut frame, mut src, mut dst, mut sport, mut dport) = (
@@ -896,7 +879,12 @@ fn theirs(case: &Case) -> Theirs {
             "ip.dst" | "ipv6.dst" => dst = attr(l, "show").unwrap_or_default(),
             "tcp.srcport" => sport = attr(l, "show").unwrap_or_default(),
             "tcp.dstport" => dport = attr(l, "show").unwrap_or_default(),
-            "tcp.stream" => stream = attr(l, "show").unwrap_or_default().parse().unwrap_or(0),
+            "tcp.stream" => {
+                stream = attr(l, "show").unwrap_or_default().parse().unwrap_or(0);
+                if seen_streams.insert(stream) {
+                    t.stream_by_first_frame.insert(frame, stream);
+                }
+            }
             "tls.record.content_type"
             | "tls.handshake.type"
             | "tls.alert_message.level"
