@@ -6,5 +6,6 @@ mod decode_tshark;
 mod generated;
 mod passwords;
 mod schema;
+mod tds_tshark;
 mod tshark;
 mod util;

@@ -346,7 +346,7 @@ impl TdsSession {
         let ptype = header.packet_type;
         if self.detection == Detection::Probing {
             // Old TDS (4.2/5.0) logins: recognise and label, no SQL Server diagnosis.
-            if matches!(ptype, PacketType::PreTds7Login | PacketType::Tds5Query) && first {
+            if first && plausible_old_tds(ptype, header.length, data) {
                 self.confirm(tcp_dir, at, true, Dialect::Sybase);
                 return;
             }
@@ -382,7 +382,7 @@ impl TdsSession {
         }
         let plausible = match ptype {
             PacketType::Prelogin => {
-                is_tls_record(data) || parse_prelogin(data).is_ok() || data.len() >= 8
+                is_tls_record(data) || parse_prelogin(data).is_ok() || prelogin_table_start(data)
             }
             PacketType::Login7 => {
                 data.len() >= 36
@@ -864,10 +864,35 @@ fn plausible_request(data: &[u8]) -> bool {
         {
             true
         }
-        // UTF-16LE text: ASCII bytes interleaved with zeros.
-        [x, 0, y, 0, ..] if x.is_ascii() && y.is_ascii() => true,
+        // UTF-16LE text (a batch), or an RPC name's length then its first character: ASCII
+        // interleaved with zeros. NULs are not text: zero-filled bytes of other protocols
+        // (SMB) must not pass.
+        [x, 0, y, 0, ..]
+            if *x != 0 && x.is_ascii() && (y.is_ascii_graphic() || y.is_ascii_whitespace()) =>
+        {
+            true
+        }
         // RPC by ProcID: 0xFFFF then the id.
         [0xFF, 0xFF, _, 0, ..] => true,
+        _ => false,
+    }
+}
+
+/// The start of a PRELOGIN option table whose option data lies beyond this packet: clients
+/// send VERSION first (token 0, 6 bytes).
+fn prelogin_table_start(data: &[u8]) -> bool {
+    matches!(data, [0x00, _, _, 0x00, 0x06, _, _, _, ..])
+}
+
+/// TDS 4.2/5.0 (MS-TDS's "pre-TDS7 login", Sybase TDS 5.0): the LOGIN record (MS-SSTDS
+/// 2.2.6.3, 563 to 573 bytes) starts with the 30-byte host name and its length byte, and
+/// clients send it in 512-byte packets (the TDS 4.2/5.0 default packet size), so its first
+/// packet is 512 bytes long; a TDS 5.0 language request starts with the LANGUAGE token (0x21). Any other 0x02/0x0F packet is
+/// not evidence of TDS (the first byte of LDAP's and SMB's messages can frame as one).
+fn plausible_old_tds(ptype: PacketType, length: u16, data: &[u8]) -> bool {
+    match ptype {
+        PacketType::PreTds7Login => length == 512 && data.get(30).is_some_and(|n| *n <= 30),
+        PacketType::Tds5Query => data.first() == Some(&0x21),
         _ => false,
     }
 }
@@ -977,4 +1002,65 @@ fn facts_entry(facts: &mut Option<TdsFacts>, at: Mark, dialect: Dialect) -> &mut
         encrypted_after_login: false,
         last_app_data: None,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Found by tests/tds_tshark.rs: SMB, LDAP and DCERPC connections of
+    /// tds7-sspi-ntlm-ipv6-synthetic_arkime_ntlm_synthetic.pcap and the SMB connection of
+    /// tds-midstream-retrans_wswiki_startmenu_Dameware.pcap were taken for TDS.
+    #[test]
+    fn zero_bytes_are_not_a_request() {
+        // Frame 6 of the NTLM capture (SMB on 445) framed as a SQL batch of zeros.
+        assert!(!plausible_request(&[0, 0, 0, 0, 0, 0, 0]));
+        assert!(plausible_request(&[b's', 0, b'e', 0]));
+        // An RPC by name: length 13, "sp_executesql".
+        assert!(plausible_request(&[0x0d, 0, b's', 0, b'p', 0]));
+    }
+
+    #[test]
+    fn old_tds_needs_its_login_shape() {
+        let mut login = vec![0u8; 504];
+        login[30] = 4;
+        assert!(plausible_old_tds(PacketType::PreTds7Login, 512, &login));
+        // The Dameware SMB stream framed as a 10240-byte "pre-TDS7 login".
+        assert!(!plausible_old_tds(PacketType::PreTds7Login, 10240, &login));
+        login[30] = 0x53;
+        assert!(!plausible_old_tds(PacketType::PreTds7Login, 512, &login));
+        assert!(plausible_old_tds(PacketType::Tds5Query, 27, &[0x21, 0x0e]));
+        assert!(!plausible_old_tds(PacketType::Tds5Query, 86, &[0, 0]));
+    }
+
+    #[test]
+    fn prelogin_fallback_needs_a_version_option() {
+        // LDAP's NTLMSSP challenge (frame 106 of the NTLM capture) framed as PRELOGIN.
+        let ldap = [0x05, 0x02, 0x00, 0x02, 0x01, 0x23, 0x45, 0x67, 0x89];
+        assert!(!prelogin_table_start(&ldap));
+        let real = [0x00, 0x00, 0x1a, 0x00, 0x06, 0x01, 0x00, 0x20, 0x00];
+        assert!(prelogin_table_start(&real));
+    }
+
+    fn session_on(stream: &[u8]) -> TdsSession {
+        let mut s = TdsSession::new();
+        let at = Mark {
+            frame: Default::default(),
+            ts: Default::default(),
+        };
+        s.on_data(Direction::ToServer, at, stream);
+        s
+    }
+
+    #[test]
+    fn smb_negotiate_is_not_tds() {
+        // NetBIOS + SMB1 header as in frame 4 of the NTLM capture: misframes as a type-0
+        // packet, then as a SQL batch "of zeros".
+        let mut smb = vec![0x00, 0x00, 0x00, 0x20, 0xff, b'S', b'M', b'B'];
+        smb.extend_from_slice(&[0; 24]);
+        smb.extend_from_slice(&[0x01, 0x00, 0x00, 0x10, 0x04, 0xff, 0x00, 0x00]);
+        smb.extend_from_slice(&[0; 8]);
+        assert!(!session_on(&smb).is_tds());
+    }
 }
