@@ -50,6 +50,7 @@ macro_rules! open_enum {
     };
 }
 
+pub mod ssrp;
 pub mod tds;
 
 /// Why a parser could not produce a message.
