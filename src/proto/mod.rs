@@ -50,6 +50,7 @@ macro_rules! open_enum {
     };
 }
 
+pub mod dns;
 pub mod ssrp;
 pub mod tds;
 
