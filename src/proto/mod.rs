@@ -51,6 +51,7 @@ macro_rules! open_enum {
 }
 
 pub mod dns;
+pub mod kerberos;
 pub mod ssrp;
 pub mod tds;
 
