@@ -19,7 +19,6 @@ use crate::util::{shared_capture, tshark_or_skip};
 /// A UDP datagram of a capture: frame number, ports and payload.
 struct Datagram {
     frame: u64,
-    src_port: u16,
     dst_port: u16,
     payload: Vec<u8>,
 }
@@ -38,8 +37,7 @@ fn udp_datagrams(path: &Path, ports: &[u16]) -> Vec<Datagram> {
             if let L4::Udp(u) = p.l4 {
                 if ports.contains(&u.src_port) || ports.contains(&u.dst_port) {
                     out.push(Datagram {
-                        frame: u64::from(p.frame.no),
-                        src_port: u.src_port,
+                        frame: p.frame.no,
                         dst_port: u.dst_port,
                         payload: u.payload.to_vec(),
                     });
@@ -211,7 +209,8 @@ fn lab_capture(name: &str) -> Option<PathBuf> {
 
 #[test]
 fn lab_ssrp_captures() {
-    let cases: [(&str, fn(&SsrpMessage) -> bool); 4] = [
+    type Wanted = fn(&SsrpMessage) -> bool;
+    let cases: [(&str, Wanted); 4] = [
         ("ssrp-answered-port-14330.pcap", |m| {
             matches!(m, SsrpMessage::Response(r) if r.instances.len() == 1
                 && r.instances[0].tcp_port == Some(14330)
@@ -259,7 +258,6 @@ fn lab_ssrp_captures() {
                 "{name} frame {}: {m:?}",
                 d.frame
             );
-            let _ = d.src_port;
         }
         assert!(
             msgs.iter()
