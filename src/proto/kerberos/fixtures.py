@@ -2,7 +2,7 @@
 classes (RFC 4120 ASN.1). Run: python3 src/proto/kerberos/fixtures.py"""
 from pyasn1.codec.der import encoder
 from pyasn1.type.univ import noValue
-from impacket.krb5.asn1 import (TGS_REQ, AS_REQ, AS_REP, TGS_REP, KRB_ERROR, seq_set,
+from impacket.krb5.asn1 import (AP_REQ, TGS_REQ, AS_REQ, AS_REP, TGS_REP, KRB_ERROR, seq_set,
                                 seq_set_iter, KDC_REQ_BODY, PrincipalName)
 from impacket.krb5 import constants
 from impacket.krb5.types import Principal
@@ -36,6 +36,40 @@ def kdc_req(cls, msg_type, with_cname, sname, ntype, flags):
     body["nonce"] = 12345678
     seq_set_iter(body, "etype", (18, 17, 23))
     return encoder.encode(r)
+
+
+def tgs_req_with_ap_req():
+    """A TGS-REQ as Windows sends it: PA-TGS-REQ (padata type 1) carrying an AP-REQ with the
+    TGT (random ciphertext stands in for the encrypted parts)."""
+    ap = AP_REQ()
+    ap["pvno"] = 5
+    ap["msg-type"] = constants.ApplicationTagNumbers.AP_REQ.value
+    ap["ap-options"] = opts()
+    t = ap["ticket"]
+    t["tkt-vno"] = 5
+    t["realm"] = REALM
+    principal(t, "sname", "krbtgt/" + REALM, constants.PrincipalNameType.NT_SRV_INST)
+    t["enc-part"]["etype"] = 18
+    t["enc-part"]["kvno"] = 2
+    t["enc-part"]["cipher"] = b"\xcc" * 32
+    ap["authenticator"]["etype"] = 18
+    ap["authenticator"]["cipher"] = b"\xdd" * 32
+    r = TGS_REQ()
+    r["pvno"] = 5
+    r["msg-type"] = constants.ApplicationTagNumbers.TGS_REQ.value
+    r["padata"] = noValue
+    r["padata"][0] = noValue
+    r["padata"][0]["padata-type"] = constants.PreAuthenticationDataTypes.PA_TGS_REQ.value
+    r["padata"][0]["padata-value"] = encoder.encode(ap)
+    body = seq_set(r, "req-body")
+    F = constants.KDCOptions
+    body["kdc-options"] = opts(F.forwardable, F.renewable, F.canonicalize)
+    body["realm"] = REALM
+    principal(body, "sname", SPN, constants.PrincipalNameType.NT_SRV_INST)
+    body["till"] = "20370913024805Z"
+    body["nonce"] = 87654321
+    seq_set_iter(body, "etype", (18, 23))
+    return encoder.encode(r), encoder.encode(ap)
 
 
 def kdc_rep(cls, msg_type, sname):
@@ -81,6 +115,8 @@ out = {
     "AS_REP": kdc_rep(AS_REP, constants.ApplicationTagNumbers.AS_REP, "krbtgt/" + REALM),
     "TGS_REP": kdc_rep(TGS_REP, constants.ApplicationTagNumbers.TGS_REP, SPN),
     "KRB_ERROR_S_PRINCIPAL_UNKNOWN": krb_error(7, SPN),
+    "TGS_REQ_WITH_PADATA": tgs_req_with_ap_req()[0],
+    "AP_REQ": tgs_req_with_ap_req()[1],
 }
 for name, der in out.items():
     print(name, len(der), der.hex())
