@@ -232,9 +232,10 @@ pub fn emit_response(instances: &[InstanceInfo]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    /// RESP_DATA modelled on MC-SQLR section 4's CLNT_UCAST_EX answer: three instances on
-    /// one host, the second with a named pipe only, the third with both (pipe first, as
-    /// servers write it).
+    /// A CLNT_UCAST_EX answer's RESP_DATA in the MC-SQLR 2.2.5 grammar, after the shape of
+    /// the spec's section 4 example (written from memory of it, not checked byte for byte):
+    /// three instances on one host, the second with a named pipe only, the third with both
+    /// (pipe first, as the ABNF orders them).
     const THREE_INSTANCES: &[u8] = b"ServerName;ILSUNG1;InstanceName;YUKONSTD;IsClustered;No;\
 Version;9.00.1399.06;tcp;57137;;\
 ServerName;ILSUNG1;InstanceName;YUKONDEV;IsClustered;No;Version;9.00.1399.06;\
