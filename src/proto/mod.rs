@@ -50,6 +50,9 @@ macro_rules! open_enum {
     };
 }
 
+pub mod dns;
+pub mod kerberos;
+pub mod ssrp;
 pub mod tds;
 
 /// Why a parser could not produce a message.
