@@ -50,7 +50,9 @@ macro_rules! open_enum {
     };
 }
 
+pub mod ntlm;
 pub mod tds;
+pub mod tls;
 
 /// Why a parser could not produce a message.
 #[derive(Clone, Debug, PartialEq, Eq)]

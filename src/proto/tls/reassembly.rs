@@ -1,0 +1,179 @@
+//! Handshake message framing over records (RFC 8446 4, RFC 5246 7.4): a record may carry several
+//! handshake messages and one message may span records (a certificate chain often does).
+//!
+//! ```text
+//! HandshakeType msg_type (1)  uint24 length (3)  body[length]
+//! ```
+
+use crate::proto::ParseError;
+
+/// Largest handshake message we hold while it is being reassembled. Certificate chains of SQL
+/// Server deployments are a few KiB; 64 KiB leaves room for long chains and stops a peer (or a
+/// mis-framed stream) from making us buffer 16 MiB, the most a uint24 can ask for.
+pub const MAX_HANDSHAKE_MESSAGE: usize = 64 * 1024;
+
+/// Bounded reassembly of handshake messages split across records.
+#[derive(Clone, Debug)]
+pub struct HandshakeReassembler {
+    pending: Vec<u8>,
+    /// Bytes of an oversized message still to be dropped as they arrive.
+    skip: usize,
+    max: usize,
+}
+
+impl Default for HandshakeReassembler {
+    fn default() -> Self {
+        Self::with_limit(MAX_HANDSHAKE_MESSAGE)
+    }
+}
+
+impl HandshakeReassembler {
+    pub fn with_limit(max: usize) -> Self {
+        HandshakeReassembler {
+            pending: Vec::new(),
+            skip: 0,
+            max,
+        }
+    }
+
+    /// Bytes held for a message not yet complete.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Forgets any partial message (the direction switched to encrypted records).
+    pub fn reset(&mut self) {
+        self.pending.clear();
+        self.skip = 0;
+    }
+
+    /// Feeds one handshake record's fragment; calls `on_message(msg_type, body)` for every
+    /// message it completes. A message longer than the limit is skipped (its bytes counted off
+    /// as they arrive) and reported once as `TooLarge`, after the messages before it.
+    pub fn push(
+        &mut self,
+        fragment: &[u8],
+        mut on_message: impl FnMut(u8, &[u8]),
+    ) -> Result<(), ParseError> {
+        let mut input = fragment;
+        if self.skip > 0 {
+            let n = self.skip.min(input.len());
+            self.skip -= n;
+            input = input.get(n..).unwrap_or_default();
+        }
+        if self.pending.is_empty() {
+            let (rest, res) = self.walk(input, &mut on_message);
+            self.pending.extend_from_slice(rest);
+            res
+        } else {
+            let mut data = std::mem::take(&mut self.pending);
+            data.extend_from_slice(input);
+            let (rest, res) = self.walk(&data, &mut on_message);
+            let mut pending = Vec::with_capacity(rest.len());
+            pending.extend_from_slice(rest);
+            self.pending = pending;
+            res
+        }
+    }
+
+    /// Emits whole messages from `data`; returns the unfinished tail to keep.
+    fn walk<'d>(
+        &mut self,
+        mut data: &'d [u8],
+        on_message: &mut impl FnMut(u8, &[u8]),
+    ) -> (&'d [u8], Result<(), ParseError>) {
+        loop {
+            let [msg_type, l0, l1, l2, rest @ ..] = data else {
+                return (data, Ok(()));
+            };
+            let len = usize::from(*l0) << 16 | usize::from(*l1) << 8 | usize::from(*l2);
+            if len > self.max {
+                self.skip = len.saturating_sub(rest.len());
+                let err = ParseError::TooLarge {
+                    what: "TLS handshake message",
+                    len,
+                    max: self.max,
+                };
+                return (&[], Err(err));
+            }
+            let Some(body) = rest.get(..len) else {
+                return (data, Ok(()));
+            };
+            on_message(*msg_type, body);
+            data = rest.get(len..).unwrap_or_default();
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn collect(r: &mut HandshakeReassembler, frag: &[u8]) -> (Vec<(u8, Vec<u8>)>, bool) {
+        let mut out = Vec::new();
+        let res = r.push(frag, |t, b| out.push((t, b.to_vec())));
+        (out, res.is_ok())
+    }
+
+    /// ServerHelloDone (empty body) then a 3-byte unknown message 0x42.
+    const TWO: [u8; 11] = [
+        0x0e, 0x00, 0x00, 0x00, /* ServerHelloDone, length 0 */
+        0x42, 0x00, 0x00, 0x03, /* type 0x42, length 3 */
+        0x01, 0x02, 0x03, /* body */
+    ];
+
+    #[test]
+    fn two_messages_in_one_fragment() {
+        let mut r = HandshakeReassembler::default();
+        let (out, ok) = collect(&mut r, &TWO);
+        assert!(ok);
+        assert_eq!(out, vec![(0x0e, vec![]), (0x42, vec![1, 2, 3])]);
+        assert_eq!(r.pending_len(), 0);
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_messages() {
+        for cut in 0..=TWO.len() {
+            let mut r = HandshakeReassembler::default();
+            let (mut a, _) = collect(&mut r, &TWO[..cut]);
+            let (b, _) = collect(&mut r, &TWO[cut..]);
+            a.extend(b);
+            assert_eq!(a, vec![(0x0e, vec![]), (0x42, vec![1, 2, 3])], "cut {cut}");
+            assert_eq!(r.pending_len(), 0);
+        }
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let mut r = HandshakeReassembler::default();
+        let mut all = Vec::new();
+        for b in TWO {
+            all.extend(collect(&mut r, &[b]).0);
+        }
+        assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn oversized_message_is_skipped_then_framing_resumes() {
+        let mut r = HandshakeReassembler::with_limit(4);
+        let (out, ok) = collect(&mut r, &[0x0b, 0x00, 0x00, 0x06, 1, 2]);
+        assert!(!ok && out.is_empty());
+        let (out, ok) = collect(&mut r, &[3, 4, 5, 6, 0x0e, 0x00, 0x00, 0x00]);
+        assert!(ok);
+        assert_eq!(out, vec![(0x0e, vec![])]);
+    }
+
+    #[test]
+    fn pending_never_exceeds_limit_plus_header() {
+        let mut r = HandshakeReassembler::with_limit(100);
+        let _ = collect(&mut r, &[0x0b, 0x00, 0x00, 100]);
+        for _ in 0..99 {
+            let _ = collect(&mut r, &[0]);
+            assert!(r.pending_len() <= 104);
+        }
+        let (out, _) = collect(&mut r, &[0]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.len(), 100);
+    }
+}
