@@ -146,9 +146,8 @@ pub enum TlsMessage {
 
 /// RFC 8446 4.1.3: SHA-256("HelloRetryRequest"), the random of a HelloRetryRequest.
 const HELLO_RETRY_RANDOM: [u8; 32] = [
-    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8,
-    0x91, 0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8,
-    0x33, 0x9c,
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
 
 /// Decodes one complete handshake message body. Never fails: what does not decode is
@@ -180,7 +179,11 @@ fn parse_client_hello(body: &[u8]) -> TlsMessage {
     };
     let mut hello = ClientHello {
         legacy_version: ch.version.0,
-        cipher_suites: ch.ciphers.iter().map(|c| CipherSuite::from_id(c.0)).collect(),
+        cipher_suites: ch
+            .ciphers
+            .iter()
+            .map(|c| CipherSuite::from_id(c.0))
+            .collect(),
         ..ClientHello::default()
     };
     for (ext_type, data) in extensions(ch.ext.unwrap_or_default()) {
@@ -292,7 +295,7 @@ fn alpn_names(data: &[u8]) -> Vec<String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -300,9 +303,9 @@ mod tests {
     /// supported_versions, SNI and ALPN "tds/8.0".
     const CLIENT_HELLO: &[u8] = &[
         0x03, 0x03, /* legacy_version TLS 1.2 */
-        0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
-        0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
-        0x11, 0x11, 0x11, 0x11, /* random */
+        0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+        0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+        0x11, 0x11, /* random */
         0x00, /* session id length 0 */
         0x00, 0x06, /* cipher suites length 6 */
         0x3a, 0x3a, /* GREASE */
@@ -311,20 +314,20 @@ mod tests {
         0x01, 0x00, /* compression: null */
         0x00, 0x30, /* extensions length 48 */
         0x00, 0x00, 0x00, 0x0e, /* server_name, 14 */
-        0x00, 0x0c, 0x00, 0x00, 0x09, b's', b'q', b'l', b'.', b'l', b'o', b'c', b'a', b'l',
-        0x00, 0x10, 0x00, 0x0a, /* ALPN, 10 */
-        0x00, 0x08, 0x07, b't', b'd', b's', b'/', b'8', b'.', b'0',
-        0x00, 0x2b, 0x00, 0x07, /* supported_versions, 7 */
-        0x06, 0x7a, 0x7a, 0x03, 0x04, 0x03, 0x03,
-        0xff, 0x01, 0x00, 0x01, 0x00, /* renegotiation_info, 1 */
+        0x00, 0x0c, 0x00, 0x00, 0x09, b's', b'q', b'l', b'.', b'l', b'o', b'c', b'a', b'l', 0x00,
+        0x10, 0x00, 0x0a, /* ALPN, 10 */
+        0x00, 0x08, 0x07, b't', b'd', b's', b'/', b'8', b'.', b'0', 0x00, 0x2b, 0x00,
+        0x07, /* supported_versions, 7 */
+        0x06, 0x7a, 0x7a, 0x03, 0x04, 0x03, 0x03, 0xff, 0x01, 0x00, 0x01,
+        0x00, /* renegotiation_info, 1 */
     ];
 
     /// A TLS 1.3 ServerHello body: legacy 1.2, supported_versions 1.3.
     const SERVER_HELLO: &[u8] = &[
         0x03, 0x03, /* legacy_version */
-        0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
-        0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
-        0x22, 0x22, 0x22, 0x22, /* random */
+        0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+        0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+        0x22, 0x22, /* random */
         0x00, /* session id length 0 */
         0x13, 0x02, /* TLS_AES_256_GCM_SHA384 */
         0x00, /* compression null */
@@ -344,7 +347,10 @@ mod tests {
         assert_eq!(ch.cipher_suites[0].name, "GREASE");
         assert_eq!(ch.cipher_suites[1].name, "TLS_AES_256_GCM_SHA384");
         assert_eq!(ch.cipher_suites[2].id, 0xc030);
-        assert_eq!(ch.cipher_suites[2].name, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
+        assert_eq!(
+            ch.cipher_suites[2].name,
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+        );
         assert_eq!(ch.sni.as_deref(), Some("sql.local"));
         assert_eq!(ch.alpn, vec!["tds/8.0".to_string()]);
         assert_eq!(ch.extensions, vec![0, 16, 43, 0xff01]);
@@ -378,7 +384,10 @@ mod tests {
         }
         // Cut inside the fixed part: always malformed.
         for n in 0..38 {
-            assert!(matches!(parse_handshake(2, &SERVER_HELLO[..n]), TlsMessage::Malformed { .. }));
+            assert!(matches!(
+                parse_handshake(2, &SERVER_HELLO[..n]),
+                TlsMessage::Malformed { .. }
+            ));
         }
     }
 
@@ -393,7 +402,10 @@ mod tests {
                 len: 2
             }
         );
-        assert!(matches!(parse_handshake(11, &[0, 0]), TlsMessage::Malformed { .. }));
+        assert!(matches!(
+            parse_handshake(11, &[0, 0]),
+            TlsMessage::Malformed { .. }
+        ));
         assert_eq!(
             parse_handshake(11, &[0, 0, 3, 0, 0, 0]),
             TlsMessage::Certificate {
@@ -405,7 +417,10 @@ mod tests {
 
     #[test]
     fn cipher_names() {
-        assert_eq!(CipherSuite::from_id(0x002f).name, "TLS_RSA_WITH_AES_128_CBC_SHA");
+        assert_eq!(
+            CipherSuite::from_id(0x002f).name,
+            "TLS_RSA_WITH_AES_128_CBC_SHA"
+        );
         assert_eq!(CipherSuite::from_id(0xfefe).name, "unknown");
     }
 }

@@ -177,7 +177,7 @@ impl TlsFlow {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -209,7 +209,10 @@ mod tests {
     fn every_truncation_is_incomplete() {
         for n in 0..ALERT.len() {
             assert!(
-                matches!(parse_record(&ALERT[..n]), Err(ParseError::Incomplete { .. })),
+                matches!(
+                    parse_record(&ALERT[..n]),
+                    Err(ParseError::Incomplete { .. })
+                ),
                 "{n}"
             );
         }
@@ -241,7 +244,9 @@ mod tests {
         assert_eq!(used, buf.len() - 2);
         let msgs: Vec<_> = infos.iter().flat_map(|i| i.messages.clone()).collect();
         assert_eq!(msgs.len(), 5);
-        assert!(matches!(&msgs[0], TlsMessage::Alert(a) if a.description_name() == "bad_certificate"));
+        assert!(
+            matches!(&msgs[0], TlsMessage::Alert(a) if a.description_name() == "bad_certificate")
+        );
         assert_eq!(msgs[1], TlsMessage::ChangeCipherSpec);
         assert_eq!(msgs[2], TlsMessage::EncryptedAlert { len: 2 });
         assert_eq!(msgs[3], TlsMessage::EncryptedHandshake { len: 40 });
@@ -259,5 +264,142 @@ mod tests {
             }]
         );
         assert_eq!(infos[0].content_type, ContentType::Unknown(0x30));
+    }
+
+    /// The server's flight in frame 11 of the lab capture healthy-tsql-login-tls.pcap (SQL
+    /// Server 2022 on Linux, FreeTDS tsql), TDS header stripped: ServerHello, Certificate
+    /// (SQL Server's self-generated fallback certificate), ServerKeyExchange, ServerHelloDone.
+    const SERVER_FLIGHT: &[u8] = include_bytes!("testdata/server-flight-tsql.bin");
+
+    /// The ClientHello in frame 10 of the lab capture healthy-tedious-tls.pcap (tedious,
+    /// Node.js), TDS header stripped.
+    const CLIENT_HELLO_TEDIOUS: &[u8] = include_bytes!("testdata/client-hello-tedious.bin");
+
+    #[test]
+    fn real_server_flight() {
+        let (infos, used) = parse_records(SERVER_FLIGHT);
+        assert_eq!(used, SERVER_FLIGHT.len());
+        let msgs: Vec<_> = infos.into_iter().flat_map(|i| i.messages).collect();
+        assert_eq!(msgs.len(), 4);
+        let TlsMessage::ServerHello(sh) = &msgs[0] else {
+            panic!("{:?}", msgs[0]);
+        };
+        assert_eq!(sh.version, 0x0303);
+        assert_eq!(sh.cipher.id, 0xc030);
+        assert_eq!(sh.cipher.name, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
+        let TlsMessage::Certificate { chain, undecodable } = &msgs[1] else {
+            panic!("{:?}", msgs[1]);
+        };
+        assert_eq!(*undecodable, 0);
+        assert_eq!(chain.len(), 1);
+        let c = &chain[0];
+        assert_eq!(c.subject, "CN=SSL_Self_Signed_Fallback");
+        assert_eq!(c.issuer, "CN=SSL_Self_Signed_Fallback");
+        assert!(c.self_signed && c.sql_server_fallback);
+        assert_eq!(c.serial, "51701c940f6758cbeb8408a51f833b08d59f7bbf");
+        // tshark: utcTime 2026-11-24 23:52:56 and 2036-11-21 23:52:56 (UTC).
+        assert_eq!(c.not_before_rfc3339(), "2026-11-24T23:52:56Z");
+        assert_eq!(c.not_after_rfc3339(), "2036-11-21T23:52:56Z");
+        assert!(c.dns_names.is_empty());
+        assert!(!c.matches_host("sqlserver"));
+        assert_eq!(msgs[2], TlsMessage::ServerKeyExchange);
+        assert_eq!(msgs[3], TlsMessage::ServerHelloDone);
+    }
+
+    #[test]
+    fn real_client_hello_tedious() {
+        let (infos, used) = parse_records(CLIENT_HELLO_TEDIOUS);
+        assert_eq!(used, CLIENT_HELLO_TEDIOUS.len());
+        let TlsMessage::ClientHello(ch) = &infos[0].messages[0] else {
+            panic!("{:?}", infos[0].messages);
+        };
+        assert_eq!(ch.legacy_version, 0x0303);
+        assert_eq!(
+            ch.max_version(),
+            0x0303,
+            "no supported_versions: TLS 1.2 at most"
+        );
+        assert_eq!(ch.cipher_suites.len(), 56);
+        assert_eq!(
+            ch.cipher_suites[0].name,
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        );
+        // tedious puts the server's IP address in SNI, as tshark shows.
+        assert_eq!(ch.sni.as_deref(), Some("198.51.100.20"));
+        assert!(ch.alpn.is_empty());
+    }
+
+    #[test]
+    fn real_flight_every_truncation() {
+        for n in 0..SERVER_FLIGHT.len() {
+            let (infos, used) = parse_records(&SERVER_FLIGHT[..n]);
+            assert!(used <= n);
+            for m in infos.iter().flat_map(|i| &i.messages) {
+                assert!(!matches!(m, TlsMessage::Malformed { .. }), "{n}: {m:?}");
+            }
+        }
+    }
+
+    /// The same flight re-cut into 1-byte-to-300-byte records: every split of the handshake
+    /// messages across records gives the same four messages.
+    #[test]
+    fn real_flight_refragmented() {
+        let mut fragments = Vec::new();
+        let mut rest = SERVER_FLIGHT;
+        while let Ok((r, used)) = parse_record(rest) {
+            fragments.extend_from_slice(r.fragment);
+            rest = &rest[used..];
+        }
+        for size in [1usize, 7, 64, 300, 1000] {
+            let mut flow = TlsFlow::new();
+            let mut all = Vec::new();
+            for chunk in fragments.chunks(size) {
+                let len = u16::try_from(chunk.len()).unwrap().to_be_bytes();
+                let mut rec = vec![0x16, 0x03, 0x03, len[0], len[1]];
+                rec.extend_from_slice(chunk);
+                let (infos, used) = flow.parse_records(&rec);
+                assert_eq!(used, rec.len());
+                all.extend(infos.into_iter().flat_map(|i| i.messages));
+            }
+            assert_eq!(all.len(), 4, "size {size}");
+            assert!(matches!(&all[1], TlsMessage::Certificate { chain, .. } if chain.len() == 1));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let (_, used) = parse_records(&data);
+            proptest::prop_assert!(used <= data.len());
+            for t in 0..=255u8 {
+                let _ = super::super::parse_handshake(t, &data);
+            }
+        }
+
+        #[test]
+        fn corrupting_the_real_flight_never_panics(at in 0usize..1234, value: u8) {
+            let mut flight = SERVER_FLIGHT.to_vec();
+            if let Some(b) = flight.get_mut(at) {
+                *b = value;
+            }
+            let (_, used) = parse_records(&flight);
+            proptest::prop_assert!(used <= flight.len());
+        }
+
+        #[test]
+        fn corrupted_handshake_records_never_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            t in 0u8..30,
+        ) {
+            // A well-framed handshake record around arbitrary bodies reaches tls-parser.
+            let len = body.len();
+            let mut rec = vec![0x16, 0x03, 0x03, 0, 0, t, 0, (len >> 8) as u8, len as u8];
+            rec.extend_from_slice(&body);
+            let rlen = (rec.len() - 5) as u16;
+            rec[3..5].copy_from_slice(&rlen.to_be_bytes());
+            let (infos, used) = parse_records(&rec);
+            proptest::prop_assert_eq!(used, rec.len());
+            proptest::prop_assert_eq!(infos.len(), 1);
+        }
     }
 }
