@@ -371,3 +371,134 @@ fn tls_legacy_versions() {
         assert_eq!(tls::version_name(0x0302), "TLS 1.1");
     }
 }
+
+/// Every NTLMSSP message in the Arkime NTLM capture (TDS LOGIN7/SSPI, SMB, HTTP, LDAP, DCERPC,
+/// SMTP streams) against tshark: message type, flags, server challenge, target name, user,
+/// domain and workstation. The message is found by its signature in the TCP payload, or by its
+/// base64 form ("TlRMTVNTUA") where HTTP and SMTP carry it as text.
+#[test]
+fn ntlm_arkime_all_streams() {
+    use tdsscope::proto::ntlm::{parse_ntlmssp, NtlmMessage};
+    let name = "tds7-sspi-ntlm-ipv6-synthetic_arkime_ntlm_synthetic.pcap";
+    let Some(path) = [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures"),
+        PathBuf::from("/work/shared/captures"),
+    ]
+    .into_iter()
+    .map(|d| d.join(name))
+    .find(|p| p.is_file()) else {
+        eprintln!("{name} not found, skipping");
+        return;
+    };
+    if !tshark_or_skip(name) {
+        return;
+    }
+    let fields = [
+        "frame.number",
+        "ntlmssp.messagetype",
+        "ntlmssp.negotiateflags",
+        "ntlmssp.ntlmserverchallenge",
+        "ntlmssp.challenge.target_name",
+        "ntlmssp.auth.username",
+        "ntlmssp.auth.domain",
+        "ntlmssp.auth.hostname",
+        "tcp.payload",
+    ];
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&path)
+        .args([
+            "-d",
+            "tcp.port==1433,tds",
+            "-Y",
+            "ntlmssp",
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+        ])
+        .args(fields.iter().flat_map(|f| ["-e", f]))
+        .output()
+        .expect("run tshark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut checked = 0;
+    let mut users = Vec::new();
+    for line in text.lines() {
+        let row: BTreeMap<&str, &str> = fields.iter().copied().zip(line.split('\t')).collect();
+        let at = format!("frame {}", row["frame.number"]);
+        let payload = unhex(row["tcp.payload"]);
+        let blob = match find(&payload, b"NTLMSSP\0") {
+            Some(i) => payload[i..].to_vec(),
+            None => {
+                let i = find(&payload, b"TlRMTVNTUA").unwrap_or_else(|| panic!("{at}: no NTLMSSP"));
+                base64(&payload[i..])
+            }
+        };
+        let msg = parse_ntlmssp(&blob).unwrap_or_else(|e| panic!("{at}: {e}"));
+        let (kind, flags) = match &msg {
+            NtlmMessage::Negotiate(n) => (1, n.flags),
+            NtlmMessage::Challenge(c) => {
+                assert_eq!(
+                    hexs(&c.server_challenge),
+                    row["ntlmssp.ntlmserverchallenge"],
+                    "{at}"
+                );
+                assert_eq!(
+                    c.target_name.as_deref().unwrap_or(""),
+                    row["ntlmssp.challenge.target_name"],
+                    "{at}"
+                );
+                (2, c.flags)
+            }
+            NtlmMessage::Authenticate(a) => {
+                assert_eq!(a.user, row["ntlmssp.auth.username"], "{at}");
+                assert_eq!(a.domain, row["ntlmssp.auth.domain"], "{at}");
+                assert_eq!(a.workstation, row["ntlmssp.auth.hostname"], "{at}");
+                assert!(!a.anonymous, "{at}");
+                users.push(format!("{}\\{}", a.domain, a.user));
+                (3, a.flags)
+            }
+            NtlmMessage::Unknown { message_type } => panic!("{at}: unknown type {message_type}"),
+        };
+        assert_eq!(format!("0x{kind:08x}"), row["ntlmssp.messagetype"], "{at}");
+        assert_eq!(
+            format!("0x{flags:08x}"),
+            row["ntlmssp.negotiateflags"],
+            "{at}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 28, "only {checked} NTLMSSP messages checked");
+    assert!(users.contains(&"TDSDOM\\mona".to_string()), "{users:?}");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn hexs(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Standard base64 up to the first byte outside its alphabet.
+fn base64(text: &[u8]) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let sextets: Vec<u8> = text.iter().map_while(|&c| val(c)).collect();
+    let mut out = Vec::new();
+    for chunk in sextets.chunks(4) {
+        let mut acc = 0u32;
+        for (i, s) in chunk.iter().enumerate() {
+            acc |= u32::from(*s) << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
