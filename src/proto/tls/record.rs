@@ -366,6 +366,138 @@ mod tests {
         }
     }
 
+    const OPENSSL_TLS13_CLIENT: &[u8] = include_bytes!("testdata/openssl-tls13-client.bin");
+    const OPENSSL_TLS13_SERVER: &[u8] = include_bytes!("testdata/openssl-tls13-server.bin");
+    const OPENSSL_TLS12_CLIENT: &[u8] = include_bytes!("testdata/openssl-tls12-client.bin");
+    const OPENSSL_TLS12_SERVER: &[u8] = include_bytes!("testdata/openssl-tls12-server.bin");
+
+    fn all_messages(stream: &[u8]) -> Vec<TlsMessage> {
+        let (infos, used) = parse_records(stream);
+        assert_eq!(used, stream.len(), "whole stream is records");
+        infos.into_iter().flat_map(|i| i.messages).collect()
+    }
+
+    /// TDS 8.0 style: TLS 1.3 first on the wire with ALPN tds/8.0 (see testdata/README.md).
+    #[test]
+    fn openssl_tls13_tds8_style() {
+        let client = all_messages(OPENSSL_TLS13_CLIENT);
+        let TlsMessage::ClientHello(ch) = &client[0] else {
+            panic!("{:?}", client[0]);
+        };
+        // tshark: supported_version 0x0304,0x0303,0x0302,0x0301, ALPN tds/8.0, SNI.
+        assert_eq!(ch.supported_versions, vec![0x0304, 0x0303, 0x0302, 0x0301]);
+        assert_eq!(ch.max_version(), 0x0304);
+        assert_eq!(ch.alpn, vec!["tds/8.0".to_string()]);
+        assert_eq!(ch.sni.as_deref(), Some("sql1.corp.example"));
+        assert_eq!(ch.cipher_suites[0].name, "TLS_AES_256_GCM_SHA384");
+        assert_eq!(
+            client[1],
+            TlsMessage::ChangeCipherSpec,
+            "middlebox compatibility CCS"
+        );
+        assert!(client[2..]
+            .iter()
+            .all(|m| matches!(m, TlsMessage::ApplicationData { .. })));
+
+        let server = all_messages(OPENSSL_TLS13_SERVER);
+        let TlsMessage::ServerHello(sh) = &server[0] else {
+            panic!("{:?}", server[0]);
+        };
+        // tshark: legacy 0x0303, supported_version 0x0304, cipher 0x1302.
+        assert_eq!((sh.legacy_version, sh.version), (0x0303, 0x0304));
+        assert_eq!(super::super::version_name(sh.version), "TLS 1.3");
+        assert_eq!(sh.cipher.id, 0x1302);
+        assert_eq!(
+            sh.alpn, None,
+            "TLS 1.3 puts ALPN in the encrypted EncryptedExtensions"
+        );
+        assert!(!sh.hello_retry_request);
+        assert_eq!(server[1], TlsMessage::ChangeCipherSpec);
+        // Certificate and the rest are encrypted application data records in TLS 1.3.
+        assert!(server[2..]
+            .iter()
+            .all(|m| matches!(m, TlsMessage::ApplicationData { .. })));
+        assert!(!server
+            .iter()
+            .any(|m| matches!(m, TlsMessage::Certificate { .. })));
+    }
+
+    #[test]
+    fn openssl_tls12_with_san_certificate() {
+        let server = all_messages(OPENSSL_TLS12_SERVER);
+        let kinds: Vec<&str> = server
+            .iter()
+            .map(|m| match m {
+                TlsMessage::ServerHello(_) => "ServerHello",
+                TlsMessage::Certificate { .. } => "Certificate",
+                TlsMessage::ServerKeyExchange => "ServerKeyExchange",
+                TlsMessage::ServerHelloDone => "ServerHelloDone",
+                TlsMessage::NewSessionTicket => "NewSessionTicket",
+                TlsMessage::ChangeCipherSpec => "ChangeCipherSpec",
+                TlsMessage::EncryptedHandshake { .. } => "EncryptedHandshake",
+                TlsMessage::EncryptedAlert { .. } => "EncryptedAlert",
+                TlsMessage::ApplicationData { .. } => "ApplicationData",
+                _ => "other",
+            })
+            .collect();
+        // tshark: frame 24 types 2,11,12,14; frame 27 type 4 then CCS and encrypted Finished;
+        // frame 32 an (encrypted) alert.
+        assert_eq!(
+            kinds,
+            [
+                "ServerHello",
+                "Certificate",
+                "ServerKeyExchange",
+                "ServerHelloDone",
+                "NewSessionTicket",
+                "ChangeCipherSpec",
+                "EncryptedHandshake",
+                "EncryptedAlert"
+            ]
+        );
+        let TlsMessage::ServerHello(sh) = &server[0] else {
+            panic!()
+        };
+        assert_eq!((sh.version, sh.cipher.id), (0x0303, 0xc030));
+        let TlsMessage::Certificate { chain, .. } = &server[1] else {
+            panic!()
+        };
+        let c = &chain[0];
+        // tshark: serial 06583a37…, dNSName sql1.corp.example,*.db.corp.example,
+        // utcTime 2026-11-25 00:16:52 / 2036-11-22 00:16:52.
+        assert_eq!(c.serial, "06583a3739797dd9d18b055e436e47d96322678a");
+        assert_eq!(c.dns_names, vec!["sql1.corp.example", "*.db.corp.example"]);
+        assert_eq!(c.ip_addresses, vec!["127.0.0.1"]);
+        assert_eq!(c.not_before_rfc3339(), "2026-11-25T00:16:52Z");
+        assert_eq!(c.not_after_rfc3339(), "2036-11-22T00:16:52Z");
+        assert_eq!(c.subject, "CN=sql1.corp.example");
+        assert!(c.self_signed && !c.sql_server_fallback);
+        assert!(c.matches_host("sql1.corp.example"));
+        assert!(c.matches_host("reports.db.corp.example"));
+        assert!(c.matches_host("127.0.0.1"));
+        assert!(!c.matches_host("sql2.corp.example"));
+        assert_eq!(
+            c.validity_at(c.not_after + 1),
+            super::super::Validity::Expired
+        );
+
+        let client = all_messages(OPENSSL_TLS12_CLIENT);
+        let TlsMessage::ClientHello(ch) = &client[0] else {
+            panic!()
+        };
+        assert!(
+            ch.supported_versions.is_empty(),
+            "-tls1_2: no supported_versions"
+        );
+        assert_eq!(ch.max_version(), 0x0303);
+        assert!(ch.alpn.is_empty());
+        assert_eq!(client[1], TlsMessage::ClientKeyExchange);
+        assert_eq!(client[2], TlsMessage::ChangeCipherSpec);
+        assert!(matches!(client[3], TlsMessage::EncryptedHandshake { .. }));
+        assert!(matches!(client[4], TlsMessage::ApplicationData { .. }));
+        assert!(matches!(client[5], TlsMessage::EncryptedAlert { .. }));
+    }
+
     proptest::proptest! {
         #[test]
         fn any_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
