@@ -296,12 +296,12 @@ fn alpn_names(data: &[u8]) -> Vec<String> {
 
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A TDS 8.0 style ClientHello body, built by hand: TLS 1.3 offered through
     /// supported_versions, SNI and ALPN "tds/8.0".
-    const CLIENT_HELLO: &[u8] = &[
+    pub const CLIENT_HELLO: &[u8] = &[
         0x03, 0x03, /* legacy_version TLS 1.2 */
         0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
         0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,

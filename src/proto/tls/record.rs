@@ -125,7 +125,7 @@ impl TlsFlow {
                     });
                 }
             }
-            ContentType::Handshake if self.encrypted => {
+            ContentType::Handshake if self.encrypted && !is_plain_client_hello(record.fragment) => {
                 out.push(TlsMessage::EncryptedHandshake { len })
             }
             ContentType::Handshake => {
@@ -145,6 +145,20 @@ impl TlsFlow {
             }
         }
         out
+    }
+}
+
+/// RFC 8446 4.1.4 with D.4: after a HelloRetryRequest a TLS 1.3 client sends its
+/// compatibility ChangeCipherSpec and then a second ClientHello in clear. A handshake record
+/// holding exactly one message of type ClientHello is taken for that (an encrypted Finished
+/// matching by chance needs its first four bytes to spell its own length).
+fn is_plain_client_hello(fragment: &[u8]) -> bool {
+    match fragment {
+        [1, l0, l1, l2, body @ ..] => {
+            let len = usize::from(*l0) << 16 | usize::from(*l1) << 8 | usize::from(*l2);
+            len == body.len()
+        }
+        _ => false,
     }
 }
 
@@ -251,6 +265,21 @@ mod tests {
         assert_eq!(msgs[2], TlsMessage::EncryptedAlert { len: 2 });
         assert_eq!(msgs[3], TlsMessage::EncryptedHandshake { len: 40 });
         assert_eq!(msgs[4], TlsMessage::ApplicationData { len: 3 });
+    }
+
+    #[test]
+    fn second_client_hello_after_compatibility_ccs() {
+        let mut hello = vec![0x16, 0x03, 0x03, 0x00, 0x00];
+        let body = super::super::handshake::tests::CLIENT_HELLO;
+        let n = body.len() + 4;
+        hello[3..5].copy_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+        hello.extend_from_slice(&[1, 0, (body.len() >> 8) as u8, body.len() as u8]);
+        hello.extend_from_slice(body);
+        let mut buf = CCS.to_vec();
+        buf.extend_from_slice(&hello);
+        let (infos, _) = parse_records(&buf);
+        assert_eq!(infos[0].messages, vec![TlsMessage::ChangeCipherSpec]);
+        assert!(matches!(infos[1].messages[0], TlsMessage::ClientHello(_)));
     }
 
     #[test]
