@@ -30,6 +30,15 @@ pub struct CertInfo {
     pub ip_addresses: Vec<String>,
     /// Lower-case hex of the serial number.
     pub serial: String,
+    /// Signature algorithm short name ("sha256WithRSAEncryption"), or its dotted OID.
+    pub signature_algorithm: String,
+    /// Public key size in bits (RSA modulus, EC field), 0 when unknown.
+    pub key_bits: usize,
+    /// Extended key usage: `Some(true)` when it lists serverAuth (SQL Server requires it),
+    /// `None` when the certificate has no EKU extension (any use allowed).
+    pub server_auth_eku: Option<bool>,
+    /// basicConstraints cA.
+    pub is_ca: bool,
 }
 
 /// Where a time falls relative to a certificate's validity period (RFC 5280 4.1.2.5).
@@ -86,7 +95,21 @@ pub fn parse_certificate(der: &[u8]) -> Option<CertInfo> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let sig_oid = &cert.signature_algorithm.algorithm;
+    let signature_algorithm =
+        x509_parser::objects::oid2sn(sig_oid, x509_parser::objects::oid_registry())
+            .map(str::to_owned)
+            .unwrap_or_else(|_| sig_oid.to_id_string());
+    let key_bits = cert.public_key().parsed().map_or(0, |k| k.key_size());
+    let server_auth_eku = match cert.extended_key_usage() {
+        Ok(Some(eku)) => Some(eku.value.server_auth || eku.value.any),
+        _ => None,
+    };
     Some(CertInfo {
+        signature_algorithm,
+        key_bits,
+        server_auth_eku,
+        is_ca: cert.is_ca(),
         subject: subject.to_string(),
         issuer: issuer.to_string(),
         sql_server_fallback: common_name.as_deref() == Some(SQL_SERVER_FALLBACK_CN),
@@ -199,6 +222,10 @@ mod tests {
             dns_names: dns.iter().map(|s| s.to_string()).collect(),
             ip_addresses: vec!["10.0.0.5".into()],
             serial: "01".into(),
+            signature_algorithm: "sha256WithRSAEncryption".into(),
+            key_bits: 2048,
+            server_auth_eku: None,
+            is_ca: false,
         }
     }
 

@@ -66,7 +66,15 @@ pub struct ClientHello {
     pub extensions: Vec<u16>,
 }
 
+/// The ALPN protocol id of TDS 8.0 (MS-TDS, strict encryption: TLS before PRELOGIN).
+pub const ALPN_TDS8: &str = "tds/8.0";
+
 impl ClientHello {
+    /// Whether the client offers TDS 8.0 through ALPN.
+    pub fn offers_tds8(&self) -> bool {
+        self.alpn.iter().any(|p| p == ALPN_TDS8)
+    }
+
     /// The highest version offered: from `supported_versions` when present (GREASE ignored),
     /// else `legacy_version`.
     pub fn max_version(&self) -> u16 {
@@ -142,6 +150,34 @@ pub enum TlsMessage {
     Malformed {
         what: &'static str,
     },
+}
+
+impl TlsMessage {
+    /// The message's name as Wireshark shows it ("Client Hello", "Encrypted Handshake Message").
+    pub fn name(&self) -> &'static str {
+        match self {
+            TlsMessage::ClientHello(_) => "Client Hello",
+            TlsMessage::ServerHello(s) if s.hello_retry_request => "Hello Retry Request",
+            TlsMessage::ServerHello(_) => "Server Hello",
+            TlsMessage::Certificate { .. } => "Certificate",
+            TlsMessage::ServerKeyExchange => "Server Key Exchange",
+            TlsMessage::CertificateRequest => "Certificate Request",
+            TlsMessage::ServerHelloDone => "Server Hello Done",
+            TlsMessage::ClientKeyExchange => "Client Key Exchange",
+            TlsMessage::CertificateVerify => "Certificate Verify",
+            TlsMessage::Finished => "Finished",
+            TlsMessage::NewSessionTicket => "New Session Ticket",
+            TlsMessage::OtherHandshake { .. } => "Handshake",
+            TlsMessage::EncryptedHandshake { .. } => "Encrypted Handshake Message",
+            TlsMessage::ChangeCipherSpec => "Change Cipher Spec",
+            TlsMessage::Alert(_) => "Alert",
+            TlsMessage::EncryptedAlert { .. } => "Encrypted Alert",
+            TlsMessage::ApplicationData { .. } => "Application Data",
+            TlsMessage::Heartbeat { .. } => "Heartbeat",
+            TlsMessage::UnknownRecord { .. } => "Unknown Record",
+            TlsMessage::Malformed { .. } => "Malformed",
+        }
+    }
 }
 
 /// RFC 8446 4.1.3: SHA-256("HelloRetryRequest"), the random of a HelloRetryRequest.
@@ -353,6 +389,8 @@ pub(super) mod tests {
         );
         assert_eq!(ch.sni.as_deref(), Some("sql.local"));
         assert_eq!(ch.alpn, vec!["tds/8.0".to_string()]);
+        assert!(ch.offers_tds8());
+        assert_eq!(TlsMessage::ClientHello(ch.clone()).name(), "Client Hello");
         assert_eq!(ch.extensions, vec![0, 16, 43, 0xff01]);
     }
 

@@ -13,10 +13,12 @@ mod handshake;
 mod reassembly;
 mod record;
 
-pub use alert::{Alert, AlertLevel};
-pub use certificate::{parse_certificate, CertInfo, Validity};
+pub use alert::{alert_description_name, Alert, AlertLevel};
+pub use certificate::{
+    host_matches, parse_certificate, CertInfo, Validity, SQL_SERVER_FALLBACK_CN,
+};
 pub use handshake::{
-    parse_handshake, CipherSuite, ClientHello, HandshakeType, ServerHello, TlsMessage,
+    parse_handshake, CipherSuite, ClientHello, HandshakeType, ServerHello, TlsMessage, ALPN_TDS8,
 };
 pub use reassembly::{HandshakeReassembler, MAX_HANDSHAKE_MESSAGE};
 pub use record::{

@@ -74,6 +74,8 @@ pub fn parse_record(buf: &[u8]) -> Result<(TlsRecord<'_>, usize), ParseError> {
 /// What one record held.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsRecordInfo {
+    /// Where the record starts in the buffer given to `parse_records`.
+    pub offset: usize,
     pub content_type: ContentType,
     pub version: u16,
     /// Fragment length.
@@ -179,6 +181,7 @@ impl TlsFlow {
                 break;
             };
             infos.push(TlsRecordInfo {
+                offset: consumed,
                 content_type: record.content_type,
                 version: record.version,
                 len: record.fragment.len(),
@@ -256,6 +259,8 @@ mod tests {
         buf.extend_from_slice(&[0x17, 0x03]); // cut record: left for later
         let (infos, used) = parse_records(&buf);
         assert_eq!(used, buf.len() - 2);
+        let offsets: Vec<usize> = infos.iter().map(|i| i.offset).collect();
+        assert_eq!(offsets, [0, 7, 13, 20, 65]);
         let msgs: Vec<_> = infos.iter().flat_map(|i| i.messages.clone()).collect();
         assert_eq!(msgs.len(), 5);
         assert!(
@@ -293,6 +298,7 @@ mod tests {
             }]
         );
         assert_eq!(infos[0].content_type, ContentType::Unknown(0x30));
+        assert_eq!(infos[0].offset, 0);
     }
 
     /// The server's flight in frame 11 of the lab capture healthy-tsql-login-tls.pcap (SQL
@@ -331,6 +337,14 @@ mod tests {
         assert_eq!(c.not_after_rfc3339(), "2036-11-21T23:52:56Z");
         assert!(c.dns_names.is_empty());
         assert!(!c.matches_host("sqlserver"));
+        // tshark: algorithmIdentifier sha256WithRSAEncryption, rsaEncryption; cA True.
+        assert_eq!(c.signature_algorithm, "sha256WithRSAEncryption");
+        assert_eq!(c.key_bits, 2048);
+        assert!(c.is_ca);
+        assert_eq!(
+            c.server_auth_eku, None,
+            "three extensions: AKI, basicConstraints, SKI"
+        );
         assert_eq!(msgs[2], TlsMessage::ServerKeyExchange);
         assert_eq!(msgs[3], TlsMessage::ServerHelloDone);
     }
@@ -501,6 +515,9 @@ mod tests {
         assert_eq!(c.not_after_rfc3339(), "2036-11-22T00:16:52Z");
         assert_eq!(c.subject, "CN=sql1.corp.example");
         assert!(c.self_signed && !c.sql_server_fallback);
+        assert_eq!(c.signature_algorithm, "sha256WithRSAEncryption");
+        assert_eq!(c.key_bits, 2048);
+        assert_eq!(c.server_auth_eku, None);
         assert!(c.matches_host("sql1.corp.example"));
         assert!(c.matches_host("reports.db.corp.example"));
         assert!(c.matches_host("127.0.0.1"));
