@@ -49,59 +49,93 @@ impl HandshakeReassembler {
 
     /// Feeds one handshake record's fragment; calls `on_message(msg_type, body)` for every
     /// message it completes. A message longer than the limit is skipped (its bytes counted off
-    /// as they arrive) and reported once as `TooLarge`, after the messages before it.
+    /// as they arrive, framing resumes after it) and reported as `TooLarge` once the fragment
+    /// is processed. Bytes are copied only for a message that spans records, and only once.
     pub fn push(
         &mut self,
         fragment: &[u8],
         mut on_message: impl FnMut(u8, &[u8]),
     ) -> Result<(), ParseError> {
         let mut input = fragment;
-        if self.skip > 0 {
-            let n = self.skip.min(input.len());
-            self.skip -= n;
+        let mut result = Ok(());
+        loop {
+            if self.skip > 0 {
+                let n = self.skip.min(input.len());
+                self.skip -= n;
+                input = input.get(n..).unwrap_or_default();
+            }
+            if self.pending.is_empty() || input.is_empty() {
+                break;
+            }
+            // Complete the header, then the body, of the message begun in earlier records.
+            let have = self.pending.len();
+            let want = match message_len(&self.pending) {
+                None => HEADER_LEN,
+                Some(len) if len > self.max => {
+                    result = Err(self.too_large(len));
+                    self.skip = (HEADER_LEN + len).saturating_sub(have);
+                    self.pending.clear();
+                    continue;
+                }
+                Some(len) => HEADER_LEN + len,
+            };
+            let n = want.saturating_sub(have).min(input.len());
+            self.pending
+                .extend_from_slice(input.get(..n).unwrap_or_default());
             input = input.get(n..).unwrap_or_default();
+            if let (Some(len), [msg_type, ..]) = (message_len(&self.pending), &self.pending[..]) {
+                if self.pending.len() == HEADER_LEN + len {
+                    on_message(
+                        *msg_type,
+                        self.pending.get(HEADER_LEN..).unwrap_or_default(),
+                    );
+                    self.pending.clear();
+                }
+            }
         }
-        if self.pending.is_empty() {
-            let (rest, res) = self.walk(input, &mut on_message);
-            self.pending.extend_from_slice(rest);
-            res
-        } else {
-            let mut data = std::mem::take(&mut self.pending);
-            data.extend_from_slice(input);
-            let (rest, res) = self.walk(&data, &mut on_message);
-            let mut pending = Vec::with_capacity(rest.len());
-            pending.extend_from_slice(rest);
-            self.pending = pending;
-            res
+        while !input.is_empty() && self.skip == 0 {
+            let Some(len) = message_len(input) else {
+                break;
+            };
+            if len > self.max {
+                result = Err(self.too_large(len));
+                let total = HEADER_LEN + len;
+                let n = total.min(input.len());
+                self.skip = total - n;
+                input = input.get(n..).unwrap_or_default();
+                continue;
+            }
+            let Some(message) = input.get(..HEADER_LEN + len) else {
+                break;
+            };
+            if let [msg_type, ..] = message {
+                on_message(*msg_type, message.get(HEADER_LEN..).unwrap_or_default());
+            }
+            input = input.get(HEADER_LEN + len..).unwrap_or_default();
         }
+        // What is left starts a message that later records complete.
+        self.pending.extend_from_slice(input);
+        result
     }
 
-    /// Emits whole messages from `data`; returns the unfinished tail to keep.
-    fn walk<'d>(
-        &mut self,
-        mut data: &'d [u8],
-        on_message: &mut impl FnMut(u8, &[u8]),
-    ) -> (&'d [u8], Result<(), ParseError>) {
-        loop {
-            let [msg_type, l0, l1, l2, rest @ ..] = data else {
-                return (data, Ok(()));
-            };
-            let len = usize::from(*l0) << 16 | usize::from(*l1) << 8 | usize::from(*l2);
-            if len > self.max {
-                self.skip = len.saturating_sub(rest.len());
-                let err = ParseError::TooLarge {
-                    what: "TLS handshake message",
-                    len,
-                    max: self.max,
-                };
-                return (&[], Err(err));
-            }
-            let Some(body) = rest.get(..len) else {
-                return (data, Ok(()));
-            };
-            on_message(*msg_type, body);
-            data = rest.get(len..).unwrap_or_default();
+    fn too_large(&self, len: usize) -> ParseError {
+        ParseError::TooLarge {
+            what: "TLS handshake message",
+            len,
+            max: self.max,
         }
+    }
+}
+
+const HEADER_LEN: usize = 4;
+
+/// The uint24 body length of the handshake message starting `data`, once its header is there.
+fn message_len(data: &[u8]) -> Option<usize> {
+    match data {
+        [_, l0, l1, l2, ..] => {
+            Some(usize::from(*l0) << 16 | usize::from(*l1) << 8 | usize::from(*l2))
+        }
+        _ => None,
     }
 }
 
@@ -160,6 +194,23 @@ mod tests {
         let (out, ok) = collect(&mut r, &[0x0b, 0x00, 0x00, 0x06, 1, 2]);
         assert!(!ok && out.is_empty());
         let (out, ok) = collect(&mut r, &[3, 4, 5, 6, 0x0e, 0x00, 0x00, 0x00]);
+        assert!(ok);
+        assert_eq!(out, vec![(0x0e, vec![])]);
+    }
+
+    #[test]
+    fn oversized_message_inside_one_fragment_does_not_hide_the_next() {
+        let mut r = HandshakeReassembler::with_limit(4);
+        let (out, ok) = collect(&mut r, &[0x0b, 0, 0, 6, 1, 2, 3, 4, 5, 6, 0x0e, 0, 0, 0]);
+        assert!(!ok);
+        assert_eq!(out, vec![(0x0e, vec![])]);
+        // Oversized header completed across fragments.
+        let mut r = HandshakeReassembler::with_limit(4);
+        let (out, ok) = collect(&mut r, &[0x0b, 0]);
+        assert!(ok && out.is_empty());
+        let (_, ok) = collect(&mut r, &[0, 6, 1]);
+        assert!(!ok);
+        let (out, ok) = collect(&mut r, &[2, 3, 4, 5, 6, 0x0e, 0, 0, 0]);
         assert!(ok);
         assert_eq!(out, vec![(0x0e, vec![])]);
     }
