@@ -5,6 +5,7 @@ mod cli;
 mod decode_tshark;
 mod generated;
 mod passwords;
+mod proto_tls_tshark;
 mod proto_udp_tshark;
 mod schema;
 mod tds_tshark;

@@ -52,8 +52,10 @@ macro_rules! open_enum {
 
 pub mod dns;
 pub mod kerberos;
+pub mod ntlm;
 pub mod ssrp;
 pub mod tds;
+pub mod tls;
 
 /// Why a parser could not produce a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
