@@ -352,7 +352,7 @@ fn parse_authenticate(buf: &[u8]) -> Result<Authenticate, ParseError> {
     };
     let lm_len = lm.map_or(0, <[u8]>::len);
     let anonymous = flags & flags::ANONYMOUS != 0
-        || (user.is_empty() && nt_len == 0 && lm.map_or(true, |l| l.iter().all(|&b| b == 0)));
+        || (user.is_empty() && nt_len == 0 && lm.is_none_or(|l| l.iter().all(|&b| b == 0)));
     Ok(Authenticate {
         flags,
         user,
