@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 use crate::capture::{self, FrameSource};
 use crate::decode::{Decoded, Decoder};
 use crate::diagnose;
 use crate::facts::{CaptureFacts, InputDamage};
 use crate::limits::Limits;
-use crate::report::model::{Input, Severity, Totals};
+use crate::report::model::{Connection, Input, Severity, Totals};
 use crate::report::{self, ReportWriter};
 use crate::session::forward::{replay, Batch, Forwarder};
 use crate::session::patterns::Patterns;
@@ -69,10 +69,10 @@ struct Reported {
 fn report_connections(
     batches: Receiver<Batch>,
     recycle: Sender<Batch>,
-    out: &mut (dyn ReportWriter + Send),
+    to_writer: SyncSender<Connection>,
     settings: &diagnose::Settings,
     verbose: bool,
-) -> std::io::Result<Reported> {
+) -> Reported {
     let mut sessions = Sessions::new();
     let mut r = Reported {
         patterns: Patterns::default(),
@@ -89,13 +89,33 @@ fn report_connections(
             let outcome = diagnose::outcome(&facts);
             *r.outcomes.entry(outcome.as_str()).or_default() += 1;
             r.connections += 1;
-            out.connection(&report::connection(&facts, outcome, findings, verbose))?;
+            if to_writer
+                .send(report::connection(&facts, outcome, findings, verbose))
+                .is_err()
+            {
+                // The writer failed (its error is reported from its thread): stop here.
+                return r;
+            }
         }
         // The reading thread may have finished already; then the batch is simply dropped.
         let _ = recycle.send(batch);
     }
-    Ok(r)
+    r
 }
+
+/// The writing thread: formats each connection's report as it comes.
+fn write_connections(
+    connections: Receiver<Connection>,
+    out: &mut (dyn ReportWriter + Send),
+) -> std::io::Result<()> {
+    for c in connections {
+        out.connection(&c)?;
+    }
+    Ok(())
+}
+
+/// Connection reports queued for the writer.
+const CONNECTIONS_IN_FLIGHT: usize = 256;
 
 /// Batches in flight between the threads: enough to keep both busy, few enough to keep memory
 /// flat (each is a few hundred KiB).
@@ -103,8 +123,9 @@ const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Reads every input, writes each connection as it ends, then the totals.
 ///
-/// Two threads: this one reads, decodes and tracks TCP; a second one decodes TDS, diagnoses
-/// and writes. Events cross in order, so the report does not depend on thread timing.
+/// Three threads: this one reads, decodes and tracks TCP; a second decodes TDS and diagnoses;
+/// a third writes the report. Everything crosses in order through bounded channels, so the
+/// report does not depend on thread timing.
 pub fn analyze(
     paths: &[PathBuf],
     opts: &Options,
@@ -122,12 +143,13 @@ pub fn analyze(
     let (to_sessions, batches) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
     let (recycle, recycled) = channel::<Batch>();
     let settings = &opts.settings;
-    // Reborrowed for the reporting thread; the totals are written here once it is done.
+    let (to_writer, connections) = sync_channel::<Connection>(CONNECTIONS_IN_FLIGHT);
+    // Reborrowed for the writing thread; the totals are written here once it is done.
     let out_for_thread: &mut (dyn ReportWriter + Send) = &mut *out;
-    let reported = std::thread::scope(|scope| {
-        let reporter = scope.spawn(move || {
-            report_connections(batches, recycle, out_for_thread, settings, opts.verbose)
-        });
+    let (reported, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || write_connections(connections, out_for_thread));
+        let reporter = scope
+            .spawn(move || report_connections(batches, recycle, to_writer, settings, opts.verbose));
         let mut forwarder = Forwarder::new(to_sessions, recycled);
         read_inputs(
             &ordered,
@@ -141,10 +163,13 @@ pub fn analyze(
         );
         // Dropping the forwarder closes the channel: the reporter finishes its queue and ends.
         drop(forwarder);
-        reporter
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the reporting thread failed")))
-    })?;
+        let failed = |what: &str| std::io::Error::other(format!("the {what} thread failed"));
+        let reported = reporter.join().map_err(|_| failed("reporting"));
+        let written = writer.join().unwrap_or_else(|_| Err(failed("writing")));
+        (reported, written)
+    });
+    written?;
+    let reported = reported?;
 
     result.connections = reported.connections;
     result.error_findings = reported.error_findings;

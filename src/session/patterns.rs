@@ -24,8 +24,9 @@ pub const BACKLOG_WINDOW_NS: i64 = 5_000_000_000;
 /// A client port used again for the same server within this time reused it before TIME_WAIT
 /// could have ended on Linux (60 s) — the pool of ephemeral ports is being cycled through.
 pub const PORT_REUSE_NS: i64 = 60_000_000_000;
-/// Connections per client remembered for port reuse.
-const MAX_PORTS_REMEMBERED: usize = 65_536;
+/// (client, port, server) uses remembered for port reuse, across all clients: one client
+/// cycling through Linux's whole ephemeral range (28,232 ports) fits, and the memory is fixed.
+const MAX_PORTS_REMEMBERED: usize = 32_768;
 
 /// Width of a time bucket. Connections are reported when they end (after a linger), not in
 /// time order, so events are counted in buckets that tolerate arrival out of order.
@@ -160,8 +161,34 @@ impl ServerState {
 #[derive(Default)]
 struct ClientState {
     facts: ClientFacts,
-    /// Last use of each (client port, server) pair.
-    ports: HashMap<(u16, SocketAddr), Timestamp>,
+}
+
+type PortKey = (IpAddr, u16, SocketAddr);
+
+/// Recent uses of client ports, oldest first, bounded in count and in time.
+#[derive(Default)]
+struct RecentPorts {
+    last_use: HashMap<PortKey, Timestamp>,
+    order: std::collections::VecDeque<(PortKey, Timestamp)>,
+}
+
+impl RecentPorts {
+    /// Records a use at `ts`; returns the previous use if it was within the reuse window.
+    fn use_port(&mut self, key: PortKey, ts: Timestamp) -> Option<Timestamp> {
+        while let Some(&(old, at)) = self.order.front() {
+            let expired = ts.nanos_since(at) > PORT_REUSE_NS;
+            if !expired && self.order.len() < MAX_PORTS_REMEMBERED {
+                break;
+            }
+            self.order.pop_front();
+            if self.last_use.get(&old) == Some(&at) {
+                self.last_use.remove(&old);
+            }
+        }
+        let previous = self.last_use.insert(key, ts);
+        self.order.push_back((key, ts));
+        previous.filter(|p| ts.nanos_since(*p) <= PORT_REUSE_NS)
+    }
 }
 
 /// Aggregates updated per finished connection.
@@ -169,6 +196,7 @@ struct ClientState {
 pub struct Patterns {
     servers: HashMap<SocketAddr, ServerState>,
     clients: HashMap<IpAddr, ClientState>,
+    ports: RecentPorts,
     /// Endpoints not tracked because of [`MAX_ENDPOINTS`].
     pub untracked: u64,
 }
@@ -261,15 +289,13 @@ impl Patterns {
             }
         }
         if let Some(syn) = t.dir(Direction::ToServer).syn {
-            let key = (t.client.port(), t.server);
-            if let Some(prev) = cl.ports.get(&key) {
-                if syn.ts.nanos_since(*prev) <= PORT_REUSE_NS {
-                    cl.facts.port_reuses += 1;
-                    cl.facts.port_reuse_example.get_or_insert(syn);
-                }
-            }
-            if cl.ports.len() < MAX_PORTS_REMEMBERED || cl.ports.contains_key(&key) {
-                cl.ports.insert(key, start);
+            if self
+                .ports
+                .use_port((ip, t.client.port(), t.server), start)
+                .is_some()
+            {
+                cl.facts.port_reuses += 1;
+                cl.facts.port_reuse_example.get_or_insert(syn);
             }
         }
     }
