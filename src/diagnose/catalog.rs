@@ -41,6 +41,9 @@ pub enum Code {
     PatternNoPooling,
     PatternPortExhaustion,
     PatternChatty,
+    TlsHandshakeFailed,
+    TlsLegacyVersion,
+    TlsCertificateProblem,
 }
 
 impl Code {
@@ -81,6 +84,9 @@ impl Code {
             Code::PatternNoPooling => "pattern.no_pooling",
             Code::PatternPortExhaustion => "pattern.port_exhaustion",
             Code::PatternChatty => "pattern.chatty",
+            Code::TlsHandshakeFailed => "tls.handshake_failed",
+            Code::TlsLegacyVersion => "tls.legacy_version",
+            Code::TlsCertificateProblem => "tls.certificate_problem",
         }
     }
 
@@ -100,7 +106,9 @@ impl Code {
             | Code::TcpKeepaliveUnanswered
             | Code::TcpRetransmissionStorm
             | Code::PatternMassReset
-            | Code::PatternListenBacklog => Severity::Error,
+            | Code::PatternListenBacklog
+            | Code::TlsHandshakeFailed => Severity::Error,
+            Code::TlsLegacyVersion | Code::TlsCertificateProblem => Severity::Warning,
             Code::PatternNoPooling | Code::PatternPortExhaustion | Code::PatternChatty => {
                 Severity::Warning
             }
@@ -247,6 +255,18 @@ impl Code {
             ],
             Code::PatternChatty => &[
                 "The application sends many small statements one after another: each costs a network round trip. Batch them (table-valued parameters, set-based statements, stored procedures) or run the application closer to the server.",
+            ],
+            Code::TlsHandshakeFailed => &[
+                "If the client rejected the certificate: install a certificate from a CA the client trusts, whose name matches the server name in the connection string, on the SQL Server (SQL Server Configuration Manager, Protocols, Certificate), or set TrustServerCertificate=True only for testing.",
+                "If no protocol version was common: the client and server must share TLS 1.2 (old SQL Server builds need TLS 1.2 updates; old clients need TLS 1.2 enabled; TLS 1.0/1.1 are disabled on current Windows).",
+                "Read the server's ERRORLOG and the System event log (Schannel events 36871, 36874, 36888) at the time of the failure.",
+            ],
+            Code::TlsLegacyVersion => &[
+                "Enable TLS 1.2 (or 1.3) on both sides: update SQL Server to a build with TLS 1.2 support and update the client driver; TLS 1.0 and 1.1 are being disabled everywhere and will break this connection.",
+            ],
+            Code::TlsCertificateProblem => &[
+                "Install a certificate issued by a CA the clients trust, with the server's fully qualified name in its subject or subject alternative names, and select it for the instance in SQL Server Configuration Manager; restart the service.",
+                "Until then, clients that validate certificates (Encrypt=True/Mandatory without TrustServerCertificate, ODBC 18 and Microsoft.Data.SqlClient 4+ by default) will refuse to connect.",
             ],
             Code::TcpServerClosed => &[
                 "The server closed the connection first: normal after a KILL, a fatal error, or the server's own idle policies; check the ERRORLOG if the client did not expect it.",

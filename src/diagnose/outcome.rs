@@ -19,6 +19,8 @@ pub enum Outcome {
     HalfClosed,
     /// Still open when the capture ended.
     Open,
+    /// The TLS handshake never carried the login (rejected certificate, no common version).
+    TlsFailed,
     /// The server refused the login.
     LoginFailed,
     /// The client gave up waiting for the login to finish.
@@ -35,6 +37,7 @@ impl Outcome {
             Outcome::Reset => "reset",
             Outcome::HalfClosed => "half_closed",
             Outcome::Open => "open",
+            Outcome::TlsFailed => "tls_failed",
             Outcome::LoginFailed => "login_failed",
             Outcome::LoginTimeout => "login_timeout",
         }
@@ -56,6 +59,14 @@ pub fn outcome(c: &ConnectionFacts) -> Outcome {
         if server.frames == 0 {
             return Outcome::NoAnswer;
         }
+    }
+    let tls_failed = c
+        .tds
+        .as_ref()
+        .and_then(|d| d.tls.as_ref())
+        .is_some_and(|tls| tls.client_hello.is_some() && tls.application_data.is_none());
+    if tls_failed && !matches!(t.end, TcpEnd::Open) {
+        return Outcome::TlsFailed;
     }
     match super::login::login_outcome(c) {
         Some(super::login::LoginOutcome::Failed) => return Outcome::LoginFailed,

@@ -156,12 +156,46 @@ pub struct TlsFacts {
     /// True when TLS records travelled inside PRELOGIN packets (TDS 7.x); false for TLS first
     /// (TDS 8.0 strict).
     pub in_prelogin: bool,
+    /// The client offered ALPN `tds/8.0`: TDS 8.0 strict encryption.
+    pub strict: bool,
     pub client_hello: Option<Mark>,
+    /// The highest version the client offered, and the server name it asked for (SNI).
+    pub client_max_version: Option<u16>,
+    pub sni: Option<String>,
     pub server_hello: Option<Mark>,
-    /// (level, description) of the first alert seen unencrypted.
+    /// The version and cipher suite the server chose.
+    pub version: Option<u16>,
+    pub cipher: Option<&'static str>,
+    /// The server's certificate (the chain's first).
+    pub certificate: Option<CertificateFacts>,
+    /// (level, description) of the first alert seen unencrypted, and who sent it.
     pub alert: Option<(Mark, u8, u8)>,
+    pub alert_from: Option<Direction>,
+    /// ChangeCipherSpec (or the encrypted Finished) of each side: the handshake's last steps.
+    pub client_finished: Option<Mark>,
+    pub server_finished: Option<Mark>,
     /// The client's first record after the handshake (LOGIN7 inside TLS): the handshake ended.
     pub application_data: Option<Mark>,
+}
+
+/// What a server certificate says, for the certificate rules.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CertificateFacts {
+    pub at: Option<Mark>,
+    pub subject: String,
+    pub issuer: String,
+    pub common_name: Option<String>,
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+    pub not_before_text: String,
+    pub not_after_text: String,
+    pub self_signed: bool,
+    /// SQL Server's own certificate, generated at start-up when none is configured.
+    pub sql_server_fallback: bool,
+    pub dns_names: Vec<String>,
+    /// Whether the certificate names the host the client asked for (SNI), when it asked.
+    pub matches_sni: Option<bool>,
 }
 
 /// A client request and what came of it.
@@ -239,6 +273,9 @@ pub struct TdsFacts {
     /// Bytes of TLS application data after login (full encryption).
     pub encrypted_after_login: bool,
     pub last_app_data: Option<Mark>,
+    /// Bytes of the stream the capture lost (either direction): message-level conclusions
+    /// about what was or was not sent are unsafe after one.
+    pub gaps: u32,
 }
 
 /// A capture input's damage, as the reader reported it.

@@ -240,7 +240,11 @@ fn login(c: &ConnectionFacts) -> Option<Login> {
             .as_ref()
             .and_then(|p| p.encryption)
             .map(|e| e.as_str()),
-        tls_version: None,
+        tls_version: t
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.version)
+            .map(|v| crate::proto::tls::version_name(v).to_string()),
         auth: l7.map(|l| l.auth.as_str()),
         error,
         steps_ms: steps,

@@ -6,9 +6,9 @@
 //! through. The connection is recognised as TDS from structure, not from the port.
 
 use crate::facts::{
-    Anomaly, AnomalyKind, AttentionFacts, AuthKind, Dialect, EncryptionSetting, Login7Facts,
-    LoginAckFacts, PreloginFacts, RequestFacts, RequestKind, RoutingFacts, ServerError, TdsFacts,
-    TlsFacts, MAX_KEPT_PER_CONNECTION,
+    Anomaly, AnomalyKind, AttentionFacts, AuthKind, CertificateFacts, Dialect, EncryptionSetting,
+    Login7Facts, LoginAckFacts, PreloginFacts, RequestFacts, RequestKind, RoutingFacts,
+    ServerError, TdsFacts, TlsFacts, MAX_KEPT_PER_CONNECTION,
 };
 use crate::proto::tds::framer::{Framer, FramerItem};
 use crate::proto::tds::header::HeaderRepr;
@@ -16,6 +16,7 @@ use crate::proto::tds::login7::{parse_login7, MAX_LOGIN7_LEN};
 use crate::proto::tds::prelogin::{is_tls_record, parse_prelogin, Encryption, Prelogin};
 use crate::proto::tds::tokens::{done_status, parse_token, EnvChange, Token, TokenContext};
 use crate::proto::tds::{PacketType, TdsVersion};
+use crate::proto::tls::{TlsFlow, TlsMessage};
 use crate::proto::ParseError;
 use crate::tcp::{Direction, Mark};
 
@@ -95,6 +96,11 @@ pub struct TdsSession {
     pub anomalies: Vec<Anomaly>,
     /// TLS records seen directly on TCP.
     tls_direct: bool,
+    /// TLS state per role (client, server), and the TLS record being rebuilt per TCP direction.
+    tls_flows: [TlsFlow; 2],
+    tls_records: [Vec<u8>; 2],
+    /// Per TCP direction: bytes were lost from the capture and no whole packet followed yet.
+    after_gap: [bool; 2],
     /// Messages started by the client and ended by the server, for telling a mid-message
     /// start of the capture from a malformed message.
     client_messages: u64,
@@ -166,6 +172,9 @@ impl TdsSession {
             facts: None,
             anomalies: Vec::new(),
             tls_direct: false,
+            tls_flows: [TlsFlow::new(), TlsFlow::new()],
+            tls_records: [Vec::new(), Vec::new()],
+            after_gap: [false, false],
             client_messages: 0,
             server_messages: 0,
         }
@@ -228,6 +237,13 @@ impl TdsSession {
         if let Some(f) = self.framers.get_mut(i) {
             f.on_gap(len);
         }
+        // Skipping to the next header after bytes the capture lost is expected, not a fault.
+        if let Some(g) = self.after_gap.get_mut(i) {
+            *g = true;
+        }
+        if let Some(f) = self.facts.as_mut() {
+            f.gaps = f.gaps.saturating_add(1);
+        }
         // Whatever message was in progress in that direction is no longer whole.
         match self.role(dir) {
             Direction::ToServer => self.client = ClientMessage::default(),
@@ -270,19 +286,23 @@ impl TdsSession {
                     data,
                     first,
                     last,
-                } => self.on_packet_piece(dir, at, header, data, first, last),
+                } => {
+                    if last {
+                        if let Some(g) = self.after_gap.get_mut(i) {
+                            *g = false;
+                        }
+                    }
+                    self.on_packet_piece(dir, at, header, data, first, last)
+                }
                 FramerItem::Tls {
                     content_type,
                     data,
                     first,
-                    ..
-                } => {
-                    if first {
-                        self.on_tls_piece(dir, at, content_type, data)
-                    }
-                }
+                    last,
+                } => self.on_tls_piece(dir, at, content_type, data, first, last),
                 FramerItem::Skipped { bytes } => {
-                    if self.detection == Detection::Tds {
+                    let expected = self.after_gap.get(i).copied().unwrap_or(false);
+                    if self.detection == Detection::Tds && !expected {
                         self.anomaly(
                             AnomalyKind::TdsResync,
                             at,
@@ -536,6 +556,11 @@ impl TdsSession {
     }
 
     fn malformed(&mut self, at: Mark, dir: Direction, what: &str, e: &ParseError) {
+        // After the capture lost bytes of the stream, a message that does not parse is the
+        // loss showing, not the sender's fault (capture.packet_loss or truncated frames say it).
+        if self.facts.as_ref().is_some_and(|f| f.gaps > 0) {
+            return;
+        }
         let kind = match e {
             ParseError::TooLarge { .. } => AnomalyKind::TdsTooLarge,
             _ => AnomalyKind::MalformedTds,
@@ -757,25 +782,31 @@ impl TdsSession {
     }
 
     /// TLS records carried inside PRELOGIN packets (`in_prelogin`) or straight on TCP.
+    /// Whole TLS records, carried inside PRELOGIN packets (`in_prelogin`) or rebuilt from
+    /// records straight on TCP: decoded with each direction's TLS state.
     fn on_tls_handshake(&mut self, role: Direction, at: Mark, records: &[u8], in_prelogin: bool) {
-        let mut rest = records;
-        let mut guard = 64;
-        while guard > 0 {
-            guard -= 1;
-            let Some((ct, body, tail)) = split_tls_record(rest) else {
-                break;
-            };
-            self.on_tls_record(role, at, ct, body, in_prelogin);
-            rest = tail;
+        let flow = match role {
+            Direction::ToServer => &mut self.tls_flows[0],
+            Direction::ToClient => &mut self.tls_flows[1],
+        };
+        let (infos, _) = flow.parse_records(records);
+        for info in infos {
+            let content_type = u8::from(info.content_type);
+            if info.messages.is_empty() {
+                self.on_tls_message(role, at, content_type, None, in_prelogin);
+            }
+            for msg in info.messages {
+                self.on_tls_message(role, at, content_type, Some(msg), in_prelogin);
+            }
         }
     }
 
-    fn on_tls_record(
+    fn on_tls_message(
         &mut self,
         role: Direction,
         at: Mark,
         content_type: u8,
-        body: &[u8],
+        msg: Option<TlsMessage>,
         in_prelogin: bool,
     ) {
         let phase = self.phase;
@@ -784,23 +815,50 @@ impl TdsSession {
             in_prelogin,
             ..TlsFacts::default()
         });
-        match content_type {
-            22 => match (role, body.first()) {
-                (Direction::ToServer, Some(1)) => {
-                    tls.client_hello.get_or_insert(at);
-                }
-                (Direction::ToClient, Some(2)) => {
-                    tls.server_hello.get_or_insert(at);
-                }
-                _ => {}
-            },
-            21 => {
-                // Alerts before the handshake ends are readable: level, description.
-                if let (None, [level, desc]) = (tls.application_data, body) {
-                    tls.alert.get_or_insert((at, *level, *desc));
+        match msg {
+            Some(TlsMessage::ClientHello(h)) if tls.client_hello.is_none() => {
+                tls.client_hello = Some(at);
+                tls.client_max_version = Some(h.max_version());
+                tls.strict |= h.offers_tds8();
+                tls.sni = h.sni;
+            }
+            Some(TlsMessage::ServerHello(h)) if tls.server_hello.is_none() => {
+                tls.server_hello = Some(at);
+                tls.version = Some(h.version);
+                tls.cipher = Some(h.cipher.name);
+            }
+            Some(TlsMessage::Certificate { chain, .. }) if role == Direction::ToClient => {
+                if let (None, Some(leaf)) = (&tls.certificate, chain.first()) {
+                    tls.certificate = Some(CertificateFacts {
+                        at: Some(at),
+                        subject: leaf.subject.clone(),
+                        issuer: leaf.issuer.clone(),
+                        common_name: leaf.common_name.clone(),
+                        not_before: leaf.not_before,
+                        not_after: leaf.not_after,
+                        not_before_text: leaf.not_before_rfc3339(),
+                        not_after_text: leaf.not_after_rfc3339(),
+                        self_signed: leaf.self_signed,
+                        sql_server_fallback: leaf.sql_server_fallback,
+                        dns_names: leaf.dns_names.clone(),
+                        matches_sni: tls.sni.as_deref().map(|h| leaf.matches_host(h)),
+                    });
                 }
             }
-            23 => {
+            Some(TlsMessage::Alert(a)) => {
+                if tls.alert.is_none() && tls.application_data.is_none() {
+                    tls.alert = Some((at, a.level.into(), a.description));
+                    tls.alert_from = Some(role);
+                }
+            }
+            Some(TlsMessage::ChangeCipherSpec | TlsMessage::EncryptedHandshake { .. }) => {
+                let done = match role {
+                    Direction::ToServer => &mut tls.client_finished,
+                    Direction::ToClient => &mut tls.server_finished,
+                };
+                done.get_or_insert(at);
+            }
+            _ if content_type == 23 => {
                 if role == Direction::ToServer && tls.application_data.is_none() {
                     tls.application_data = Some(at);
                     if phase != Phase::LoggedIn && facts.login7.is_none() {
@@ -820,30 +878,71 @@ impl TdsSession {
         }
     }
 
-    /// The first piece of a TLS record straight on TCP (after the handshake, or TDS 8.0
-    /// strict from the start): only its first bytes matter (handshake type, alert).
-    fn on_tls_piece(&mut self, tcp_dir: Direction, at: Mark, content_type: u8, data: &[u8]) {
-        if self.detection != Detection::Tds {
-            // TLS first on a connection: TDS 8.0 strict or plain HTTPS — not confirmed here.
+    /// A piece of a TLS record straight on TCP: after the TDS 7.x handshake, or from the start
+    /// with TDS 8.0 strict. Handshake and alert records are rebuilt whole (bounded) and
+    /// decoded; application data is only noted.
+    fn on_tls_piece(
+        &mut self,
+        tcp_dir: Direction,
+        at: Mark,
+        content_type: u8,
+        data: &[u8],
+        first: bool,
+        last: bool,
+    ) {
+        let probing = self.detection == Detection::Probing;
+        if !probing && self.detection != Detection::Tds {
+            return;
+        }
+        // While probing, only a client's first record can show TDS 8.0 (ALPN tds/8.0).
+        let role = if probing {
+            Direction::ToServer
+        } else {
+            self.role(tcp_dir)
+        };
+        if probing && !(content_type == 22 && tcp_dir == Direction::ToServer) {
             return;
         }
         self.tls_direct = true;
-        let role = self.role(tcp_dir);
-        let body = data.get(..data.len().min(2)).unwrap_or(&[]);
-        self.on_tls_record(role, at, content_type, body, false);
-    }
-}
-
-/// Splits a TLS record off the front of `buf`: (content type, body, rest).
-fn split_tls_record(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    match buf {
-        [ct @ 20..=23, 3, _, hi, lo, rest @ ..] => {
-            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-            let body = rest.get(..len).unwrap_or(rest);
-            let tail = rest.get(len..).unwrap_or(&[]);
-            Some((*ct, body, tail))
+        let i = tcp_dir.index();
+        if content_type == 23 {
+            if first && !probing {
+                self.on_tls_message(role, at, 23, None, false);
+            }
+            return;
         }
-        _ => None,
+        let Some(buf) = self.tls_records.get_mut(i) else {
+            return;
+        };
+        if first {
+            buf.clear();
+            buf.extend_from_slice(&[content_type, 3, 3, 0, 0]);
+        }
+        if buf.len() + data.len() <= MAX_SMALL_MESSAGE {
+            buf.extend_from_slice(data);
+        }
+        if !last {
+            return;
+        }
+        let len = u16::try_from(buf.len().saturating_sub(5)).unwrap_or(u16::MAX);
+        if let Some(dst) = buf.get_mut(3..5) {
+            dst.copy_from_slice(&len.to_be_bytes());
+        }
+        let record = std::mem::take(buf);
+        if probing {
+            let offers_tds8 = crate::proto::tls::parse_records(&record)
+                .0
+                .iter()
+                .flat_map(|r| r.messages.iter())
+                .any(|m| matches!(m, TlsMessage::ClientHello(h) if h.offers_tds8()));
+            if !offers_tds8 {
+                self.detection = Detection::NotTds;
+                return;
+            }
+            self.confirm(tcp_dir, at, true, Dialect::Tds7);
+            self.phase = Phase::Login;
+        }
+        self.on_tls_handshake(role, at, &record, false);
     }
 }
 
@@ -1001,6 +1100,7 @@ fn facts_entry(facts: &mut Option<TdsFacts>, at: Mark, dialect: Dialect) -> &mut
         mars: false,
         encrypted_after_login: false,
         last_app_data: None,
+        gaps: 0,
     })
 }
 

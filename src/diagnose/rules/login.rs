@@ -20,6 +20,11 @@ pub(super) fn end_mark(c: &ConnectionFacts) -> Mark {
     marks.flatten().min_by_key(|m| m.ts).unwrap_or(t.last)
 }
 
+/// Only one direction was captured: what the other side sent (or did not) is unknown.
+pub(super) fn one_sided(c: &ConnectionFacts) -> bool {
+    c.tcp.dir(Direction::ToServer).frames == 0 || c.tcp.dir(Direction::ToClient).frames == 0
+}
+
 /// `prelogin.encryption_mismatch`: one side requires TLS the other cannot do.
 pub(super) fn encryption_mismatch(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = tds7(c)?;
@@ -221,6 +226,15 @@ pub(super) fn login_timed_out(c: &ConnectionFacts, _: &Settings) -> Option<Findi
         return None;
     }
     let (step, since) = pending_step(t)?;
+    if step == "tls" {
+        return None; // tls.handshake_failed says it
+    }
+    if connection_encryption(t) == Some(EncryptionMode::Mismatch) {
+        return None; // prelogin.encryption_mismatch says it
+    }
+    if t.gaps > 0 || one_sided(c) {
+        return None; // the answer may be in what the capture missed
+    }
     let end = end_mark(c);
     let waited = end.ts.nanos_since(since.ts);
     let summary = format!(

@@ -6,6 +6,7 @@ mod login;
 mod pattern;
 mod request;
 pub(crate) mod tcp;
+mod tls;
 
 use super::Settings;
 use crate::facts::{CaptureFacts, ConnectionFacts};
@@ -20,6 +21,9 @@ pub(super) const CONNECTION_RULES: &[ConnectionRule] = &[
     tcp::syn_unanswered,
     tcp::syn_retried,
     login::encryption_mismatch,
+    tls::handshake_failed,
+    tls::legacy_version,
+    tls::certificate_problem,
     login::login_ok,
     login::cleartext_login,
     login::login_failed,

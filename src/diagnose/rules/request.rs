@@ -100,7 +100,7 @@ pub(super) fn server_error(c: &ConnectionFacts, _: &Settings) -> Option<Finding>
 pub(super) fn abandoned(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = tds7(c)?;
     let req = t.outstanding.as_ref()?;
-    if req.first_response.is_some() {
+    if req.first_response.is_some() || t.gaps > 0 || super::login::one_sided(c) {
         return None;
     }
     let client_closed = matches!(

@@ -95,6 +95,11 @@ pub(super) fn syn_unanswered(c: &ConnectionFacts, _: &Settings) -> Option<Findin
     if t.syn_ack.is_some() || t.dir(Direction::ToClient).frames > 0 || t.icmp_error.is_some() {
         return None;
     }
+    // The client went on sending after its SYN: the handshake completed out of the
+    // capture's sight (one direction captured), it was not unanswered.
+    if client.frames > u64::from(client.syn_count) {
+        return None;
+    }
     let attempts = client.syn_count.max(1);
     let waited = t.last.ts.nanos_since(syn.ts);
     let summary = format!(
