@@ -845,11 +845,9 @@ impl TdsSession {
                     });
                 }
             }
-            Some(TlsMessage::Alert(a)) => {
-                if tls.alert.is_none() && tls.application_data.is_none() {
-                    tls.alert = Some((at, a.level.into(), a.description));
-                    tls.alert_from = Some(role);
-                }
+            Some(TlsMessage::Alert(a)) if tls.alert.is_none() && tls.application_data.is_none() => {
+                tls.alert = Some((at, a.level.into(), a.description));
+                tls.alert_from = Some(role);
             }
             Some(TlsMessage::ChangeCipherSpec | TlsMessage::EncryptedHandshake { .. }) => {
                 let done = match role {
