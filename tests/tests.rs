@@ -4,6 +4,7 @@ mod capture_readers;
 mod cli;
 mod decode_tshark;
 mod generated;
+mod manifest;
 mod passwords;
 mod proto_tls_tshark;
 mod proto_udp_tshark;
