@@ -25,6 +25,8 @@ pub struct Options {
     pub settings: diagnose::Settings,
     /// Add each connection's milestone timeline to the report.
     pub verbose: bool,
+    /// Endpoints the user says are SQL Server (`--server`).
+    pub hints: Vec<crate::session::ServerHint>,
 }
 
 /// How far the run has got, for a progress bar.
@@ -72,8 +74,9 @@ fn report_connections(
     to_writer: SyncSender<Connection>,
     settings: &diagnose::Settings,
     verbose: bool,
+    hints: Vec<crate::session::ServerHint>,
 ) -> Reported {
-    let mut sessions = Sessions::new();
+    let mut sessions = Sessions::with_hints(hints);
     let mut r = Reported {
         patterns: Patterns::default(),
         outcomes: BTreeMap::new(),
@@ -148,8 +151,16 @@ pub fn analyze(
     let out_for_thread: &mut (dyn ReportWriter + Send) = &mut *out;
     let (reported, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(move || write_connections(connections, out_for_thread));
-        let reporter = scope
-            .spawn(move || report_connections(batches, recycle, to_writer, settings, opts.verbose));
+        let reporter = scope.spawn(move || {
+            report_connections(
+                batches,
+                recycle,
+                to_writer,
+                settings,
+                opts.verbose,
+                opts.hints.clone(),
+            )
+        });
         let mut forwarder = Forwarder::new(to_sessions, recycled);
         read_inputs(
             &ordered,

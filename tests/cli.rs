@@ -262,3 +262,35 @@ fn verbose_adds_each_connections_timeline() {
         "only with --verbose"
     );
 }
+
+#[test]
+fn server_hints_make_connections_sql() {
+    // Oracle TNS on 1521: not SQL Server, unless the user says that endpoint is one.
+    let f = crate::util::shared_capture("pcap-bigendian-tcp_wswiki_TNS_Oracle2.pcap");
+    let (plain, _) = crate::util::analyze_json(&[&f]);
+    let server = plain["connections"][0]["server"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(plain["connections"][0]["sql"], false);
+    assert!(plain["servers"].as_array().unwrap().is_empty());
+    let out = tdsscope()
+        .args([
+            "analyze", "--quiet", "--format", "json", "--server", &server,
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let hinted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hinted["connections"][0]["sql"], true);
+    assert_eq!(
+        hinted["servers"][0]["found_by"],
+        serde_json::json!(["hint"])
+    );
+    let bad = tdsscope()
+        .args(["analyze", "--server", "db01", "x.pcap"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an IP address"));
+}

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::analyze::Options;
 use crate::diagnose::Settings;
 use crate::limits::Limits;
+use crate::session::ServerHint;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -85,6 +86,11 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "MIB", default_value_t = Limits::default().total_buffer_bytes >> 20)]
     pub total_buffer_mib: usize,
 
+    /// A SQL Server the capture may not show as one (TDS inside TLS only, no login seen):
+    /// IP or IP:PORT; repeatable.
+    #[arg(long = "server", value_name = "IP[:PORT]")]
+    pub servers: Vec<ServerHint>,
+
     /// Seconds without application data after which a reset connection counts as killed
     /// while idle (idle.killed).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
@@ -112,6 +118,7 @@ impl AnalyzeArgs {
             limits,
             settings,
             verbose: self.verbose,
+            hints: self.servers.clone(),
         }
     }
 }

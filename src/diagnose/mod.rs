@@ -57,11 +57,14 @@ pub fn capture_findings(c: &CaptureFacts) -> Vec<Finding> {
         .collect()
 }
 
-/// A SQL connection, as the contract defines it: TDS 7.x seen, or the SQL Server port.
+/// A SQL connection, as the contract defines it: TDS 7.x seen on it, its server known as SQL
+/// Server (TDS on another connection, `--server`), or the SQL Server port.
 pub fn is_sql(c: &ConnectionFacts) -> bool {
     match &c.tds {
         Some(t) => t.dialect == crate::facts::Dialect::Tds7,
-        None => c.tcp.server.port() == crate::session::SQL_SERVER_PORT,
+        None => {
+            c.known_sql_server.is_some() || c.tcp.server.port() == crate::session::SQL_SERVER_PORT
+        }
     }
 }
 

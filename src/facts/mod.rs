@@ -11,6 +11,18 @@ pub struct ConnectionFacts {
     pub tds: Option<TdsFacts>,
     /// Bytes that should have been a protocol and were not.
     pub anomalies: Vec<Anomaly>,
+    /// The server ip:port is known as SQL Server from elsewhere: TDS seen on an earlier
+    /// connection to it, or named by the user (`--server`).
+    pub known_sql_server: Option<KnownBy>,
+}
+
+/// How a server endpoint came to be known as SQL Server without TDS on this connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnownBy {
+    /// TDS was seen on another connection to it.
+    Tds,
+    /// The user named it with `--server`.
+    Hint,
 }
 
 /// Something odd the session noticed, kept as data for the rules.
@@ -304,6 +316,8 @@ pub struct ServerFacts {
     pub address: Option<std::net::SocketAddr>,
     pub connections: u64,
     pub tds_seen: bool,
+    /// Named by the user with `--server`.
+    pub hinted: bool,
     pub version: Option<String>,
     pub instance: Option<String>,
     /// The largest burst of connections reset within the mass-reset window.

@@ -261,6 +261,9 @@ pub fn servers(c: &crate::facts::CaptureFacts) -> Vec<model::Server> {
             if s.tds_seen {
                 found_by.push("tds");
             }
+            if s.hinted {
+                found_by.push("hint");
+            }
             if addr.port() == crate::session::SQL_SERVER_PORT {
                 found_by.push("port");
             }

@@ -5,10 +5,10 @@ pub mod forward;
 pub mod patterns;
 pub mod tds;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
-use crate::facts::{Anomaly, AnomalyKind, ConnectionFacts};
+use crate::facts::{Anomaly, AnomalyKind, ConnectionFacts, KnownBy};
 use crate::tcp::{
     ConnId, Direction, Mark, StreamEvent, StreamEventKind, StreamSink, TcpEnd, TcpFacts,
 };
@@ -24,11 +24,56 @@ pub struct Sessions {
     /// Boxed so that growing the table moves pointers, not sessions.
     open: HashMap<ConnId, Box<TdsSession>>,
     finished: VecDeque<ConnectionFacts>,
+    /// Server endpoints where TDS was seen (bounded), and the user's `--server` hints.
+    tds_servers: HashSet<SocketAddr>,
+    hints: Vec<ServerHint>,
+}
+
+/// Server endpoints remembered as SQL Server because TDS was seen on them.
+const MAX_KNOWN_SERVERS: usize = 10_000;
+
+/// A `--server IP[:PORT]` hint: this address (on this port, or any) is SQL Server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerHint {
+    pub ip: std::net::IpAddr,
+    pub port: Option<u16>,
+}
+
+impl ServerHint {
+    pub fn matches(&self, addr: SocketAddr) -> bool {
+        self.ip == addr.ip() && self.port.is_none_or(|p| p == addr.port())
+    }
+}
+
+impl std::str::FromStr for ServerHint {
+    type Err = String;
+
+    /// `10.0.0.5`, `10.0.0.5:14330`, `2001:db8::5`, `[2001:db8::5]:1433`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(ServerHint {
+                ip: addr.ip(),
+                port: Some(addr.port()),
+            });
+        }
+        s.trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ServerHint { ip, port: None })
+            .map_err(|_| format!("'{s}' is not an IP address or IP:PORT"))
+    }
 }
 
 impl Sessions {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sessions that also treat these endpoints as SQL Server.
+    pub fn with_hints(hints: Vec<ServerHint>) -> Self {
+        Sessions {
+            hints,
+            ..Self::default()
+        }
     }
 
     /// Connections that ended since the last call.
@@ -87,10 +132,24 @@ impl StreamSink for Sessions {
                 detail: "bytes on the SQL Server port that are not TDS".to_string(),
             });
         }
+        let tds_here = tds
+            .as_ref()
+            .is_some_and(|t| t.dialect == crate::facts::Dialect::Tds7);
+        if tds_here && self.tds_servers.len() < MAX_KNOWN_SERVERS {
+            self.tds_servers.insert(tcp.server);
+        }
+        let known_sql_server = if self.hints.iter().any(|h| h.matches(tcp.server)) {
+            Some(KnownBy::Hint)
+        } else if !tds_here && self.tds_servers.contains(&tcp.server) {
+            Some(KnownBy::Tds)
+        } else {
+            None
+        };
         self.finished.push_back(ConnectionFacts {
             tcp,
             tds,
             anomalies,
+            known_sql_server,
         });
     }
 }

@@ -226,6 +226,7 @@ impl Patterns {
             let s = self.servers.entry(t.server).or_default();
             s.facts.address = Some(t.server);
             s.facts.connections += 1;
+            s.facts.hinted |= c.known_sql_server == Some(crate::facts::KnownBy::Hint);
             if let Some(tds) = tds {
                 s.facts.tds_seen = true;
                 let version = tds
