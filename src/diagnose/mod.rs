@@ -6,6 +6,8 @@ pub mod login;
 mod meaning;
 mod outcome;
 mod rules;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use rules::tcp::data_retransmissions;
 

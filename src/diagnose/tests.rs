@@ -1,0 +1,329 @@
+//! Rules on hand-built facts: the look-alikes the catalogue must tell apart.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::net::SocketAddr;
+
+use super::{connection_findings, outcome, Outcome, Settings};
+use crate::capture::FrameRef;
+use crate::facts::{
+    AttentionFacts, AuthKind, ConnectionFacts, Dialect, Login7Facts, LoginAckFacts, RequestFacts,
+    RequestKind, ServerError, TdsFacts,
+};
+use crate::report::model::Finding;
+use crate::tcp::{ConnId, DirFacts, Direction, Mark, RoleBasis, TcpEnd, TcpFacts};
+use crate::time::Timestamp;
+
+const S: i64 = 1_000_000_000;
+
+fn mark(frame: u64, secs: f64) -> Mark {
+    Mark {
+        frame: FrameRef {
+            input: 0,
+            no: frame,
+        },
+        ts: Timestamp::from_nanos((secs * S as f64) as i64),
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A connection with a completed handshake at t=0, client TTL 64, server TTL 63.
+fn connection() -> ConnectionFacts {
+    let mut client = DirFacts {
+        ttl: Some(64),
+        frames: 3,
+        syn: Some(mark(1, 0.0)),
+        syn_count: 1,
+        ..DirFacts::default()
+    };
+    client.first_data = Some(mark(3, 0.001));
+    client.last_data = Some(mark(3, 0.001));
+    let server = DirFacts {
+        ttl: Some(63),
+        frames: 2,
+        syn_count: 1,
+        ..DirFacts::default()
+    };
+    ConnectionFacts {
+        tcp: TcpFacts {
+            id: ConnId(0),
+            client: addr("192.0.2.10:50000"),
+            server: addr("198.51.100.20:1433"),
+            roles: RoleBasis::Syn,
+            first: mark(1, 0.0),
+            last: mark(3, 0.001),
+            syn_ack: Some(mark(2, 0.0005)),
+            handshake_rtt_ns: Some(500_000),
+            mid_stream: false,
+            end: TcpEnd::Open,
+            evicted: false,
+            dirs: [client, server],
+            icmp_error: None,
+        },
+        tds: None,
+        anomalies: Vec::new(),
+        known_sql_server: None,
+    }
+}
+
+fn codes(c: &ConnectionFacts) -> Vec<&'static str> {
+    connection_findings(c, &Settings::default())
+        .iter()
+        .map(|f| f.code)
+        .collect()
+}
+
+fn finding(c: &ConnectionFacts, code: &str) -> Finding {
+    connection_findings(c, &Settings::default())
+        .into_iter()
+        .find(|f| f.code == code)
+        .unwrap_or_else(|| panic!("no {code} in {:?}", codes(c)))
+}
+
+fn unanswered_syns(c: &mut ConnectionFacts, n: u32) {
+    c.tcp.syn_ack = None;
+    c.tcp.handshake_rtt_ns = None;
+    let client = &mut c.tcp.dirs[0];
+    client.syn_count = n;
+    client.frames = u64::from(n);
+    client.first_data = None;
+    client.last_data = None;
+    c.tcp.dirs[1] = DirFacts::default();
+    c.tcp.last = mark(u64::from(n), 3.0 * f64::from(n - 1));
+}
+
+#[test]
+fn refused_unanswered_and_unreachable_are_told_apart() {
+    let mut c = connection();
+    unanswered_syns(&mut c, 3);
+    assert_eq!(codes(&c), ["tcp.no_answer"]);
+    assert_eq!(outcome(&c), Outcome::NoAnswer);
+
+    let mut refused = c.clone();
+    refused.tcp.dirs[1] = DirFacts {
+        ttl: Some(63),
+        frames: 1,
+        rst: Some(mark(2, 0.0001)),
+        rst_ttl: Some(63),
+        ..DirFacts::default()
+    };
+    refused.tcp.end = TcpEnd::Rst {
+        by: Direction::ToClient,
+    };
+    assert_eq!(codes(&refused), ["tcp.refused"]);
+    assert_eq!(outcome(&refused), Outcome::Refused);
+
+    let mut unreachable = c.clone();
+    unreachable.tcp.icmp_error = Some(crate::tcp::IcmpSeen {
+        at: mark(2, 0.0002),
+        error: crate::decode::IcmpError {
+            v6: false,
+            icmp_type: 3,
+            code: 1,
+            kind: crate::decode::IcmpErrorKind::DestinationUnreachable,
+            original: None,
+        },
+        from: "192.0.2.1".parse().unwrap(),
+        count: 1,
+    });
+    assert_eq!(codes(&unreachable), ["tcp.unreachable"]);
+    assert_eq!(
+        finding(&unreachable, "tcp.unreachable").detail["icmp_code"],
+        1
+    );
+    assert_eq!(outcome(&unreachable), Outcome::Unreachable);
+}
+
+#[test]
+fn a_reset_with_the_servers_ttl_is_the_server_and_another_ttl_is_a_middlebox() {
+    let mut c = connection();
+    c.tcp.dirs[1].rst = Some(mark(9, 1.0));
+    c.tcp.dirs[1].rst_ttl = Some(63);
+    c.tcp.end = TcpEnd::Rst {
+        by: Direction::ToClient,
+    };
+    assert!(codes(&c).contains(&"reset.by_server"), "{:?}", codes(&c));
+
+    c.tcp.dirs[1].rst_ttl = Some(64);
+    let f = finding(&c, "reset.by_middlebox");
+    assert_eq!(f.detail["ttl"], 64);
+    assert_eq!(f.detail["peer_ttl"], 63);
+    assert!(!codes(&c).contains(&"reset.by_server"));
+}
+
+#[test]
+fn idle_kill_needs_the_threshold() {
+    let mut c = connection();
+    c.tcp.dirs[1].last_data = Some(mark(4, 0.002));
+    c.tcp.dirs[1].rst = Some(mark(9, 4.9));
+    c.tcp.dirs[1].rst_ttl = Some(63);
+    c.tcp.end = TcpEnd::Rst {
+        by: Direction::ToClient,
+    };
+    assert!(
+        !codes(&c).contains(&"idle.killed"),
+        "4.9 s is below the 5 s default"
+    );
+    c.tcp.dirs[1].rst = Some(mark(9, 40.0));
+    let f = finding(&c, "idle.killed");
+    assert_eq!(f.detail["by"], "server");
+    assert!(f.detail["idle_s"].as_f64().unwrap() > 39.0);
+}
+
+#[test]
+fn unanswered_keepalives_then_the_clients_abort_is_a_silent_drop() {
+    let mut c = connection();
+    c.tcp.dirs[1].last_data = Some(mark(4, 0.002));
+    let client = &mut c.tcp.dirs[0];
+    client.flags.keep_alive = 10;
+    client.unanswered_keepalives = 10;
+    client.keepalive_run = Some((mark(10, 30.0), mark(19, 39.0)));
+    client.rst = Some(mark(20, 40.0));
+    client.rst_ttl = Some(64);
+    c.tcp.end = TcpEnd::Rst {
+        by: Direction::ToServer,
+    };
+    let codes = codes(&c);
+    assert!(codes.contains(&"tcp.keepalive_unanswered"), "{codes:?}");
+    assert!(
+        !codes.contains(&"reset.by_client"),
+        "the client's RST is its reaction: {codes:?}"
+    );
+    let f = finding(&c, "idle.killed");
+    assert_eq!(f.detail["by"], "unknown");
+    assert_eq!(
+        finding(&c, "tcp.keepalive_unanswered").detail["interval_s"],
+        1.0
+    );
+}
+
+fn logged_in(c: &mut ConnectionFacts) -> &mut TdsFacts {
+    c.tds = Some(empty_tds());
+    let t = c.tds.as_mut().unwrap();
+    t.login7 = Some(Login7Facts {
+        at: mark(4, 0.002),
+        tds_version: 0x7400_0004,
+        user: "app".into(),
+        host: "web1".into(),
+        app: "svc".into(),
+        server_name: "db".into(),
+        library: "ODBC".into(),
+        database: "sales".into(),
+        language: String::new(),
+        packet_size: 4096,
+        auth: AuthKind::Sql,
+        read_only_intent: false,
+        client_pid: 1,
+    });
+    t
+}
+
+/// A TDS 7.x connection's facts with nothing seen yet.
+fn empty_tds() -> TdsFacts {
+    TdsFacts {
+        dialect: Dialect::Tds7,
+        detected_at: mark(3, 0.001),
+        roles_reversed: false,
+        prelogin_client: None,
+        prelogin_server: None,
+        tls: None,
+        login7: None,
+        login7_encrypted: None,
+        sspi_rounds: Vec::new(),
+        login_ack: None,
+        login_errors: Vec::new(),
+        login_done: None,
+        routing: None,
+        database: None,
+        requests: Vec::new(),
+        request_count: 0,
+        outstanding: None,
+        errors: Vec::new(),
+        error_count: 0,
+        attentions: Vec::new(),
+        attention_count: 0,
+        response_ns_total: 0,
+        responses: 0,
+        mars: false,
+        encrypted_after_login: false,
+        last_app_data: None,
+        gaps: 0,
+    }
+}
+
+#[test]
+fn login_failure_names_the_18456_state() {
+    let mut c = connection();
+    let t = logged_in(&mut c);
+    t.login_errors.push(ServerError {
+        at: mark(5, 0.003),
+        number: 18456,
+        state: 8,
+        class: 14,
+        message: "Login failed for user 'app'.".into(),
+        server: String::new(),
+        procedure: String::new(),
+        line: 1,
+    });
+    c.tcp.end = TcpEnd::Fin {
+        first: Direction::ToServer,
+    };
+    let f = finding(&c, "login.failed");
+    assert_eq!(f.detail["meaning"], "the password is wrong");
+    assert!(f.next_steps[0].contains("password"), "{:?}", f.next_steps);
+    assert_eq!(outcome(&c), Outcome::LoginFailed);
+    assert!(!codes(&c).contains(&"login.timeout"));
+}
+
+#[test]
+fn login_ack_after_the_clients_fin_is_a_timeout_not_a_success() {
+    let mut c = connection();
+    let t = logged_in(&mut c);
+    t.login_ack = Some(LoginAckFacts {
+        at: mark(8, 6.0),
+        tds_version: 0x7400_0004,
+        prog_name: "Microsoft SQL Server".into(),
+        server_version: "16.0.1000".into(),
+    });
+    c.tcp.dirs[0].fin = Some(mark(6, 3.0));
+    c.tcp.end = TcpEnd::Fin {
+        first: Direction::ToServer,
+    };
+    let codes = codes(&c);
+    assert!(codes.contains(&"login.timeout"), "{codes:?}");
+    assert!(
+        !codes.contains(&"login.ok") && !codes.contains(&"login.slow"),
+        "{codes:?}"
+    );
+    assert_eq!(finding(&c, "login.timeout").detail["pending_step"], "login");
+}
+
+#[test]
+fn an_attention_after_thirty_seconds_reads_as_a_command_timeout() {
+    let mut c = connection();
+    let t = logged_in(&mut c);
+    t.request_count = 1;
+    t.attention_count = 1;
+    t.attentions.push(AttentionFacts {
+        at: mark(9, 30.01),
+        request_at: Some(mark(7, 0.01)),
+        acknowledged: Some(mark(10, 30.02)),
+    });
+    t.requests.push(RequestFacts {
+        kind: RequestKind::SqlBatch,
+        at: mark(7, 0.01),
+        first_response: Some(mark(10, 30.02)),
+        done: Some(mark(10, 30.02)),
+        done_status: 0x20,
+        row_count: None,
+    });
+    let f = finding(&c, "request.attention");
+    assert!(
+        f.summary.contains("typical command timeout"),
+        "{}",
+        f.summary
+    );
+    assert_eq!(f.detail["acknowledged"], true);
+}
