@@ -669,7 +669,13 @@ impl TdsSession {
             // The capture may have started inside this message: only complain once the
             // conversation has been followed from a message start on both sides.
             let joined_mid_message = self.server_messages == 0 && self.client_messages == 0;
-            if !matches!(e, ParseError::Unsupported { .. }) && !joined_mid_message {
+            // Without LOGIN7 or LOGINACK the TDS version is a guess: a message that does not
+            // walk under it says the guess was wrong, not that the server is.
+            let guessing = self.version.is_none();
+            if guessing {
+                self.switch_version_guess();
+            }
+            if !matches!(e, ParseError::Unsupported { .. }) && !joined_mid_message && !guessing {
                 self.malformed(at, Direction::ToClient, "server token stream", &e);
             }
             self.server.skipping = true;
@@ -749,9 +755,23 @@ impl TdsSession {
         }
     }
 
+    /// Mid-stream, the token layouts of TDS 7.1 (4-byte row counts, 2-byte user types) and
+    /// 7.2+ are tried in turn until the server's messages walk cleanly.
+    fn switch_version_guess(&mut self) {
+        self.tokens.version = if self.tokens.version.at_least_7_2() {
+            TdsVersion::V7_1
+        } else {
+            TdsVersion::V7_4
+        };
+    }
+
     fn on_server_message_end(&mut self, at: Mark, awaiting_prelogin: bool) {
         let msg = std::mem::take(&mut self.server);
         self.server_messages += 1;
+        // A message that ended with a token still incomplete did not walk cleanly.
+        if self.version.is_none() && !msg.carry.is_empty() && !msg.skipping {
+            self.switch_version_guess();
+        }
         let Some(start) = msg.at else { return };
         if msg.tls {
             self.on_tls_handshake(Direction::ToClient, start, &msg.prelogin, true);
