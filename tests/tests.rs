@@ -9,6 +9,7 @@ mod passwords;
 mod proto_tls_tshark;
 mod proto_udp_tshark;
 mod schema;
+mod shared;
 mod tds_tshark;
 mod tshark;
 mod util;

@@ -617,6 +617,9 @@ impl TdsSession {
             self.server
                 .prelogin
                 .extend_from_slice(data.get(..room.min(data.len())).unwrap_or(&[]));
+        } else if ptype == PacketType::Sspi {
+            // Some servers (and synthetic captures) send the SSPI challenge as a bare SSPI
+            // packet rather than an SSPI token inside a tabular result: nothing to walk.
         } else if !self.server.skipping {
             self.walk_tokens(at, data);
         }
