@@ -294,3 +294,18 @@ fn server_hints_make_connections_sql() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not an IP address"));
 }
+
+#[test]
+fn fuzz_found_capture_is_analysed_without_a_panic() {
+    // Found by the `pipeline` fuzz target (a TLS record header held past 5 bytes while
+    // resynchronising TDS); kept as a regression.
+    let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regression/fuzz-pipeline-tls-header-held.bin");
+    let out = tdsscope()
+        .args(["analyze", "--quiet", "--format", "json"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0..=2)), "{:?}", out.status);
+    let _: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
+}

@@ -160,8 +160,14 @@ impl Framer {
                         0 => data.first().is_some_and(|b| is_tls_content_type(*b)),
                         _ => is_tls_content_type(self.header[0]),
                     };
+                    if tls && self.header_len >= TLS_HEADER_LEN {
+                        // Resynchronising held more than a TLS record header: the rest of
+                        // what is held is the start of the record's body.
+                        self.take_held_tls_record(emit);
+                        continue;
+                    }
                     let header_len = if tls { TLS_HEADER_LEN } else { HEADER_LEN };
-                    let want = header_len - self.header_len;
+                    let want = header_len.saturating_sub(self.header_len);
                     let n = want.min(data.len());
                     let (head, rest) = data.split_at(n);
                     if let Some(dst) = self.header.get_mut(self.header_len..self.header_len + n) {
@@ -284,6 +290,46 @@ impl Framer {
                     let consumed = self.scan(data, emit);
                     data = data.get(consumed..).unwrap_or(&[]);
                 }
+            }
+        }
+    }
+
+    /// The held bytes start with a TLS record header and go past it (a resync kept up to 7
+    /// bytes): the header is taken, the rest delivered as the body's first piece.
+    fn take_held_tls_record(&mut self, emit: &mut dyn FnMut(FramerItem<'_>)) {
+        let held = self.header;
+        let n = self.header_len.min(HEADER_LEN);
+        self.header_len = 0;
+        let content_type = held[0];
+        match tls_record_len(&held[..TLS_HEADER_LEN]) {
+            Some(len) => {
+                let extra = held.get(TLS_HEADER_LEN..n).unwrap_or(&[]);
+                let take = extra.len().min(len);
+                let piece = extra.get(..take).unwrap_or(&[]);
+                emit(FramerItem::Tls {
+                    content_type,
+                    data: piece,
+                    first: true,
+                    last: take == len,
+                });
+                self.state = if take == len {
+                    State::Header
+                } else {
+                    State::Tls {
+                        content_type,
+                        remaining: len - take,
+                        started: true,
+                    }
+                };
+                // Bytes held beyond a (tiny) record start the next header.
+                if let Some(after) = extra.get(take..).filter(|a| !a.is_empty()) {
+                    self.scan_into_header(after, emit);
+                }
+            }
+            None => {
+                self.state = State::Lost;
+                self.skipped = 1;
+                self.scan_into_header(held.get(1..n).unwrap_or(&[]), emit);
             }
         }
     }
@@ -513,6 +559,46 @@ mod tests {
             );
             assert!(skips.is_empty());
         }
+    }
+
+    /// Found by the `tds` fuzz target: resynchronising held 7 bytes starting like a TLS record
+    /// header (5 bytes), and the header arithmetic underflowed.
+    #[test]
+    fn fuzz_regression_tls_header_held_past_five_bytes() {
+        let data = include_bytes!("testdata/fuzz-tls-header-held-past-5-bytes.bin");
+        let mut f = Framer::new();
+        let mut seen = 0u64;
+        for (i, piece) in data.chunks(37).enumerate() {
+            if i % 7 == 6 {
+                f.on_gap(u64::from(piece[0]));
+                continue;
+            }
+            f.feed(piece, &mut |item| match item {
+                FramerItem::Payload { data, .. } | FramerItem::Tls { data, .. } => {
+                    seen += data.len() as u64
+                }
+                FramerItem::Skipped { bytes } => seen += bytes,
+            });
+        }
+        assert!(seen <= data.len() as u64);
+    }
+
+    #[test]
+    fn a_held_prefix_longer_than_a_tls_header_is_header_plus_body() {
+        // Lost, then 7 trailing bytes that start a TLS record: 5 header bytes + 2 body bytes.
+        let mut f = Framer::new();
+        f.on_gap(1000);
+        let mut got = Vec::new();
+        let mut collect = |item: FramerItem<'_>| {
+            if let FramerItem::Tls { data, last, .. } = item {
+                got.push((data.to_vec(), last));
+            }
+        };
+        f.feed(&[0x17, 0x03, 0x03, 0x00, 0x04, 0xaa, 0xbb], &mut collect);
+        f.feed(&[0xcc, 0xdd], &mut collect);
+        let body: Vec<u8> = got.iter().flat_map(|(d, _)| d.clone()).collect();
+        assert_eq!(body, [0xaa, 0xbb, 0xcc, 0xdd]);
+        assert!(got.last().unwrap().1, "the record ends");
     }
 
     proptest::proptest! {
