@@ -222,35 +222,7 @@ fn logged_in(c: &mut ConnectionFacts) -> &mut TdsFacts {
 
 /// A TDS 7.x connection's facts with nothing seen yet.
 fn empty_tds() -> TdsFacts {
-    TdsFacts {
-        dialect: Dialect::Tds7,
-        detected_at: mark(3, 0.001),
-        roles_reversed: false,
-        prelogin_client: None,
-        prelogin_server: None,
-        tls: None,
-        login7: None,
-        login7_encrypted: None,
-        sspi_rounds: Vec::new(),
-        login_ack: None,
-        login_errors: Vec::new(),
-        login_done: None,
-        routing: None,
-        database: None,
-        requests: Vec::new(),
-        request_count: 0,
-        outstanding: None,
-        errors: Vec::new(),
-        error_count: 0,
-        attentions: Vec::new(),
-        attention_count: 0,
-        response_ns_total: 0,
-        responses: 0,
-        mars: false,
-        encrypted_after_login: false,
-        last_app_data: None,
-        gaps: 0,
-    }
+    TdsFacts::new(Dialect::Tds7, mark(3, 0.001))
 }
 
 #[test]

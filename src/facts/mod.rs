@@ -290,6 +290,41 @@ pub struct TdsFacts {
     pub gaps: u32,
 }
 
+impl TdsFacts {
+    /// A connection's TDS facts when TDS is first recognised: nothing seen yet.
+    pub fn new(dialect: Dialect, detected_at: Mark) -> TdsFacts {
+        TdsFacts {
+            dialect,
+            detected_at,
+            roles_reversed: false,
+            prelogin_client: None,
+            prelogin_server: None,
+            tls: None,
+            login7: None,
+            login7_encrypted: None,
+            sspi_rounds: Vec::new(),
+            login_ack: None,
+            login_errors: Vec::new(),
+            login_done: None,
+            routing: None,
+            database: None,
+            requests: Vec::new(),
+            request_count: 0,
+            outstanding: None,
+            errors: Vec::new(),
+            error_count: 0,
+            attentions: Vec::new(),
+            attention_count: 0,
+            response_ns_total: 0,
+            responses: 0,
+            mars: false,
+            encrypted_after_login: false,
+            last_app_data: None,
+            gaps: 0,
+        }
+    }
+}
+
 /// A capture input's damage, as the reader reported it.
 #[derive(Clone, Debug)]
 pub struct InputDamage {

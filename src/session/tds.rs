@@ -1094,35 +1094,7 @@ impl TokenEvent {
 /// The connection's TDS facts, created on first use. A free function so that callers can
 /// hold it while touching the session's other fields.
 fn facts_entry(facts: &mut Option<TdsFacts>, at: Mark, dialect: Dialect) -> &mut TdsFacts {
-    facts.get_or_insert_with(|| TdsFacts {
-        dialect,
-        detected_at: at,
-        roles_reversed: false,
-        prelogin_client: None,
-        prelogin_server: None,
-        tls: None,
-        login7: None,
-        login7_encrypted: None,
-        sspi_rounds: Vec::new(),
-        login_ack: None,
-        login_errors: Vec::new(),
-        login_done: None,
-        routing: None,
-        database: None,
-        requests: Vec::new(),
-        request_count: 0,
-        outstanding: None,
-        errors: Vec::new(),
-        error_count: 0,
-        attentions: Vec::new(),
-        attention_count: 0,
-        response_ns_total: 0,
-        responses: 0,
-        mars: false,
-        encrypted_after_login: false,
-        last_app_data: None,
-        gaps: 0,
-    })
+    facts.get_or_insert_with(|| TdsFacts::new(dialect, at))
 }
 
 #[cfg(test)]
