@@ -9,9 +9,11 @@ use crate::capture::{self, FrameSource};
 use crate::decode::{Decoded, Decoder};
 use crate::diagnose;
 use crate::facts::{CaptureFacts, InputDamage};
+use crate::facts::{ExchangeFacts, ServerFacts, SsrpAnnouncement};
 use crate::limits::Limits;
-use crate::report::model::{Connection, Input, Severity, Totals};
+use crate::report::model::{Connection, Exchange, Input, Severity, Totals};
 use crate::report::{self, ReportWriter};
+use crate::session::exchanges::{ExchangeEvent, ExchangeTracker};
 use crate::session::forward::{replay, Batch, Forwarder};
 use crate::session::patterns::Patterns;
 use crate::session::Sessions;
@@ -62,6 +64,71 @@ struct Reported {
     outcomes: BTreeMap<&'static str, u64>,
     connections: u64,
     error_findings: bool,
+    exchanges: Vec<Exchange>,
+    exchanges_not_listed: u64,
+    /// ip:port the SQL Browser announced, with instance and version.
+    ssrp_servers: BTreeMap<std::net::SocketAddr, (String, String)>,
+}
+
+/// Exchanges listed in the report; beyond, they are diagnosed and counted only (a capture
+/// of a busy resolver holds millions of lookups).
+const MAX_EXCHANGES: usize = 10_000;
+/// Recent SSRP answers kept for matching the connections that follow them.
+const RECENT_SSRP_ANSWERS: usize = 64;
+/// SSRP-announced endpoints kept for the `servers` list.
+const MAX_SSRP_SERVERS: usize = 1024;
+
+/// The reporting side's view of UDP exchanges: diagnoses settled ones and remembers recent
+/// SSRP answers.
+#[derive(Default)]
+struct ExchangeReports {
+    recent_answers: std::collections::VecDeque<SsrpAnnouncement>,
+}
+
+impl ExchangeReports {
+    fn on_event(&mut self, ev: ExchangeEvent, r: &mut Reported) {
+        match ev {
+            ExchangeEvent::SsrpAnswer(a) => {
+                for i in &a.instances {
+                    let Some(port) = i.tcp_port else { continue };
+                    let addr = std::net::SocketAddr::new(a.server, port);
+                    if r.ssrp_servers.len() < MAX_SSRP_SERVERS || r.ssrp_servers.contains_key(&addr)
+                    {
+                        r.ssrp_servers
+                            .insert(addr, (i.instance.clone(), i.version.clone()));
+                    }
+                }
+                if self.recent_answers.len() >= RECENT_SSRP_ANSWERS {
+                    self.recent_answers.pop_front();
+                }
+                self.recent_answers.push_back(a);
+            }
+            ExchangeEvent::Done(e) => self.on_exchange(&e, r),
+        }
+    }
+
+    fn on_exchange(&mut self, e: &ExchangeFacts, r: &mut Reported) {
+        let findings = diagnose::exchange_findings(e);
+        r.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
+        if r.exchanges.len() < MAX_EXCHANGES {
+            r.exchanges.push(report::exchange(e, findings));
+        } else {
+            r.exchanges_not_listed += 1;
+        }
+    }
+
+    /// `ssrp.port_mismatch` against the latest SSRP answer that concerns the connection.
+    fn port_mismatch(&self, c: &crate::facts::ConnectionFacts) -> Option<report::model::Finding> {
+        self.recent_answers
+            .iter()
+            .rev()
+            .find(|a| {
+                a.client == c.tcp.client.ip()
+                    && a.server == c.tcp.server.ip()
+                    && a.at.ts <= c.tcp.first.ts
+            })
+            .and_then(|a| diagnose::ssrp_port_mismatch(c, a))
+    }
 }
 
 /// The reporting thread: runs the sessions over the tracker's events, diagnoses each
@@ -79,12 +146,21 @@ fn report_connections(
         outcomes: BTreeMap::new(),
         connections: 0,
         error_findings: false,
+        exchanges: Vec::new(),
+        exchanges_not_listed: 0,
+        ssrp_servers: BTreeMap::new(),
     };
+    let mut exchange_events = Vec::new();
+    let mut exchanges = ExchangeReports::default();
     for mut batch in batches {
-        replay(&mut batch, &mut sessions);
+        replay(&mut batch, &mut sessions, &mut exchange_events);
+        for ev in exchange_events.drain(..) {
+            exchanges.on_event(ev, &mut r);
+        }
         for facts in sessions.drain_finished() {
             r.patterns.on_connection(&facts);
-            let findings = diagnose::connection_findings(&facts, settings);
+            let mut findings = diagnose::connection_findings(&facts, settings);
+            findings.extend(exchanges.port_mismatch(&facts));
             r.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
             let outcome = diagnose::outcome(&facts);
             *r.outcomes.entry(outcome.as_str()).or_default() += 1;
@@ -100,6 +176,7 @@ fn report_connections(
         // The reading thread may have finished already; then the batch is simply dropped.
         let _ = recycle.send(batch);
     }
+    r.exchanges.sort_by_key(|e| (e.first.input, e.first.frame));
     r
 }
 
@@ -173,7 +250,26 @@ pub fn analyze(
 
     result.connections = reported.connections;
     result.error_findings = reported.error_findings;
-    let (servers, clients) = reported.patterns.into_facts();
+    let (mut servers, clients) = reported.patterns.into_facts();
+    for (addr, (instance, version)) in reported.ssrp_servers {
+        let known = servers.iter_mut().find(|s| s.address == Some(addr));
+        let s = match known {
+            Some(s) => s,
+            None => {
+                servers.push(ServerFacts {
+                    address: Some(addr),
+                    ..ServerFacts::default()
+                });
+                let Some(s) = servers.last_mut() else {
+                    continue;
+                };
+                s
+            }
+        };
+        s.ssrp = true;
+        s.instance.get_or_insert(instance);
+        s.version.get_or_insert(version);
+    }
     capture_facts.servers = servers;
     capture_facts.clients = clients;
     let findings = diagnose::capture_findings(&capture_facts);
@@ -181,6 +277,8 @@ pub fn analyze(
     out.finish(&Totals {
         inputs,
         servers: report::servers(&capture_facts),
+        exchanges: reported.exchanges,
+        exchanges_not_listed: reported.exchanges_not_listed,
         findings,
         connections: result.connections,
         outcomes: reported.outcomes,
@@ -202,6 +300,7 @@ fn read_inputs(
 ) {
     let mut decoder = Decoder::new(&opts.limits);
     let mut tracker = Tracker::new(&opts.limits);
+    let mut exchanges = ExchangeTracker::new();
     let mut bytes_before = 0u64;
     for (index, path) in ordered.iter().enumerate() {
         let input_no = u16::try_from(index).unwrap_or(u16::MAX);
@@ -244,7 +343,13 @@ fn read_inputs(
                 input.truncated_frames += 1;
             }
             match decoder.decode(&frame) {
-                Decoded::Packet(packet) => tracker.on_packet(&packet, forwarder),
+                Decoded::Packet(packet) => {
+                    exchanges.on_packet(&packet);
+                    for ev in exchanges.drain() {
+                        forwarder.on_exchange(ev);
+                    }
+                    tracker.on_packet(&packet, forwarder);
+                }
                 Decoded::FragmentHeld => {}
                 Decoded::Skipped(reason) => *input.skipped.entry(reason.as_str()).or_default() += 1,
             }
@@ -269,6 +374,10 @@ fn read_inputs(
             bytes_total,
         });
         inputs.push(input);
+    }
+    exchanges.finish();
+    for ev in exchanges.drain() {
+        forwarder.on_exchange(ev);
     }
     // Connections still open (or lingering) at the end are closed in batches, so their facts
     // never all sit in memory at once.

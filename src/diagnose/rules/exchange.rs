@@ -1,0 +1,214 @@
+//! UDP exchanges before a connection: name lookups (DNS) and instance discovery (SQL
+//! Browser, SSRP) — `gne-causes.md` §A.
+
+use crate::diagnose::{Code, FindingBuilder};
+use crate::facts::{
+    ConnectionFacts, ExchangeFacts, ExchangeProtocol, ExchangeRequest, ExchangeResponseBody,
+    SsrpAnnouncement,
+};
+use crate::report::model::Finding;
+
+/// An answer this late is reported: clients wait a few seconds at most (SqlClient's SSRP
+/// retries span about 3 s; resolvers retry after 1 s).
+pub(crate) const SLOW_NS: i64 = 1_000_000_000;
+/// A TCP connection this soon after an SSRP answer is the one the lookup was for.
+pub(crate) const PORT_MISMATCH_WINDOW_NS: i64 = 30_000_000_000;
+
+fn delay_ms(ns: i64) -> u64 {
+    u64::try_from(ns / 1_000_000).unwrap_or(0)
+}
+
+/// Every finding for one exchange, in catalogue order.
+pub(crate) fn exchange_findings(e: &ExchangeFacts) -> Vec<Finding> {
+    match (&e.request, e.protocol) {
+        (ExchangeRequest::Dns { name, .. }, ExchangeProtocol::Dns) => dns(e, name),
+        (
+            ExchangeRequest::Ssrp {
+                opcode,
+                instance,
+                length,
+                oversized,
+                ..
+            },
+            ExchangeProtocol::Ssrp,
+        ) => ssrp(e, *opcode, instance.as_deref(), *length, *oversized),
+        _ => Vec::new(),
+    }
+}
+
+fn dns(e: &ExchangeFacts, name: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let Some(first) = e.responses.first() else {
+        let summary = format!(
+            "The DNS query for {name} to {} went unanswered ({} attempt{}): the client cannot find the server's address.",
+            e.server,
+            e.attempts,
+            if e.attempts == 1 { "" } else { "s" }
+        );
+        out.push(
+            FindingBuilder::new(Code::DnsNoResponse, summary)
+                .detail("name", name)
+                .detail("attempts", e.attempts)
+                .evidence_at(e.first, "first query")
+                .evidence_at(e.last_attempt, "last query")
+                .build(),
+        );
+        return out;
+    };
+    let error = e.responses.iter().find_map(|r| match r.body {
+        ExchangeResponseBody::Dns { rcode, .. } if rcode != 0 => Some((r, rcode)),
+        _ => None,
+    });
+    if let Some((r, rcode)) = error {
+        let what = match rcode {
+            1 => "FORMERR",
+            2 => "SERVFAIL",
+            3 => "NXDOMAIN (no such name)",
+            4 => "NOTIMP",
+            5 => "REFUSED",
+            _ => "an error",
+        };
+        let summary = format!(
+            "The DNS server {} answered {what} (rcode {rcode}) for {name}: the client cannot resolve the server's name.",
+            e.server.ip()
+        );
+        out.push(
+            FindingBuilder::new(Code::DnsError, summary)
+                .detail("name", name)
+                .detail("rcode", rcode)
+                .evidence_at(e.first, "query")
+                .evidence_at(r.at, "error answer")
+                .build(),
+        );
+    }
+    if first.delay_ns >= SLOW_NS {
+        let ms = delay_ms(first.delay_ns);
+        let summary = format!("The DNS answer for {name} took {ms} ms.");
+        out.push(
+            FindingBuilder::new(Code::DnsSlow, summary)
+                .detail("name", name)
+                .detail("delay_ms", ms)
+                .evidence_at(e.first, "query")
+                .evidence_at(first.at, "answer")
+                .build(),
+        );
+    }
+    out
+}
+
+fn ssrp(
+    e: &ExchangeFacts,
+    opcode: u8,
+    instance: Option<&str>,
+    length: u32,
+    oversized: bool,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let shown = instance.unwrap_or("(all instances)");
+    if oversized {
+        let summary = format!(
+            "{} sent an SQL Browser request of {length} bytes with an over-long or malformed instance name (opcode {opcode}): a buggy client or an attack such as the Slammer worm.",
+            e.client.ip()
+        );
+        out.push(
+            FindingBuilder::new(Code::SsrpOversizedRequest, summary)
+                .detail("length", length)
+                .evidence_at(e.first, "oversized request")
+                .build(),
+        );
+    }
+    let Some(first) = e.responses.first() else {
+        if let Some(icmp) = e.port_unreachable {
+            let summary = format!(
+                "{} answered that nothing listens on UDP 1434 (ICMP port unreachable): the SQL Browser service is not running, so instance {shown} cannot be located.",
+                e.server.ip()
+            );
+            out.push(
+                FindingBuilder::new(Code::SsrpPortUnreachable, summary)
+                    .detail("instance", instance)
+                    .detail("attempts", e.attempts)
+                    .evidence_at(e.first, "SQL Browser request")
+                    .evidence_at(icmp, "port unreachable")
+                    .build(),
+            );
+        } else {
+            let summary = format!(
+                "The SQL Browser request for {shown} to {} got no answer ({} attempt{}): the Browser is stopped or UDP 1434 is blocked.",
+                e.server,
+                e.attempts,
+                if e.attempts == 1 { "" } else { "s" }
+            );
+            out.push(
+                FindingBuilder::new(Code::SsrpNoResponse, summary)
+                    .detail("opcode", opcode)
+                    .detail("instance", instance)
+                    .detail("attempts", e.attempts)
+                    .evidence_at(e.first, "first request")
+                    .evidence_at(e.last_attempt, "last request")
+                    .build(),
+            );
+        }
+        return out;
+    };
+    if first.delay_ns >= SLOW_NS {
+        let ms = delay_ms(first.delay_ns);
+        let summary = format!(
+            "The SQL Browser on {} took {ms} ms to answer: clients may have given up or retried.",
+            first.from.ip()
+        );
+        out.push(
+            FindingBuilder::new(Code::SsrpSlow, summary)
+                .detail("delay_ms", ms)
+                .detail("instance", instance)
+                .evidence_at(e.first, "request")
+                .evidence_at(first.at, "answer")
+                .build(),
+        );
+    }
+    out
+}
+
+/// `ssrp.port_mismatch`: the connection went from the client that asked the Browser to the
+/// server that answered, shortly after, but to another port than the one announced.
+pub(crate) fn port_mismatch(c: &ConnectionFacts, a: &SsrpAnnouncement) -> Option<Finding> {
+    let t = &c.tcp;
+    if t.client.ip() != a.client || t.server.ip() != a.server {
+        return None;
+    }
+    let after = t.first.ts.nanos_since(a.at.ts);
+    if !(0..=PORT_MISMATCH_WINDOW_NS).contains(&after) {
+        return None;
+    }
+    let used = t.server.port();
+    if used == crate::session::exchanges::SSRP_PORT {
+        return None;
+    }
+    if a.instances.iter().any(|i| i.tcp_port == Some(used)) {
+        return None;
+    }
+    // The instance the client wanted: the one it named, else the only one listed.
+    let instance = match &a.requested {
+        Some(name) => a
+            .instances
+            .iter()
+            .find(|i| i.instance.eq_ignore_ascii_case(name))?,
+        None => match a.instances.as_slice() {
+            [only] => only,
+            _ => return None,
+        },
+    };
+    let announced = instance.tcp_port?;
+    let summary = format!(
+        "The SQL Browser announced TCP port {announced} for instance {}, but the client connected to port {used}.",
+        instance.instance
+    );
+    Some(
+        FindingBuilder::new(Code::SsrpPortMismatch, summary)
+            .detail("instance", instance.instance.clone())
+            .detail("announced_port", announced)
+            .detail("used_port", used)
+            .evidence_at(a.at, "SQL Browser answer")
+            .evidence_at(t.first, "connection to another port")
+            .build(),
+    )
+}
