@@ -90,8 +90,21 @@ fn is_broadcast(ip: IpAddr) -> bool {
     }
 }
 
+/// Instance names shown to users: a name with control bytes or beyond this length (an
+/// attack's shellcode) is escaped and cut.
+const MAX_SHOWN_NAME: usize = 64;
+
 fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    let plain = bytes.len() <= MAX_SHOWN_NAME && bytes.iter().all(|b| (0x20..0x7f).contains(b));
+    if plain {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let cut = bytes.get(..MAX_SHOWN_NAME).unwrap_or(bytes);
+    let mut s = cut.escape_ascii().to_string();
+    if cut.len() < bytes.len() {
+        s.push('…');
+    }
+    s
 }
 
 /// A request's content, or None when the datagram is no request of the protocol.

@@ -104,7 +104,10 @@ fn ssrp(
     oversized: bool,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let shown = instance.unwrap_or("(all instances)");
+    let shown = instance.map_or_else(
+        || "the instance list".to_string(),
+        |i| format!("instance {i}"),
+    );
     if oversized {
         let summary = format!(
             "{} sent an SQL Browser request of {length} bytes with an over-long or malformed instance name (opcode {opcode}): a buggy client or an attack such as the Slammer worm.",
@@ -120,7 +123,7 @@ fn ssrp(
     let Some(first) = e.responses.first() else {
         if let Some(icmp) = e.port_unreachable {
             let summary = format!(
-                "{} answered that nothing listens on UDP 1434 (ICMP port unreachable): the SQL Browser service is not running, so instance {shown} cannot be located.",
+                "{} answered that nothing listens on UDP 1434 (ICMP port unreachable): the SQL Browser service is not running, so {shown} cannot be had.",
                 e.server.ip()
             );
             out.push(
