@@ -108,6 +108,7 @@ fn ssrp(
         || "the instance list".to_string(),
         |i| format!("instance {i}"),
     );
+    let port_of = instance.map_or_else(|| "any instance".to_string(), |i| format!("instance {i}"));
     if oversized {
         let summary = format!(
             "{} sent an SQL Browser request of {length} bytes with an over-long or malformed instance name (opcode {opcode}): a buggy client or an attack such as the Slammer worm.",
@@ -123,7 +124,7 @@ fn ssrp(
     let Some(first) = e.responses.first() else {
         if let Some(icmp) = e.port_unreachable {
             let summary = format!(
-                "{} answered that nothing listens on UDP 1434 (ICMP port unreachable): the SQL Browser service is not running, so {shown} cannot be had.",
+                "{} answered that nothing listens on UDP 1434 (ICMP port unreachable): the SQL Browser service is not running, so the client cannot learn the TCP port of {port_of}.",
                 e.server.ip()
             );
             out.push(
