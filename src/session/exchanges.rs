@@ -542,3 +542,296 @@ impl ExchangeTracker {
         self.next_deadline = None;
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::capture::FrameRef;
+    use crate::decode::{IcmpError, IpInfo, QuotedHeader, UdpDatagram};
+    use crate::proto::ssrp::{emit_response, InstanceInfo};
+
+    const CLIENT: &str = "192.0.2.10";
+    const SERVER: &str = "198.51.100.20";
+    const MS: i64 = 1_000_000;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn packet<'a>(no: u64, ms: i64, src: &str, dst: &str, l4: L4<'a>) -> Packet<'a> {
+        Packet {
+            frame: FrameRef { input: 0, no },
+            ts: Timestamp::from_secs_nanos(1_000, 0).add_nanos(ms * MS),
+            wire_len: 100,
+            ip: IpInfo {
+                src: ip(src),
+                dst: ip(dst),
+                ttl: 64,
+                ip_id: None,
+                reassembled: false,
+            },
+            l4,
+        }
+    }
+
+    fn udp(src_port: u16, dst_port: u16, payload: &[u8]) -> L4<'_> {
+        L4::Udp(UdpDatagram {
+            src_port,
+            dst_port,
+            payload,
+            payload_len: payload.len() as u32,
+        })
+    }
+
+    /// A DNS message with one question for `name` (RFC 1035 4.1).
+    fn dns(id: u16, response: bool, rcode: u8, name: &str, qtype: u16) -> Vec<u8> {
+        let flags: u16 = if response {
+            0x8180 | u16::from(rcode)
+        } else {
+            0x0100
+        };
+        let mut m = Vec::new();
+        for v in [id, flags, 1, 0, 0, 0] {
+            m.extend_from_slice(&v.to_be_bytes());
+        }
+        for label in name.split('.') {
+            m.push(label.len() as u8);
+            m.extend_from_slice(label.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        m
+    }
+
+    fn svr_resp(port: u16) -> Vec<u8> {
+        emit_response(&[InstanceInfo {
+            server_name: "LABSQL".into(),
+            instance_name: "LABINST".into(),
+            version: "16.0.1000.6".into(),
+            tcp_port: Some(port),
+            ..InstanceInfo::default()
+        }])
+    }
+
+    fn done(t: &mut ExchangeTracker) -> Vec<ExchangeFacts> {
+        t.drain()
+            .filter_map(|e| match e {
+                ExchangeEvent::Done(f) => Some(f),
+                ExchangeEvent::SsrpAnswer(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ssrp_request_matched_to_its_answer() {
+        let mut t = ExchangeTracker::new();
+        t.on_packet(&packet(1, 0, CLIENT, SERVER, udp(50000, 1434, &[3])));
+        let resp = svr_resp(14330);
+        t.on_packet(&packet(2, 3, SERVER, CLIENT, udp(1434, 50000, &resp)));
+        let events: Vec<_> = t.drain().collect();
+        let [ExchangeEvent::SsrpAnswer(a)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!((a.client, a.server), (ip(CLIENT), ip(SERVER)));
+        assert_eq!(a.instances[0].tcp_port, Some(14330));
+        t.finish();
+        let d = done(&mut t);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].attempts, 1);
+        assert_eq!(d[0].responses.len(), 1);
+        assert_eq!(d[0].responses[0].delay_ns, 3 * MS);
+    }
+
+    #[test]
+    fn retries_from_new_ports_are_one_exchange() {
+        let mut t = ExchangeTracker::new();
+        for (i, port) in [50000u16, 50001, 50002].into_iter().enumerate() {
+            let ms = i as i64 * 800;
+            t.on_packet(&packet(
+                i as u64 + 1,
+                ms,
+                CLIENT,
+                SERVER,
+                udp(port, 1434, &[3]),
+            ));
+        }
+        // The answer to the second attempt: the delay counts from that attempt.
+        let resp = svr_resp(14330);
+        t.on_packet(&packet(4, 2000, SERVER, CLIENT, udp(1434, 50001, &resp)));
+        t.finish();
+        let d = done(&mut t);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].attempts, 3);
+        assert_eq!(d[0].responses[0].delay_ns, 1200 * MS);
+    }
+
+    #[test]
+    fn unanswered_request_settles_on_capture_time() {
+        let mut t = ExchangeTracker::new();
+        t.on_packet(&packet(1, 0, CLIENT, SERVER, udp(50000, 1434, &[3])));
+        t.on_packet(&packet(
+            2,
+            4_000,
+            CLIENT,
+            "203.0.113.1",
+            udp(40000, 9999, b"x"),
+        ));
+        assert!(done(&mut t).is_empty(), "settled too early");
+        t.on_packet(&packet(
+            3,
+            5_100,
+            CLIENT,
+            "203.0.113.1",
+            udp(40000, 9999, b"x"),
+        ));
+        let d = done(&mut t);
+        assert_eq!(d.len(), 1);
+        assert!(d[0].responses.is_empty());
+        // A later request for the same thing is a new exchange.
+        t.on_packet(&packet(4, 11_000, CLIENT, SERVER, udp(50001, 1434, &[3])));
+        t.finish();
+        assert_eq!(done(&mut t).len(), 1);
+    }
+
+    #[test]
+    fn icmp_port_unreachable_marks_the_exchange() {
+        let mut t = ExchangeTracker::new();
+        t.on_packet(&packet(1, 0, CLIENT, SERVER, udp(50000, 1434, &[3])));
+        let icmp = |src_port: u16, dst_port: u16, src: &str, dst: &str| {
+            L4::Icmp(IcmpError {
+                v6: false,
+                icmp_type: 3,
+                code: 3,
+                kind: IcmpErrorKind::DestinationUnreachable,
+                original: Some(QuotedHeader {
+                    src: ip(src),
+                    dst: ip(dst),
+                    protocol: 17,
+                    src_port: Some(src_port),
+                    dst_port: Some(dst_port),
+                    tcp_seq: None,
+                }),
+            })
+        };
+        // An error about an answer (the client's port closed) does not count.
+        t.on_packet(&packet(
+            2,
+            1,
+            CLIENT,
+            SERVER,
+            icmp(1434, 50000, SERVER, CLIENT),
+        ));
+        t.on_packet(&packet(
+            3,
+            1,
+            SERVER,
+            CLIENT,
+            icmp(50000, 1434, CLIENT, SERVER),
+        ));
+        t.finish();
+        let d = done(&mut t);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].port_unreachable.map(|m| m.frame.no), Some(3));
+    }
+
+    #[test]
+    fn dns_a_and_aaaa_are_one_lookup_matched_by_id() {
+        let mut t = ExchangeTracker::new();
+        let name = "sql.lab.test";
+        t.on_packet(&packet(
+            1,
+            0,
+            CLIENT,
+            SERVER,
+            udp(40000, 53, &dns(1, false, 0, name, 1)),
+        ));
+        t.on_packet(&packet(
+            2,
+            1,
+            CLIENT,
+            SERVER,
+            udp(40000, 53, &dns(2, false, 0, name, 28)),
+        ));
+        t.on_packet(&packet(
+            3,
+            1000,
+            CLIENT,
+            SERVER,
+            udp(40000, 53, &dns(1, false, 0, name, 1)),
+        ));
+        // A response with an id never asked is not this lookup's.
+        t.on_packet(&packet(
+            4,
+            1001,
+            SERVER,
+            CLIENT,
+            udp(53, 40000, &dns(9, true, 0, name, 1)),
+        ));
+        t.on_packet(&packet(
+            5,
+            1002,
+            SERVER,
+            CLIENT,
+            udp(53, 40000, &dns(2, true, 3, name, 28)),
+        ));
+        t.finish();
+        let d = done(&mut t);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].attempts, 2);
+        assert_eq!(
+            d[0].request,
+            ExchangeRequest::Dns {
+                name: name.into(),
+                types: vec![1, 28]
+            }
+        );
+        assert_eq!(d[0].responses.len(), 1);
+        assert_eq!(d[0].responses[0].at.frame.no, 5);
+        assert!(matches!(
+            d[0].responses[0].body,
+            ExchangeResponseBody::Dns { rcode: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn broadcast_answered_by_any_server() {
+        let mut t = ExchangeTracker::new();
+        t.on_packet(&packet(
+            1,
+            0,
+            CLIENT,
+            "255.255.255.255",
+            udp(50000, 1434, &[2]),
+        ));
+        let resp = svr_resp(1433);
+        t.on_packet(&packet(2, 5, SERVER, CLIENT, udp(1434, 50000, &resp)));
+        t.on_packet(&packet(
+            3,
+            6,
+            "198.51.100.21",
+            CLIENT,
+            udp(1434, 50000, &resp),
+        ));
+        t.finish();
+        let d = done(&mut t);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].responses.len(), 2);
+    }
+
+    #[test]
+    fn pending_exchanges_are_bounded() {
+        let mut t = ExchangeTracker::new();
+        for i in 0..=MAX_PENDING {
+            let q = dns(i as u16, false, 0, &format!("h{i}.lab.test"), 1);
+            t.on_packet(&packet(i as u64 + 1, 0, CLIENT, SERVER, udp(40000, 53, &q)));
+        }
+        assert_eq!(t.evicted, 1);
+        let d = done(&mut t);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].first.frame.no, 1);
+        t.finish();
+        assert_eq!(done(&mut t).len(), MAX_PENDING);
+    }
+}
