@@ -409,6 +409,9 @@ pub struct ExchangeFacts {
     pub responses: Vec<ExchangeResponse>,
     /// The first ICMP port unreachable for one of the attempts.
     pub port_unreachable: Option<Mark>,
+    /// Settled by the end of the capture this soon (ns) after its last activity: an answer
+    /// may have come after the capture stopped.
+    pub cut_by_capture_end_ns: Option<i64>,
 }
 
 /// An SSRP answer as soon as it arrives, for matching the TCP connection that follows it.

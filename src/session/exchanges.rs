@@ -72,6 +72,8 @@ pub struct ExchangeTracker {
     next_deadline: Option<Timestamp>,
     /// Exchanges settled early because [`MAX_PENDING`] was reached.
     pub evicted: u64,
+    /// The latest packet time seen: the end of the capture when it finishes.
+    last_ts: Option<Timestamp>,
 }
 
 fn protocol_of(port: u16) -> Option<ExchangeProtocol> {
@@ -302,6 +304,7 @@ impl ExchangeTracker {
     /// One decoded packet; anything but UDP to or from the watched ports and ICMP errors
     /// about them is ignored.
     pub fn on_packet(&mut self, p: &Packet<'_>) {
+        self.last_ts = Some(self.last_ts.map_or(p.ts, |t| t.max(p.ts)));
         self.settle_older(p.ts);
         let at = Mark {
             frame: p.frame,
@@ -426,6 +429,7 @@ impl ExchangeTracker {
                 request: req,
                 responses: Vec::new(),
                 port_unreachable: None,
+                cut_by_capture_end_ns: None,
             },
             attempts: vec![attempt],
             last_activity: at.ts,
@@ -536,7 +540,10 @@ impl ExchangeTracker {
 
     /// The end of the capture: every pending exchange is settled, oldest first.
     pub fn finish(&mut self) {
-        for p in std::mem::take(&mut self.pending) {
+        for mut p in std::mem::take(&mut self.pending) {
+            if let Some(end) = self.last_ts {
+                p.facts.cut_by_capture_end_ns = Some(end.nanos_since(p.last_activity));
+            }
             self.settle(p);
         }
         self.next_deadline = None;

@@ -36,14 +36,34 @@ pub(crate) fn exchange_findings(e: &ExchangeFacts) -> Vec<Finding> {
     }
 }
 
+/// A caveat for an exchange the capture stopped right after: its answer may be missing
+/// only because nobody was capturing any more.
+fn capture_end_note(e: &ExchangeFacts) -> String {
+    match e.cut_by_capture_end_ns {
+        Some(ns) if ns < crate::session::exchanges::SETTLE_NS => format!(
+            " (The capture ended {} ms after the last request: an answer may have come later.)",
+            ns / 1_000_000
+        ),
+        _ => String::new(),
+    }
+}
+
+/// A reverse lookup (RFC 1035 3.5, RFC 3596 2.5): hosts without a PTR record are common, so
+/// NXDOMAIN for one is no failure to reach a server.
+fn is_reverse_lookup(name: &str) -> bool {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    n.ends_with(".in-addr.arpa") || n.ends_with(".ip6.arpa")
+}
+
 fn dns(e: &ExchangeFacts, name: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     let Some(first) = e.responses.first() else {
         let summary = format!(
-            "The DNS query for {name} to {} went unanswered ({} attempt{}): the client cannot find the server's address.",
+            "The DNS query for {name} to {} went unanswered ({} attempt{}): the client cannot find the server's address.{}",
             e.server,
             e.attempts,
-            if e.attempts == 1 { "" } else { "s" }
+            if e.attempts == 1 { "" } else { "s" },
+            capture_end_note(e)
         );
         out.push(
             FindingBuilder::new(Code::DnsNoResponse, summary)
@@ -56,7 +76,11 @@ fn dns(e: &ExchangeFacts, name: &str) -> Vec<Finding> {
         return out;
     };
     let error = e.responses.iter().find_map(|r| match r.body {
-        ExchangeResponseBody::Dns { rcode, .. } if rcode != 0 => Some((r, rcode)),
+        ExchangeResponseBody::Dns { rcode, .. }
+            if rcode != 0 && !(rcode == 3 && is_reverse_lookup(name)) =>
+        {
+            Some((r, rcode))
+        }
         _ => None,
     });
     if let Some((r, rcode)) = error {
@@ -137,10 +161,11 @@ fn ssrp(
             );
         } else {
             let summary = format!(
-                "The SQL Browser request for {shown} to {} got no answer ({} attempt{}): the Browser is stopped or UDP 1434 is blocked.",
+                "The SQL Browser request for {shown} to {} got no answer ({} attempt{}): the Browser is stopped or UDP 1434 is blocked.{}",
                 e.server,
                 e.attempts,
-                if e.attempts == 1 { "" } else { "s" }
+                if e.attempts == 1 { "" } else { "s" },
+                capture_end_note(e)
             );
             out.push(
                 FindingBuilder::new(Code::SsrpNoResponse, summary)
@@ -215,4 +240,75 @@ pub(crate) fn port_mismatch(c: &ConnectionFacts, a: &SsrpAnnouncement) -> Option
             .evidence_at(t.first, "connection to another port")
             .build(),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::capture::FrameRef;
+    use crate::facts::ExchangeResponse;
+    use crate::tcp::Mark;
+    use crate::time::Timestamp;
+
+    fn mark(no: u64, ms: i64) -> Mark {
+        Mark {
+            frame: FrameRef { input: 0, no },
+            ts: Timestamp::from_secs_nanos(1_000, 0).add_nanos(ms * 1_000_000),
+        }
+    }
+
+    fn dns_exchange(name: &str, rcode: Option<u8>, delay_ms: i64) -> ExchangeFacts {
+        ExchangeFacts {
+            protocol: ExchangeProtocol::Dns,
+            client: "192.0.2.10:40000".parse().unwrap(),
+            server: "198.51.100.20:53".parse().unwrap(),
+            first: mark(1, 0),
+            last_attempt: mark(1, 0),
+            attempts: 1,
+            request: ExchangeRequest::Dns {
+                name: name.into(),
+                types: vec![1],
+            },
+            responses: rcode
+                .map(|rcode| ExchangeResponse {
+                    at: mark(2, delay_ms),
+                    from: "198.51.100.20:53".parse().unwrap(),
+                    delay_ns: delay_ms * 1_000_000,
+                    body: ExchangeResponseBody::Dns {
+                        rcode,
+                        addresses: Vec::new(),
+                    },
+                })
+                .into_iter()
+                .collect(),
+            port_unreachable: None,
+            cut_by_capture_end_ns: None,
+        }
+    }
+
+    fn codes(f: &[Finding]) -> Vec<&'static str> {
+        f.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn dns_rules() {
+        let f = exchange_findings(&dns_exchange("sql.lab.test", Some(2), 1200));
+        assert_eq!(codes(&f), ["dns.error", "dns.slow"]);
+        assert_eq!(f[0].detail["rcode"], 2);
+        assert_eq!(f[1].detail["delay_ms"], 1200);
+        assert!(exchange_findings(&dns_exchange("sql.lab.test", Some(0), 10)).is_empty());
+        // A host without a PTR record is no failure.
+        let reverse = dns_exchange("20.100.51.198.in-addr.arpa", Some(3), 10);
+        assert!(exchange_findings(&reverse).is_empty());
+        let mut silent = dns_exchange("sql.lab.test", None, 0);
+        silent.cut_by_capture_end_ns = Some(70_000_000);
+        let f = exchange_findings(&silent);
+        assert_eq!(codes(&f), ["dns.no_response"]);
+        assert!(
+            f[0].summary.contains("capture ended 70 ms"),
+            "{}",
+            f[0].summary
+        );
+    }
 }
