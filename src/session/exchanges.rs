@@ -828,6 +828,38 @@ mod tests {
     }
 
     #[test]
+    fn kerberos_request_matched_by_ports() {
+        use crate::proto::kerberos::tests::{KRB_ERROR_S_PRINCIPAL_UNKNOWN, TGS_REQ_WITH_PADATA};
+        let mut t = ExchangeTracker::new();
+        t.on_packet(&packet(
+            1,
+            0,
+            CLIENT,
+            SERVER,
+            udp(51000, 88, &TGS_REQ_WITH_PADATA),
+        ));
+        // An answer to another client port is not this request's.
+        let err = &KRB_ERROR_S_PRINCIPAL_UNKNOWN;
+        t.on_packet(&packet(2, 1, SERVER, CLIENT, udp(88, 51001, err)));
+        t.on_packet(&packet(3, 2, SERVER, CLIENT, udp(88, 51000, err)));
+        t.finish();
+        let d = done(&mut t);
+        assert_eq!(d.len(), 1);
+        assert!(matches!(
+            &d[0].request,
+            ExchangeRequest::Kerberos { message: "TGS-REQ", sname, .. } if sname == "MSSQLSvc/sql01.corp.example:1433"
+        ));
+        assert_eq!(d[0].responses.len(), 1);
+        assert_eq!(
+            d[0].responses[0].body,
+            ExchangeResponseBody::Kerberos {
+                message: "KRB-ERROR",
+                error: Some((7, "KDC_ERR_S_PRINCIPAL_UNKNOWN"))
+            }
+        );
+    }
+
+    #[test]
     fn pending_exchanges_are_bounded() {
         let mut t = ExchangeTracker::new();
         for i in 0..=MAX_PENDING {
