@@ -412,6 +412,9 @@ pub struct ExchangeFacts {
     /// Settled by the end of the capture this soon (ns) after its last activity: an answer
     /// may have come after the capture stopped.
     pub cut_by_capture_end_ns: Option<i64>,
+    /// Settled before its time because too many exchanges were pending: no answer yet does
+    /// not mean none came.
+    pub settled_early: bool,
 }
 
 /// An SSRP answer as soon as it arrives, for matching the TCP connection that follows it.

@@ -410,7 +410,8 @@ impl ExchangeTracker {
         }
         if self.pending.len() >= MAX_PENDING {
             self.evicted += 1;
-            let oldest = self.pending.remove(0);
+            let mut oldest = self.pending.remove(0);
+            oldest.facts.settled_early = true;
             self.settle(oldest);
         }
         let qtype = match &req {
@@ -430,6 +431,7 @@ impl ExchangeTracker {
                 responses: Vec::new(),
                 port_unreachable: None,
                 cut_by_capture_end_ns: None,
+                settled_early: false,
             },
             attempts: vec![attempt],
             last_activity: at.ts,
@@ -870,6 +872,7 @@ mod tests {
         let d = done(&mut t);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].first.frame.no, 1);
+        assert!(d[0].settled_early);
         t.finish();
         assert_eq!(done(&mut t).len(), MAX_PENDING);
     }

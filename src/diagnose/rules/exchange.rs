@@ -58,6 +58,9 @@ fn is_reverse_lookup(name: &str) -> bool {
 fn dns(e: &ExchangeFacts, name: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     let Some(first) = e.responses.first() else {
+        if e.settled_early {
+            return out;
+        }
         let summary = format!(
             "The DNS query for {name} to {} went unanswered ({} attempt{}): the client cannot find the server's address.{}",
             e.server,
@@ -159,7 +162,7 @@ fn ssrp(
                     .evidence_at(icmp, "port unreachable")
                     .build(),
             );
-        } else {
+        } else if !e.settled_early {
             let summary = format!(
                 "The SQL Browser request for {shown} to {} got no answer ({} attempt{}): the Browser is stopped or UDP 1434 is blocked.{}",
                 e.server,
@@ -284,6 +287,7 @@ mod tests {
                 .collect(),
             port_unreachable: None,
             cut_by_capture_end_ns: None,
+            settled_early: false,
         }
     }
 
