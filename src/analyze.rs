@@ -78,11 +78,82 @@ const RECENT_SSRP_ANSWERS: usize = 64;
 /// SSRP-announced endpoints kept for the `servers` list.
 const MAX_SSRP_SERVERS: usize = 1024;
 
+/// A connection that follows an exchange this soon is the one the exchange was for.
+const EXCHANGE_LINK_NS: i64 = 30_000_000_000;
+/// Recent listed exchanges, and recent connections, kept for linking the two (whichever is
+/// reported first waits for the other).
+const RECENT_FOR_LINKS: usize = 256;
+
+/// What links a listed exchange to the connections after it.
+struct ExchangeLink {
+    /// Index into `Reported::exchanges` (before sorting).
+    index: usize,
+    client: std::net::IpAddr,
+    start: crate::time::Timestamp,
+    /// Server addresses the connection may go to (any port unless `port`).
+    servers: Vec<std::net::IpAddr>,
+    port: Option<u16>,
+}
+
+impl ExchangeLink {
+    fn new(index: usize, e: &ExchangeFacts) -> Option<ExchangeLink> {
+        use crate::facts::{ExchangeRequest as Req, ExchangeResponseBody as Body};
+        let mut servers = Vec::new();
+        let mut port = None;
+        match &e.request {
+            Req::Ssrp { .. } => servers.extend(e.responses.iter().map(|r| r.from.ip())),
+            Req::Dns { .. } => {
+                for r in &e.responses {
+                    if let Body::Dns { addresses, .. } = &r.body {
+                        servers.extend(addresses.iter().copied());
+                    }
+                }
+            }
+            Req::Kerberos { sname, .. } => {
+                // MSSQLSvc/host:port names the port; the host is a name, not an address.
+                let (service, rest) = sname.split_once('/')?;
+                if !service.eq_ignore_ascii_case("MSSQLSvc") {
+                    return None;
+                }
+                port = Some(rest.rsplit_once(':')?.1.parse().ok()?);
+            }
+        }
+        if servers.is_empty() && port.is_none() {
+            return None;
+        }
+        Some(ExchangeLink {
+            index,
+            client: e.client.ip(),
+            start: e.first.ts,
+            servers,
+            port,
+        })
+    }
+
+    fn matches(&self, c: &ConnectionStart) -> bool {
+        let after = c.start.nanos_since(self.start);
+        c.client == self.client
+            && (0..=EXCHANGE_LINK_NS).contains(&after)
+            && (self.servers.is_empty() || self.servers.contains(&c.server.ip()))
+            && self.port.is_none_or(|p| p == c.server.port())
+    }
+}
+
+/// A SQL connection's start, for linking it to the exchange before it.
+struct ConnectionStart {
+    id: u32,
+    client: std::net::IpAddr,
+    server: std::net::SocketAddr,
+    start: crate::time::Timestamp,
+}
+
 /// The reporting side's view of UDP exchanges: diagnoses settled ones and remembers recent
 /// SSRP answers.
 #[derive(Default)]
 struct ExchangeReports {
     recent_answers: std::collections::VecDeque<SsrpAnnouncement>,
+    links: std::collections::VecDeque<ExchangeLink>,
+    starts: std::collections::VecDeque<ConnectionStart>,
 }
 
 impl ExchangeReports {
@@ -111,10 +182,48 @@ impl ExchangeReports {
         let findings = diagnose::exchange_findings(e);
         r.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
         if r.exchanges.len() < MAX_EXCHANGES {
-            r.exchanges.push(report::exchange(e, findings));
+            let mut listed = report::exchange(e, findings);
+            if let Some(link) = ExchangeLink::new(r.exchanges.len(), e) {
+                // Connections reported before the exchange settled.
+                listed.connections = self
+                    .starts
+                    .iter()
+                    .filter(|c| link.matches(c))
+                    .map(|c| c.id)
+                    .collect();
+                if self.links.len() >= RECENT_FOR_LINKS {
+                    self.links.pop_front();
+                }
+                self.links.push_back(link);
+            }
+            r.exchanges.push(listed);
         } else {
             r.exchanges_not_listed += 1;
         }
+    }
+
+    /// Links a finished SQL connection to the listed exchanges before it.
+    fn on_connection(&mut self, c: &crate::facts::ConnectionFacts, r: &mut Reported) {
+        if !diagnose::is_sql(c) {
+            return;
+        }
+        let start = ConnectionStart {
+            id: c.tcp.id.0 + 1,
+            client: c.tcp.client.ip(),
+            server: c.tcp.server,
+            start: c.tcp.first.ts,
+        };
+        for link in self.links.iter().filter(|l| l.matches(&start)) {
+            if let Some(e) = r.exchanges.get_mut(link.index) {
+                if !e.connections.contains(&start.id) {
+                    e.connections.push(start.id);
+                }
+            }
+        }
+        if self.starts.len() >= RECENT_FOR_LINKS {
+            self.starts.pop_front();
+        }
+        self.starts.push_back(start);
     }
 
     /// `ssrp.port_mismatch` against the latest SSRP answer that concerns the connection.
@@ -161,6 +270,7 @@ fn report_connections(
             r.patterns.on_connection(&facts);
             let mut findings = diagnose::connection_findings(&facts, settings);
             findings.extend(exchanges.port_mismatch(&facts));
+            exchanges.on_connection(&facts, &mut r);
             r.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
             let outcome = diagnose::outcome(&facts);
             *r.outcomes.entry(outcome.as_str()).or_default() += 1;
@@ -177,6 +287,9 @@ fn report_connections(
         let _ = recycle.send(batch);
     }
     r.exchanges.sort_by_key(|e| (e.first.input, e.first.frame));
+    for e in &mut r.exchanges {
+        e.connections.sort_unstable();
+    }
     r
 }
 

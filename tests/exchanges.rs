@@ -148,6 +148,11 @@ fn lab_exchanges_match_the_manifest() {
                 .find(|g| g["protocol"] == want["protocol"] && g["server"] == want["server"])
                 .unwrap_or_else(|| panic!("{name}: no exchange like {want}"));
             check_exchange(name, want, g);
+            // An answered lookup is linked to the SQL connection that followed it.
+            let followed = s["connections"].as_array().is_some_and(|c| !c.is_empty());
+            if followed && !want["response"].is_null() {
+                assert_eq!(g["connections"], serde_json::json!([1]), "{name}: links");
+            }
         }
         for (conn, wf) in conn_codes {
             let code = wf["code"].as_str().unwrap();

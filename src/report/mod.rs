@@ -406,6 +406,7 @@ pub fn exchange(e: &crate::facts::ExchangeFacts, findings: Vec<Finding>) -> mode
         delay_ms: e.responses.first().map(|r| ms(r.delay_ns)),
         responders,
         port_unreachable: e.port_unreachable.is_some(),
+        connections: Vec::new(),
         findings,
     }
 }

@@ -323,6 +323,11 @@ pub struct Exchange {
     pub responders: Vec<String>,
     /// The request drew an ICMP port unreachable.
     pub port_unreachable: bool,
+    /// Ids of the TCP connections it preceded: from the same client, within 30 s, to an
+    /// address it returned (DNS), the host that answered (SSRP) or the port of the SPN
+    /// (Kerberos).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<u32>,
     pub findings: Vec<Finding>,
 }
 
