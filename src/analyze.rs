@@ -9,9 +9,11 @@ use crate::capture::{self, FrameSource};
 use crate::decode::{Decoded, Decoder};
 use crate::diagnose;
 use crate::facts::{CaptureFacts, InputDamage};
+use crate::facts::{ExchangeFacts, ServerFacts, SsrpAnnouncement};
 use crate::limits::Limits;
-use crate::report::model::{Connection, Input, Severity, Totals};
+use crate::report::model::{Connection, Exchange, Input, Severity, Totals};
 use crate::report::{self, ReportWriter};
+use crate::session::exchanges::{ExchangeEvent, ExchangeTracker};
 use crate::session::forward::{replay, Batch, Forwarder};
 use crate::session::patterns::Patterns;
 use crate::session::Sessions;
@@ -64,6 +66,180 @@ struct Reported {
     outcomes: BTreeMap<&'static str, u64>,
     connections: u64,
     error_findings: bool,
+    exchanges: Vec<Exchange>,
+    exchanges_not_listed: u64,
+    /// ip:port the SQL Browser announced, with instance and version.
+    ssrp_servers: BTreeMap<std::net::SocketAddr, (String, String)>,
+}
+
+/// Exchanges listed in the report; beyond, they are diagnosed and counted only (a capture
+/// of a busy resolver holds millions of lookups).
+const MAX_EXCHANGES: usize = 10_000;
+/// Recent SSRP answers kept for matching the connections that follow them.
+const RECENT_SSRP_ANSWERS: usize = 64;
+/// SSRP-announced endpoints kept for the `servers` list.
+const MAX_SSRP_SERVERS: usize = 1024;
+
+/// A connection that follows an exchange this soon is the one the exchange was for.
+const EXCHANGE_LINK_NS: i64 = 30_000_000_000;
+/// Recent listed exchanges, and recent connections, kept for linking the two (whichever is
+/// reported first waits for the other).
+const RECENT_FOR_LINKS: usize = 256;
+
+/// What links a listed exchange to the connections after it.
+struct ExchangeLink {
+    /// Index into `Reported::exchanges` (before sorting).
+    index: usize,
+    client: std::net::IpAddr,
+    start: crate::time::Timestamp,
+    /// Server addresses the connection may go to (any port unless `port`).
+    servers: Vec<std::net::IpAddr>,
+    port: Option<u16>,
+}
+
+impl ExchangeLink {
+    fn new(index: usize, e: &ExchangeFacts) -> Option<ExchangeLink> {
+        use crate::facts::{ExchangeRequest as Req, ExchangeResponseBody as Body};
+        let mut servers = Vec::new();
+        let mut port = None;
+        match &e.request {
+            Req::Ssrp { .. } => servers.extend(e.responses.iter().map(|r| r.from.ip())),
+            Req::Dns { .. } => {
+                for r in &e.responses {
+                    if let Body::Dns { addresses, .. } = &r.body {
+                        servers.extend(addresses.iter().copied());
+                    }
+                }
+            }
+            Req::Kerberos { sname, .. } => {
+                // MSSQLSvc/host:port names the port; the host is a name, not an address.
+                let (service, rest) = sname.split_once('/')?;
+                if !service.eq_ignore_ascii_case("MSSQLSvc") {
+                    return None;
+                }
+                port = Some(rest.rsplit_once(':')?.1.parse().ok()?);
+            }
+        }
+        if servers.is_empty() && port.is_none() {
+            return None;
+        }
+        Some(ExchangeLink {
+            index,
+            client: e.client.ip(),
+            start: e.first.ts,
+            servers,
+            port,
+        })
+    }
+
+    fn matches(&self, c: &ConnectionStart) -> bool {
+        let after = c.start.nanos_since(self.start);
+        c.client == self.client
+            && (0..=EXCHANGE_LINK_NS).contains(&after)
+            && (self.servers.is_empty() || self.servers.contains(&c.server.ip()))
+            && self.port.is_none_or(|p| p == c.server.port())
+    }
+}
+
+/// A SQL connection's start, for linking it to the exchange before it.
+struct ConnectionStart {
+    id: u32,
+    client: std::net::IpAddr,
+    server: std::net::SocketAddr,
+    start: crate::time::Timestamp,
+}
+
+/// The reporting side's view of UDP exchanges: diagnoses settled ones and remembers recent
+/// SSRP answers.
+#[derive(Default)]
+struct ExchangeReports {
+    recent_answers: std::collections::VecDeque<SsrpAnnouncement>,
+    links: std::collections::VecDeque<ExchangeLink>,
+    starts: std::collections::VecDeque<ConnectionStart>,
+}
+
+impl ExchangeReports {
+    fn on_event(&mut self, ev: ExchangeEvent, r: &mut Reported) {
+        match ev {
+            ExchangeEvent::SsrpAnswer(a) => {
+                for i in &a.instances {
+                    let Some(port) = i.tcp_port else { continue };
+                    let addr = std::net::SocketAddr::new(a.server, port);
+                    if r.ssrp_servers.len() < MAX_SSRP_SERVERS || r.ssrp_servers.contains_key(&addr)
+                    {
+                        r.ssrp_servers
+                            .insert(addr, (i.instance.clone(), i.version.clone()));
+                    }
+                }
+                if self.recent_answers.len() >= RECENT_SSRP_ANSWERS {
+                    self.recent_answers.pop_front();
+                }
+                self.recent_answers.push_back(a);
+            }
+            ExchangeEvent::Done(e) => self.on_exchange(&e, r),
+        }
+    }
+
+    fn on_exchange(&mut self, e: &ExchangeFacts, r: &mut Reported) {
+        let findings = diagnose::exchange_findings(e);
+        r.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
+        if r.exchanges.len() < MAX_EXCHANGES {
+            let mut listed = report::exchange(e, findings);
+            if let Some(link) = ExchangeLink::new(r.exchanges.len(), e) {
+                // Connections reported before the exchange settled.
+                listed.connections = self
+                    .starts
+                    .iter()
+                    .filter(|c| link.matches(c))
+                    .map(|c| c.id)
+                    .collect();
+                if self.links.len() >= RECENT_FOR_LINKS {
+                    self.links.pop_front();
+                }
+                self.links.push_back(link);
+            }
+            r.exchanges.push(listed);
+        } else {
+            r.exchanges_not_listed += 1;
+        }
+    }
+
+    /// Links a finished SQL connection to the listed exchanges before it.
+    fn on_connection(&mut self, c: &crate::facts::ConnectionFacts, r: &mut Reported) {
+        if !diagnose::is_sql(c) {
+            return;
+        }
+        let start = ConnectionStart {
+            id: c.tcp.id.0 + 1,
+            client: c.tcp.client.ip(),
+            server: c.tcp.server,
+            start: c.tcp.first.ts,
+        };
+        for link in self.links.iter().filter(|l| l.matches(&start)) {
+            if let Some(e) = r.exchanges.get_mut(link.index) {
+                if !e.connections.contains(&start.id) {
+                    e.connections.push(start.id);
+                }
+            }
+        }
+        if self.starts.len() >= RECENT_FOR_LINKS {
+            self.starts.pop_front();
+        }
+        self.starts.push_back(start);
+    }
+
+    /// `ssrp.port_mismatch` against the latest SSRP answer that concerns the connection.
+    fn port_mismatch(&self, c: &crate::facts::ConnectionFacts) -> Option<report::model::Finding> {
+        self.recent_answers
+            .iter()
+            .rev()
+            .find(|a| {
+                a.client == c.tcp.client.ip()
+                    && a.server == c.tcp.server.ip()
+                    && a.at.ts <= c.tcp.first.ts
+            })
+            .and_then(|a| diagnose::ssrp_port_mismatch(c, a))
+    }
 }
 
 /// The reporting thread: runs the sessions over the tracker's events, diagnoses each
@@ -82,12 +258,22 @@ fn report_connections(
         outcomes: BTreeMap::new(),
         connections: 0,
         error_findings: false,
+        exchanges: Vec::new(),
+        exchanges_not_listed: 0,
+        ssrp_servers: BTreeMap::new(),
     };
+    let mut exchange_events = Vec::new();
+    let mut exchanges = ExchangeReports::default();
     for mut batch in batches {
-        replay(&mut batch, &mut sessions);
+        replay(&mut batch, &mut sessions, &mut exchange_events);
+        for ev in exchange_events.drain(..) {
+            exchanges.on_event(ev, &mut r);
+        }
         for facts in sessions.drain_finished() {
             r.patterns.on_connection(&facts);
-            let findings = diagnose::connection_findings(&facts, settings);
+            let mut findings = diagnose::connection_findings(&facts, settings);
+            findings.extend(exchanges.port_mismatch(&facts));
+            exchanges.on_connection(&facts, &mut r);
             r.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
             let outcome = diagnose::outcome(&facts);
             *r.outcomes.entry(outcome.as_str()).or_default() += 1;
@@ -102,6 +288,10 @@ fn report_connections(
         }
         // The reading thread may have finished already; then the batch is simply dropped.
         let _ = recycle.send(batch);
+    }
+    r.exchanges.sort_by_key(|e| (e.first.input, e.first.frame));
+    for e in &mut r.exchanges {
+        e.connections.sort_unstable();
     }
     r
 }
@@ -184,7 +374,26 @@ pub fn analyze(
 
     result.connections = reported.connections;
     result.error_findings = reported.error_findings;
-    let (servers, clients) = reported.patterns.into_facts();
+    let (mut servers, clients) = reported.patterns.into_facts();
+    for (addr, (instance, version)) in reported.ssrp_servers {
+        let known = servers.iter_mut().find(|s| s.address == Some(addr));
+        let s = match known {
+            Some(s) => s,
+            None => {
+                servers.push(ServerFacts {
+                    address: Some(addr),
+                    ..ServerFacts::default()
+                });
+                let Some(s) = servers.last_mut() else {
+                    continue;
+                };
+                s
+            }
+        };
+        s.ssrp = true;
+        s.instance.get_or_insert(instance);
+        s.version.get_or_insert(version);
+    }
     capture_facts.servers = servers;
     capture_facts.clients = clients;
     let findings = diagnose::capture_findings(&capture_facts);
@@ -192,6 +401,8 @@ pub fn analyze(
     out.finish(&Totals {
         inputs,
         servers: report::servers(&capture_facts),
+        exchanges: reported.exchanges,
+        exchanges_not_listed: reported.exchanges_not_listed,
         findings,
         connections: result.connections,
         outcomes: reported.outcomes,
@@ -213,6 +424,7 @@ fn read_inputs(
 ) {
     let mut decoder = Decoder::new(&opts.limits);
     let mut tracker = Tracker::new(&opts.limits);
+    let mut exchanges = ExchangeTracker::new();
     let mut bytes_before = 0u64;
     for (index, path) in ordered.iter().enumerate() {
         let input_no = u16::try_from(index).unwrap_or(u16::MAX);
@@ -255,7 +467,13 @@ fn read_inputs(
                 input.truncated_frames += 1;
             }
             match decoder.decode(&frame) {
-                Decoded::Packet(packet) => tracker.on_packet(&packet, forwarder),
+                Decoded::Packet(packet) => {
+                    exchanges.on_packet(&packet);
+                    for ev in exchanges.drain() {
+                        forwarder.on_exchange(ev);
+                    }
+                    tracker.on_packet(&packet, forwarder);
+                }
                 Decoded::FragmentHeld => {}
                 Decoded::Skipped(reason) => *input.skipped.entry(reason.as_str()).or_default() += 1,
             }
@@ -280,6 +498,10 @@ fn read_inputs(
             bytes_total,
         });
         inputs.push(input);
+    }
+    exchanges.finish();
+    for ev in exchanges.drain() {
+        forwarder.on_exchange(ev);
     }
     // Connections still open (or lingering) at the end are closed in batches, so their facts
     // never all sit in memory at once.

@@ -3,6 +3,7 @@
 mod capture_readers;
 mod cli;
 mod decode_tshark;
+mod exchanges;
 mod generated;
 mod manifest;
 mod passwords;

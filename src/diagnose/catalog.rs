@@ -44,6 +44,14 @@ pub enum Code {
     TlsHandshakeFailed,
     TlsLegacyVersion,
     TlsCertificateProblem,
+    DnsError,
+    DnsNoResponse,
+    DnsSlow,
+    SsrpNoResponse,
+    SsrpPortUnreachable,
+    SsrpSlow,
+    SsrpOversizedRequest,
+    SsrpPortMismatch,
 }
 
 impl Code {
@@ -87,6 +95,14 @@ impl Code {
             Code::TlsHandshakeFailed => "tls.handshake_failed",
             Code::TlsLegacyVersion => "tls.legacy_version",
             Code::TlsCertificateProblem => "tls.certificate_problem",
+            Code::DnsError => "dns.error",
+            Code::DnsNoResponse => "dns.no_response",
+            Code::DnsSlow => "dns.slow",
+            Code::SsrpNoResponse => "ssrp.no_response",
+            Code::SsrpPortUnreachable => "ssrp.port_unreachable",
+            Code::SsrpSlow => "ssrp.slow",
+            Code::SsrpOversizedRequest => "ssrp.oversized_request",
+            Code::SsrpPortMismatch => "ssrp.port_mismatch",
         }
     }
 
@@ -126,6 +142,13 @@ impl Code {
             | Code::CaptureMalformed => Severity::Warning,
             Code::CaptureDuplicates | Code::CaptureTruncatedFrames | Code::CaptureMidStream => {
                 Severity::Info
+            }
+            Code::DnsError
+            | Code::SsrpNoResponse
+            | Code::SsrpPortUnreachable
+            | Code::SsrpPortMismatch => Severity::Error,
+            Code::DnsNoResponse | Code::DnsSlow | Code::SsrpSlow | Code::SsrpOversizedRequest => {
+                Severity::Warning
             }
         }
     }
@@ -270,6 +293,35 @@ impl Code {
             ],
             Code::TcpServerClosed => &[
                 "The server closed the connection first: normal after a KILL, a fatal error, or the server's own idle policies; check the ERRORLOG if the client did not expect it.",
+            ],
+            Code::DnsError => &[
+                "The name does not resolve: check its A/AAAA record on the DNS server, the client's DNS suffix search list and its HOSTS file; for NXDOMAIN make sure the name in the connection string is spelt as registered.",
+                "SERVFAIL or REFUSED point at the DNS server itself (forwarders, zone not loaded, recursion not allowed for this client).",
+            ],
+            Code::DnsNoResponse => &[
+                "The DNS server never answered: check that it is reachable on UDP 53 from the client (firewall, wrong server in the client's configuration) and that the DNS service is running.",
+                "Until it is fixed, a HOSTS entry or the server's IP address in the connection string avoids the lookup.",
+            ],
+            Code::DnsSlow => &[
+                "Name resolution took over a second and delays every new connection: check the DNS server's load and forwarders, and the client's order of DNS servers (a dead first server costs a timeout each time).",
+            ],
+            Code::SsrpNoResponse => &[
+                "The SQL Browser did not answer on UDP 1434: start the SQL Server Browser service on the server, and open UDP 1434 inbound on its firewall and any firewall in between.",
+                "Or bypass the Browser: put the instance's TCP port in the connection string (host,port).",
+                "If the Browser runs, check the instance name: a CLNT_UCAST_EX query (opcode 3) lists the instances the Browser knows.",
+            ],
+            Code::SsrpPortUnreachable => &[
+                "The server host answered that nothing listens on UDP 1434: the SQL Server Browser service is stopped or disabled. Start it (and set it to start automatically), or put the instance's TCP port in the connection string (host,port).",
+            ],
+            Code::SsrpSlow => &[
+                "The SQL Browser took over a second to answer: check the server's load and the Browser service; clients time out after a few seconds. Putting the port in the connection string (host,port) skips the lookup.",
+            ],
+            Code::SsrpOversizedRequest => &[
+                "An SQL Browser request with an instance name longer than the protocol allows is a buggy client or an attack (the Slammer worm sent such datagrams): find the sending host, and check that the server has current SQL Server updates.",
+            ],
+            Code::SsrpPortMismatch => &[
+                "The client connected to a TCP port other than the one the SQL Browser announced for the instance: look for a client alias (SQL Server Configuration Manager, cliconfg) or a port hard-coded in the connection string, and compare with \"Server is listening on\" in the instance's ERRORLOG.",
+                "If the instance moved to a new dynamic port, give it a static port and update the clients.",
             ],
         }
     }

@@ -59,6 +59,19 @@ pub fn capture_findings(c: &CaptureFacts) -> Vec<Finding> {
         .collect()
 }
 
+/// Findings for one UDP exchange (SSRP, DNS, Kerberos).
+pub fn exchange_findings(e: &crate::facts::ExchangeFacts) -> Vec<Finding> {
+    rules::exchange::exchange_findings(e)
+}
+
+/// `ssrp.port_mismatch` for a connection that followed an SQL Browser answer.
+pub fn ssrp_port_mismatch(
+    c: &ConnectionFacts,
+    a: &crate::facts::SsrpAnnouncement,
+) -> Option<Finding> {
+    rules::exchange::port_mismatch(c, a)
+}
+
 /// A SQL connection, as the contract defines it: TDS 7.x seen on it, its server known as SQL
 /// Server (TDS on another connection, `--server`), or the SQL Server port.
 pub fn is_sql(c: &ConnectionFacts) -> bool {

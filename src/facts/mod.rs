@@ -355,6 +355,8 @@ pub struct ServerFacts {
     pub hinted: bool,
     pub version: Option<String>,
     pub instance: Option<String>,
+    /// The SQL Browser (SSRP) announced this ip:port for an instance.
+    pub ssrp: bool,
     /// The largest burst of connections reset within the mass-reset window.
     pub mass_reset: Option<Burst>,
     /// The largest burst of failed attempts close to accepted ones (listen backlog).
@@ -386,4 +388,128 @@ pub struct CaptureFacts {
     pub truncated: Vec<(u16, u64, Option<u32>)>,
     pub servers: Vec<ServerFacts>,
     pub clients: Vec<ClientFacts>,
+}
+
+/// Which UDP protocol an exchange speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExchangeProtocol {
+    /// SQL Server Resolution Protocol (MC-SQLR), UDP 1434.
+    Ssrp,
+    Dns,
+    Kerberos,
+}
+
+impl ExchangeProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeProtocol::Ssrp => "ssrp",
+            ExchangeProtocol::Dns => "dns",
+            ExchangeProtocol::Kerberos => "kerberos",
+        }
+    }
+}
+
+/// What a request asked, per protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExchangeRequest {
+    Ssrp {
+        /// The message id (MC-SQLR 2.2: 2 CLNT_BCAST_EX, 3 CLNT_UCAST_EX, 4 CLNT_UCAST_INST,
+        /// 15 CLNT_UCAST_DAC).
+        opcode: u8,
+        instance: Option<String>,
+        /// UDP payload bytes of the first attempt.
+        length: u32,
+        /// The instance name is longer than MC-SQLR allows, or the request is malformed
+        /// (the Slammer pattern).
+        oversized: bool,
+        /// Sent to a broadcast address: any server may answer.
+        broadcast: bool,
+    },
+    Dns {
+        name: String,
+        /// Query types asked for this name (A and AAAA are one lookup).
+        types: Vec<u16>,
+    },
+    Kerberos {
+        /// `AS-REQ` or `TGS-REQ`.
+        message: &'static str,
+        sname: String,
+        realm: String,
+    },
+}
+
+/// One instance an SSRP answer lists (MC-SQLR 2.2.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsrpInstanceFacts {
+    pub server_name: String,
+    pub instance: String,
+    pub version: String,
+    pub tcp_port: Option<u16>,
+    pub pipe: Option<String>,
+    pub clustered: bool,
+}
+
+/// What a response said, per protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExchangeResponseBody {
+    Ssrp {
+        instances: Vec<SsrpInstanceFacts>,
+        /// The DAC port of a CLNT_UCAST_DAC answer (MC-SQLR 2.2.6).
+        dac_port: Option<u16>,
+    },
+    Dns {
+        rcode: u8,
+        addresses: Vec<std::net::IpAddr>,
+    },
+    Kerberos {
+        /// `AS-REP`, `TGS-REP`, `KRB-ERROR`, …
+        message: &'static str,
+        /// KRB-ERROR's code and RFC 4120 name.
+        error: Option<(i32, &'static str)>,
+    },
+}
+
+/// One response of an exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeResponse {
+    pub at: Mark,
+    pub from: std::net::SocketAddr,
+    /// Nanoseconds since the attempt it answers.
+    pub delay_ns: i64,
+    pub body: ExchangeResponseBody,
+}
+
+/// A UDP request, its retries and its answers (SSRP, DNS, Kerberos), once settled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeFacts {
+    pub protocol: ExchangeProtocol,
+    /// The first attempt's source and destination.
+    pub client: std::net::SocketAddr,
+    pub server: std::net::SocketAddr,
+    pub first: Mark,
+    pub last_attempt: Mark,
+    /// Requests sent: the first and its retries.
+    pub attempts: u32,
+    pub request: ExchangeRequest,
+    /// In arrival order; bounded (broadcasts may draw many).
+    pub responses: Vec<ExchangeResponse>,
+    /// The first ICMP port unreachable for one of the attempts.
+    pub port_unreachable: Option<Mark>,
+    /// Settled by the end of the capture this soon (ns) after its last activity: an answer
+    /// may have come after the capture stopped.
+    pub cut_by_capture_end_ns: Option<i64>,
+    /// Settled before its time because too many exchanges were pending: no answer yet does
+    /// not mean none came.
+    pub settled_early: bool,
+}
+
+/// An SSRP answer as soon as it arrives, for matching the TCP connection that follows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsrpAnnouncement {
+    pub at: Mark,
+    pub client: std::net::IpAddr,
+    pub server: std::net::IpAddr,
+    /// The instance the request named, if any.
+    pub requested: Option<String>,
+    pub instances: Vec<SsrpInstanceFacts>,
 }

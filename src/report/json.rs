@@ -54,7 +54,9 @@ impl<W: Write> ReportWriter for JsonWriter<W> {
         serde_json::to_writer(&mut self.out, &totals.inputs)?;
         self.out.write_all(b",\n\"servers\":")?;
         serde_json::to_writer(&mut self.out, &totals.servers)?;
-        self.out.write_all(b",\n\"exchanges\":[],\n\"findings\":")?;
+        self.out.write_all(b",\n\"exchanges\":")?;
+        serde_json::to_writer(&mut self.out, &totals.exchanges)?;
+        self.out.write_all(b",\n\"findings\":")?;
         serde_json::to_writer(&mut self.out, &totals.findings)?;
         self.out.write_all(b",\n\"summary\":")?;
         serde_json::to_writer(

@@ -261,6 +261,9 @@ pub fn servers(c: &crate::facts::CaptureFacts) -> Vec<model::Server> {
             if s.tds_seen {
                 found_by.push("tds");
             }
+            if s.ssrp {
+                found_by.push("ssrp");
+            }
             if s.hinted {
                 found_by.push("hint");
             }
@@ -279,4 +282,138 @@ pub fn servers(c: &crate::facts::CaptureFacts) -> Vec<model::Server> {
             })
         })
         .collect()
+}
+
+/// A DNS query type's mnemonic (RFC 1035 3.2.2, RFC 3596, RFC 2782).
+fn dns_type(t: u16) -> String {
+    match t {
+        1 => "A".into(),
+        5 => "CNAME".into(),
+        12 => "PTR".into(),
+        28 => "AAAA".into(),
+        33 => "SRV".into(),
+        255 => "ANY".into(),
+        n => format!("TYPE{n}"),
+    }
+}
+
+/// Builds the report's record of one UDP exchange from its facts and diagnosis.
+pub fn exchange(e: &crate::facts::ExchangeFacts, findings: Vec<Finding>) -> model::Exchange {
+    use crate::facts::{ExchangeRequest as Req, ExchangeResponseBody as Body};
+    let request = match &e.request {
+        Req::Ssrp {
+            opcode,
+            instance,
+            length,
+            ..
+        } => model::ExchangeRequest::Ssrp(model::SsrpRequest {
+            opcode: *opcode,
+            instance: instance.clone(),
+            length: *length,
+        }),
+        Req::Dns { name, types } => model::ExchangeRequest::Dns(model::DnsRequest {
+            name: name.clone(),
+            types: types.iter().map(|t| dns_type(*t)).collect(),
+        }),
+        Req::Kerberos {
+            message,
+            sname,
+            realm,
+        } => model::ExchangeRequest::Kerberos(model::KerberosRequest {
+            message,
+            sname: sname.clone(),
+            realm: realm.clone(),
+        }),
+    };
+    let response = e.responses.first().map(|first| match &first.body {
+        Body::Ssrp { .. } => {
+            // Instances of every answer (a broadcast draws one per server).
+            let mut instances = Vec::new();
+            let mut dac_port = None;
+            for r in &e.responses {
+                if let Body::Ssrp {
+                    instances: list,
+                    dac_port: dac,
+                } = &r.body
+                {
+                    dac_port = dac_port.or(*dac);
+                    for i in list {
+                        // Retries draw the same answer again: list each instance once.
+                        let seen = instances.iter().any(|s: &model::SsrpInstance| {
+                            s.server == i.server_name
+                                && s.instance == i.instance
+                                && s.tcp_port == i.tcp_port
+                        });
+                        if !seen {
+                            instances.push(model::SsrpInstance {
+                                server: i.server_name.clone(),
+                                instance: i.instance.clone(),
+                                version: i.version.clone(),
+                                tcp_port: i.tcp_port,
+                                pipe: i.pipe.clone(),
+                                clustered: i.clustered.then_some(true),
+                            });
+                        }
+                    }
+                }
+            }
+            model::ExchangeResponse::Ssrp(model::SsrpResponse {
+                instances,
+                dac_port,
+            })
+        }
+        Body::Dns { .. } => {
+            let mut rcode = 0;
+            let mut addresses: Vec<String> = Vec::new();
+            for r in &e.responses {
+                if let Body::Dns {
+                    rcode: rc,
+                    addresses: list,
+                } = &r.body
+                {
+                    if rcode == 0 {
+                        rcode = *rc;
+                    }
+                    for a in list {
+                        let a = a.to_string();
+                        if !addresses.contains(&a) {
+                            addresses.push(a);
+                        }
+                    }
+                }
+            }
+            model::ExchangeResponse::Dns(model::DnsResponse { rcode, addresses })
+        }
+        Body::Kerberos { message, error } => {
+            model::ExchangeResponse::Kerberos(model::KerberosResponse {
+                message,
+                error: error.map(|(code, name)| format!("{name} ({code})")),
+            })
+        }
+    });
+    let mut responders: Vec<String> = Vec::new();
+    for r in &e.responses {
+        let a = r.from.to_string();
+        if !responders.contains(&a) {
+            responders.push(a);
+        }
+    }
+    model::Exchange {
+        protocol: e.protocol.as_str(),
+        client: e.client.to_string(),
+        server: e.server.to_string(),
+        request,
+        response,
+        attempts: e.attempts,
+        first: FramePos {
+            input: e.first.frame.input,
+            frame: e.first.frame.no,
+        },
+        start: e.first.ts.to_rfc3339(),
+        delay_ms: e.responses.first().map(|r| ms(r.delay_ns)),
+        responders,
+        port_unreachable: e.port_unreachable.is_some(),
+        connections: Vec::new(),
+        findings,
+    }
 }

@@ -264,6 +264,10 @@ pub struct Finding {
 pub struct Totals {
     pub inputs: Vec<Input>,
     pub servers: Vec<Server>,
+    /// UDP exchanges (SSRP, DNS, Kerberos), in order of their first request.
+    pub exchanges: Vec<Exchange>,
+    /// Exchanges left out of `exchanges` at its limit.
+    pub exchanges_not_listed: u64,
     pub findings: Vec<Finding>,
     pub connections: u64,
     /// Connections by outcome.
@@ -281,7 +285,7 @@ pub struct Report {
     pub inputs: Vec<Input>,
     pub servers: Vec<Server>,
     /// SSRP, DNS and Kerberos exchanges.
-    pub exchanges: Vec<serde_json::Value>,
+    pub exchanges: Vec<Exchange>,
     pub findings: Vec<Finding>,
     pub summary: Summary,
 }
@@ -292,4 +296,125 @@ pub struct Summary {
     pub connections: u64,
     /// Connections by outcome.
     pub outcomes: BTreeMap<String, u64>,
+}
+
+/// One UDP request (with its retries) and what answered it: SQL Browser (SSRP), DNS or
+/// Kerberos (JSON `exchanges`).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Exchange {
+    /// `ssrp`, `dns` or `kerberos`.
+    pub protocol: &'static str,
+    /// The first attempt's source, ip:port.
+    pub client: String,
+    /// Where the request went, ip:port (a broadcast address for CLNT_BCAST_EX).
+    pub server: String,
+    pub request: ExchangeRequest,
+    /// The first answer (DNS: all answers merged); null when none came.
+    pub response: Option<ExchangeResponse>,
+    /// Requests sent: the first and its retries (DNS: per query type).
+    pub attempts: u32,
+    /// The first request.
+    pub first: FramePos,
+    pub start: String,
+    /// From the attempt answered to the first answer.
+    pub delay_ms: Option<f64>,
+    /// Hosts that answered (several for a broadcast).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub responders: Vec<String>,
+    /// The request drew an ICMP port unreachable.
+    pub port_unreachable: bool,
+    /// Ids of the TCP connections it preceded: from the same client, within 30 s, to an
+    /// address it returned (DNS), the host that answered (SSRP) or the port of the SPN
+    /// (Kerberos).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<u32>,
+    pub findings: Vec<Finding>,
+}
+
+/// What was asked, per protocol.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ExchangeRequest {
+    Ssrp(SsrpRequest),
+    Dns(DnsRequest),
+    Kerberos(KerberosRequest),
+}
+
+/// An SSRP request (MC-SQLR 2.2.1-2.2.4).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct SsrpRequest {
+    /// 2 CLNT_BCAST_EX, 3 CLNT_UCAST_EX, 4 CLNT_UCAST_INST, 15 CLNT_UCAST_DAC.
+    pub opcode: u8,
+    /// The instance asked for (null for the "all instances" requests).
+    pub instance: Option<String>,
+    /// UDP payload bytes.
+    pub length: u32,
+}
+
+/// A DNS query: one name, the types asked.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct DnsRequest {
+    pub name: String,
+    /// `A`, `AAAA`, `SRV`, … (`TYPEnn` for others).
+    pub types: Vec<String>,
+}
+
+/// A Kerberos request to a KDC.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct KerberosRequest {
+    /// `AS-REQ` or `TGS-REQ`.
+    pub message: &'static str,
+    pub sname: String,
+    pub realm: String,
+}
+
+/// What answered, per protocol.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ExchangeResponse {
+    Ssrp(SsrpResponse),
+    Dns(DnsResponse),
+    Kerberos(KerberosResponse),
+}
+
+/// An SSRP answer (MC-SQLR 2.2.5, 2.2.6).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct SsrpResponse {
+    pub instances: Vec<SsrpInstance>,
+    /// The DAC port of a CLNT_UCAST_DAC answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dac_port: Option<u16>,
+}
+
+/// One instance an SSRP answer lists.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct SsrpInstance {
+    /// The ServerName the Browser gave.
+    pub server: String,
+    pub instance: String,
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clustered: Option<bool>,
+}
+
+/// A DNS answer: its RCODE and the addresses given (A and AAAA answers merged).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct DnsResponse {
+    /// 0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED, …: the first non-zero one of the answers.
+    pub rcode: u8,
+    pub addresses: Vec<String>,
+}
+
+/// A KDC's answer.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct KerberosResponse {
+    /// `AS-REP`, `TGS-REP` or `KRB-ERROR`.
+    pub message: &'static str,
+    /// KRB-ERROR's RFC 4120 name (`KDC_ERR_S_PRINCIPAL_UNKNOWN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 
 use anstyle::{AnsiColor, Style};
 
-use super::model::{Connection, Finding, Severity, Totals};
+use super::model::{Connection, ExchangeRequest, Finding, Severity, Totals};
 use super::ReportWriter;
 
 /// Problem connections held for grouping. 10,000 of them is ~30 MB; a capture with more is
@@ -230,6 +230,63 @@ impl<W: Write> TextWriter<W> {
         Ok(())
     }
 
+    /// Name lookups and SQL Browser requests: the ones with a problem, and a count of the rest.
+    fn exchanges(&mut self, totals: &Totals) -> io::Result<()> {
+        if totals.exchanges.is_empty() {
+            return Ok(());
+        }
+        let problem = |e: &&crate::report::model::Exchange| {
+            e.findings.iter().any(|f| f.severity > Severity::Info)
+        };
+        let problems: Vec<_> = totals.exchanges.iter().filter(problem).collect();
+        writeln!(self.out)?;
+        let title = format!(
+            "Name lookups and SQL Browser: {} with problems",
+            problems.len()
+        );
+        writeln!(
+            self.out,
+            "{}",
+            self.paint(Style::new().bold().underline(), &title)
+        )?;
+        for e in &problems {
+            for f in &e.findings {
+                self.codes.entry(f.code).or_insert((f.severity, 0)).1 += 1;
+            }
+            let asked = match &e.request {
+                ExchangeRequest::Ssrp(r) => format!(
+                    "SQL Browser opcode {} {}",
+                    r.opcode,
+                    r.instance.as_deref().unwrap_or("(all instances)")
+                ),
+                ExchangeRequest::Dns(r) => format!("DNS {} {}", r.types.join("/"), r.name),
+                ExchangeRequest::Kerberos(r) => format!("Kerberos {} {}", r.message, r.sname),
+            };
+            writeln!(
+                self.out,
+                "{} -> {}  {asked}  {}  {} attempt{}",
+                e.client,
+                e.server,
+                short_time(&e.start),
+                e.attempts,
+                if e.attempts == 1 { "" } else { "s" }
+            )?;
+            for f in e.findings.iter().filter(|f| f.severity > Severity::Info) {
+                self.finding(f, 2)?;
+            }
+        }
+        let healthy = totals.exchanges.len() - problems.len();
+        writeln!(self.out, "Exchanges without problems: {healthy}")?;
+        if totals.exchanges_not_listed > 0 {
+            writeln!(
+                self.out,
+                "... and {} more exchanges not listed (limit reached).",
+                totals.exchanges_not_listed
+            )?;
+        }
+        Ok(())
+    }
+
     fn header(&mut self, totals: &Totals) -> io::Result<()> {
         let frames: u64 = totals.inputs.iter().map(|i| i.frames).sum();
         let first = totals
@@ -422,6 +479,8 @@ impl<W: Write> ReportWriter for TextWriter<W> {
                 self.healthy_other
             )?;
         }
+
+        self.exchanges(totals)?;
 
         if !totals.findings.is_empty() {
             writeln!(self.out)?;

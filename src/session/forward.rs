@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 
+use super::exchanges::ExchangeEvent;
 use super::Sessions;
 use crate::capture::FrameRef;
 use crate::tcp::{ConnId, Direction, StreamEvent, StreamEventKind, StreamSink, TcpFacts};
@@ -34,6 +35,8 @@ enum Event {
         kind: Kind,
     },
     Close(Box<TcpFacts>),
+    /// A UDP exchange event, kept in capture order with the TCP events.
+    Exchange(Box<ExchangeEvent>),
 }
 
 enum Kind {
@@ -74,6 +77,11 @@ impl Forwarder {
             recycled,
             closed: false,
         }
+    }
+
+    /// Carries a UDP exchange event in order with the stream events.
+    pub fn on_exchange(&mut self, ev: ExchangeEvent) {
+        self.current.events.push(Event::Exchange(Box::new(ev)));
     }
 
     /// Sends the current batch if it is big enough (or `force`), taking a recycled one back.
@@ -134,8 +142,9 @@ impl StreamSink for Forwarder {
     }
 }
 
-/// Feeds a batch's events to the sessions, in order, leaving the batch empty for reuse.
-pub fn replay(batch: &mut Batch, sessions: &mut Sessions) {
+/// Feeds a batch's events to the sessions, in order, leaving the batch empty for reuse;
+/// exchange events go to `exchanges`, in order.
+pub fn replay(batch: &mut Batch, sessions: &mut Sessions, exchanges: &mut Vec<ExchangeEvent>) {
     let bytes = &batch.bytes;
     for ev in batch.events.drain(..) {
         match ev {
@@ -168,6 +177,7 @@ pub fn replay(batch: &mut Batch, sessions: &mut Sessions) {
                 });
             }
             Event::Close(facts) => sessions.on_close(*facts),
+            Event::Exchange(ev) => exchanges.push(*ev),
         }
     }
     batch.bytes.clear();

@@ -1,6 +1,7 @@
 //! Per-connection drivers: receive the TCP tracker's stream events, run the protocol framers
 //! and state machines over them, and hand finished [`ConnectionFacts`] on.
 
+pub mod exchanges;
 pub mod forward;
 pub mod patterns;
 pub mod tds;

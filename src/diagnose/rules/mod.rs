@@ -2,6 +2,7 @@
 
 mod capture;
 mod ending;
+pub(crate) mod exchange;
 mod login;
 mod pattern;
 mod request;
