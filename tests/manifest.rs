@@ -16,11 +16,6 @@ const KNOWN_GAPS: &[(&str, &str, &str)] = &[
         "pattern.chatty",
         "the lab's kernel has no netem: its round trips take microseconds, so latency does not dominate and the rule rightly stays silent",
     ),
-    (
-        "ssrp-port-mismatch.pcap",
-        "ssrp.port_mismatch",
-        "needs SSRP exchanges matched to later connections (in progress)",
-    ),
 ];
 
 fn codes(findings: &Value) -> BTreeSet<String> {
