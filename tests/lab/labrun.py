@@ -1111,6 +1111,121 @@ tls_legacy_scenario("tls-1.0-tsql", "1.0", "tsql")
 tls_legacy_scenario("tls-1.1-impacket", "1.1", "impacket mssqlclient")
 
 
+# --- certificates from the lab CA (made by make_lab_ca) ----------------------------------------------
+# tedious with trustServerCertificate=false and the lab CA as its only trust anchor, so the certificate
+# problem is exactly the one the scenario makes: an expired certificate, a certificate for another name,
+# or (healthy) a valid one for the address the client dials.
+
+
+def lab_cert_behaviour(lab, name, **extra):
+    b = {"encryption": "off", "cert": os.path.join(lab.certdir, name + "-cert.pem"),
+         "key": os.path.join(lab.certdir, name + "-key.pem")}
+    b.update(extra)
+    return b
+
+
+def tedious_lab_ca(lab, **opts):
+    o = {"encrypt": True, "trustServerCertificate": False, "caFile": os.path.join(lab.certdir, "ca.pem")}
+    o.update(opts)
+    return tedious(lab, o)
+
+
+@scenario("tls-cert-expired", "tedious",
+          "tedious with encrypt=true, trustServerCertificate=false and the lab CA trusted; the server presents a "
+          "certificate from that CA for 198.51.100.20 valid 2024-01-01 .. 2025-01-01 (expired at capture time). "
+          "Node completes the TLS 1.2 handshake inside PRELOGIN packets (both Finished messages), then fails "
+          "'certificate has expired' and closes with FIN: no TLS alert, no LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="after_finished"),
+                             f("tls.certificate_problem", problem="expired", subject="CN=198.51.100.20",
+                               issuer="CN=tdsscope lab CA", not_before="2024-01-01T00:00:00Z",
+                               not_after="2025-01-01T00:00:00Z")],
+                            note="stage 'after_finished' as in tls-cert-rejected (Node checks the chain after the "
+                                 "handshake); the certificate's only problem is its validity (issuer is the "
+                                 "client's trusted lab CA, the SAN holds the address dialled)")],
+          checks=[chk("tls.handshake.type == 11", 1, 1),
+                  chk('x509af.utcTime == "2025-01-01 00:00:00 (UTC)"', 1, 1, note="notAfter in the past"),
+                  chk('x509af.utcTime == "2035-01-01 00:00:00 (UTC)"', 0, 0),
+                  chk("x509ce.IPAddress.ipv4 == %s" % S4, 1, 1),
+                  chk("tls.record.content_type == 21", 0, 0), chk("tls.record.content_type == 23", 0, 0),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_tls_cert_expired(lab):
+    lab.start_server(lab_cert_behaviour(lab, "expired"))
+    lab.start_capture()
+    rc, out = tedious_lab_ca(lab)
+    expect(rc == 2 and "expired" in out, "tedious rejected the expired certificate: " + out)
+
+
+@scenario("tls-cert-name-mismatch", "tedious",
+          "tedious dials 198.51.100.20 with encrypt=true, trustServerCertificate=false and the lab CA trusted "
+          "(its ClientHello carries SNI '198.51.100.20'); the server presents a valid certificate from that CA "
+          "for sql-other.lab.test only (CN and SAN dNSName). Node completes the TLS 1.2 handshake, then fails "
+          "'Hostname/IP does not match certificate's altnames' and closes with FIN: no alert, no LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="after_finished"),
+                             f("tls.certificate_problem", problem="name_mismatch", subject="CN=sql-other.lab.test",
+                               issuer="CN=tdsscope lab CA", server_name="198.51.100.20")],
+                            note="the name the client used is visible as the SNI (tedious sends the IP literal "
+                                 "there) and as the address dialled; the certificate is otherwise valid")],
+          checks=[chk("tls.handshake.type == 11", 1, 1),
+                  chk('tls.handshake.extensions_server_name == "%s"' % S4, 1, 1),
+                  chk('x509ce.dNSName == "sql-other.lab.test"', 1, 1), chk("x509ce.IPAddress.ipv4", 0, 0),
+                  chk("tls.record.content_type == 21", 0, 0), chk("tls.record.content_type == 23", 0, 0),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1)])
+def sc_tls_cert_name_mismatch(lab):
+    lab.start_server(lab_cert_behaviour(lab, "wrongname"))
+    lab.start_capture()
+    rc, out = tedious_lab_ca(lab)
+    expect(rc == 2 and ("altnames" in out or "Hostname" in out or "IP" in out),
+           "tedious rejected the certificate's name: " + out)
+
+
+@scenario("healthy-tedious-lab-ca", "tedious",
+          "tedious with encrypt=true, trustServerCertificate=false and the lab CA trusted; the server presents a "
+          "valid certificate from that CA for IP 198.51.100.20 (2025 .. 2035): the client accepts it, full TLS 1.2, "
+          "login, tedious' SET batch and an RPC SELECT inside TLS, FIN. No certificate finding.",
+          connections=[conn(S4 + ":1433", "ok", [],
+                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "full",
+                                   "tls_version": "1.2"},
+                            note="no tls.certificate_problem: CA-issued (not self-signed), valid at capture time, "
+                                 "SAN IP matches the SNI and the address dialled; LOGINACK is encrypted")],
+          checks=[chk("tls.handshake.type == 11", 1, 1), chk("x509ce.IPAddress.ipv4 == %s" % S4, 1, 1),
+                  chk('x509af.utcTime == "2035-01-01 00:00:00 (UTC)"', 1, 1),
+                  chk("tls.record.content_type == 23", 4), chk("tls.record.content_type == 21", 0, 0),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_healthy_tedious_lab_ca(lab):
+    lab.start_server(lab_cert_behaviour(lab, "valid"))
+    lab.start_capture()
+    rc, out = tedious_lab_ca(lab)
+    expect(rc == 0 and "rows: 3" in out, "tedious query ok with the lab CA: " + out)
+
+
+@scenario("tls-no-common-version", "tedious",
+          "The server accepts TLS 1.3 only; tedious (encrypt=true, Node capped at TLS 1.2 by "
+          "cryptoCredentialsDetails.maxVersion) sends a ClientHello without supported_versions (legacy "
+          "version 1.2). The server answers, inside a PRELOGIN packet, a fatal alert protocol_version (70) "
+          "and closes with FIN; tedious fails with 'alert protocol version'. No ServerHello, no LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="alert", alert="protocol_version", alert_level="fatal",
+                               alert_from="server")],
+                            note="the alert record (15 bytes) is in cleartext in a PRELOGIN (0x12) packet right "
+                                 "after the ClientHello; the server closes first")],
+          checks=[chk("tls.handshake.type == 1", 1, 1),
+                  chk("tls.handshake.type == 1 && tls.handshake.extensions.supported_version", 0, 0,
+                      note="client offers nothing above 1.2"),
+                  chk("tls.handshake.type == 2", 0, 0),
+                  chk("tls.alert_message.desc == 70 && tls.alert_message.level == 2 && ip.src == %s" % S4, 1, 1),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.fin == 1 && ip.src == %s" % S4, 1),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_tls_no_common_version(lab):
+    lab.start_server({"encryption": "off", "tls_min": "1.3", "tls_max": "1.3"})
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": True, "maxVersion": "TLSv1.2"})
+    expect(rc == 2, "tedious could not agree on a TLS version: " + out)
+    expect("tls_failed" in lab.read_log("server.log"), "server saw the handshake fail")
+
+
 def impacket_ssrp(lab, instance, opcode, timeout=3):
     r = lab.run("c", [sys.executable, os.path.join(HERE, "clients", "impacket_ssrp.py"), "--server", S4,
                       "--instance", instance, "--opcode", str(opcode), "--timeout", str(timeout)],
@@ -1374,6 +1489,40 @@ def make_cert(certdir):
                     "-subj", "/CN=SSL_Self_Signed_Fallback"], check=True, capture_output=True, timeout=60)
 
 
+def make_lab_ca(certdir):
+    """A lab CA and three server certificates it signs: expired (valid 2024-01-01 … 2025-01-01),
+    wrongname (for sql-other.lab.test, not the address clients dial) and valid (IP 198.51.100.20,
+    2025 … 2035). `openssl ca` because only it sets past validity dates in OpenSSL 3.0
+    (`x509 -not_before` arrived in 3.4)."""
+    d = os.path.join(certdir, "ca-db")
+    os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, "index.txt"), "w").close()
+    with open(os.path.join(d, "serial"), "w") as fh:
+        fh.write("1000\n")
+    conf = os.path.join(d, "ca.cnf")
+    with open(conf, "w") as fh:
+        fh.write("[ca]\ndefault_ca = lab\n[lab]\ndir = %s\ndatabase = $dir/index.txt\nserial = $dir/serial\n"
+                 "new_certs_dir = $dir\ndefault_md = sha256\npolicy = any\nunique_subject = no\n"
+                 "copy_extensions = copy\n[any]\ncommonName = supplied\n[srv]\nbasicConstraints = CA:FALSE\n"
+                 "keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n" % d)
+
+    def run(*cmd):
+        subprocess.run(list(cmd), check=True, capture_output=True, timeout=60)
+
+    ca, ca_key = os.path.join(certdir, "ca.pem"), os.path.join(certdir, "ca-key.pem")
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
+        "-keyout", ca_key, "-out", ca, "-subj", "/CN=tdsscope lab CA")
+    for name, cn, san, start, end in (
+            ("expired", S4, "IP:" + S4, "20240101000000Z", "20250101000000Z"),
+            ("wrongname", "sql-other.lab.test", "DNS:sql-other.lab.test", "20250101000000Z", "20350101000000Z"),
+            ("valid", S4, "IP:" + S4, "20250101000000Z", "20350101000000Z")):
+        key, csr, crt = (os.path.join(certdir, "%s-%s.pem" % (name, x)) for x in ("key", "csr", "cert"))
+        run("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+            "-subj", "/CN=" + cn, "-addext", "subjectAltName=" + san)
+        run("openssl", "ca", "-batch", "-config", conf, "-extensions", "srv", "-cert", ca, "-keyfile", ca_key,
+            "-startdate", start, "-enddate", end, "-notext", "-in", csr, "-out", crt)
+
+
 def main(argv):
     if os.geteuid() != 0:
         print("scripts/lab must run as root (it creates network namespaces)", file=sys.stderr)
@@ -1388,6 +1537,7 @@ def main(argv):
     certdir = os.path.join(run_dir, "cert")
     os.makedirs(certdir)
     make_cert(certdir)
+    make_lab_ca(certdir)
     versions = client_versions()
     current = []
 
