@@ -1111,6 +1111,112 @@ tls_legacy_scenario("tls-1.0-tsql", "1.0", "tsql")
 tls_legacy_scenario("tls-1.1-impacket", "1.1", "impacket mssqlclient")
 
 
+
+# --- mixed capture: several scenarios interleaved with HTTP noise -------------------------------------
+
+MIXED_SOURCES = ["healthy-tsql-plain", "healthy-pytds-ipv6", "login-failed-18456-s8", "refused",
+                 "attention-tedious", "server-rst-mid-query", "tls-cert-expired", "tls-no-common-version",
+                 "ssrp-silent", "dns-nxdomain"]
+MIXED_STEP_S = 0.25
+# One curl per URL (a connection each) and one curl fetching two URLs over one kept-alive connection.
+MIXED_HTTP = [["/"], ["/missing.txt"], ["/index.html", "/lab.txt"], ["-I", "/lab.txt"]]
+# Filters whose frame count in the merged file must equal the sum over the parts (the merge keeps
+# every frame and the streams do not interfere).
+MIXED_SUM_FILTERS = ["tcp.flags.syn == 1 && tcp.flags.ack == 0", "tcp.flags.reset == 1", "tds.type == 0x12",
+                     "tds.type == 0x10", "tds.loginack", "tds.error.number == 18456", "tds.type == 0x06",
+                     "tls.handshake.type == 11", "tls.alert_message.desc == 70", "udp.dstport == 1434",
+                     "dns.flags.rcode == 3", "http.request", "http.response"]
+
+
+def first_epoch(path):
+    r = sh(["tshark", "-n", "-r", path, "-c", "1", "-T", "fields", "-e", "frame.time_epoch"])
+    return float(r.stdout.split()[0])
+
+
+def frame_count(path, display_filter):
+    r = sh(["tshark", "-n", "-r", path, "-d", "tcp.port==1433,tds", "-Y", display_filter, "-T", "fields",
+            "-e", "frame.number"])
+    return len(r.stdout.split())
+
+
+@scenario("mixed", "several (merged) + curl",
+          "A mixed pcapng: the captures of %s, each shifted in time (editcap -t) to start %.2f s after the "
+          "previous one, merged (mergecap) with real HTTP noise captured now on the client interface "
+          "(python3 -m http.server --protocol HTTP/1.1 on 198.51.100.20:8080 in the server namespace, curl from the client "
+          "namespace: %d connections, one of them fetching two URLs over a kept-alive connection, one 404). "
+          "Every 5-tuple is distinct (the runner checks it), so the interleaved connections do not collide; "
+          "the expected findings are the union of the parts' manifest entries (connection field 'from'), "
+          "the HTTP connections have none."
+          % (", ".join(MIXED_SOURCES), MIXED_STEP_S, len(MIXED_HTTP)))
+def sc_mixed(lab):
+    lab.capture = os.path.join(lab.dir, "mixed.pcapng")
+    lab.final = os.path.join(CAPTURES, "mixed.pcapng")
+    manifest = load_manifest().get("scenarios", {})
+    www = os.path.join(lab.dir, "www")
+    os.makedirs(www)
+    with open(os.path.join(www, "index.html"), "w") as fh:
+        fh.write("<html><body>lab web server</body></html>\n")
+    with open(os.path.join(www, "lab.txt"), "w") as fh:
+        fh.write("not SQL\n" * 20)
+    lab.spawn("s", [sys.executable, "-u", "-m", "http.server", "8080", "--bind", S4, "--directory", www,
+                     "--protocol", "HTTP/1.1"], 40,
+              "http.log")
+    for _ in range(100):
+        if lab.run("c", ["curl", "-s", "-o", "/dev/null", "--max-time", "1", "http://%s:8080/" % S4],
+                   timeout=3, check=False).returncode == 0:
+            break
+        time.sleep(0.1)
+    http_pcap = os.path.join(lab.dir, "http.pcap")
+    lab.start_capture(path=http_pcap, bpf="tcp port 8080")
+    codes = []
+    for spec in MIXED_HTTP:
+        args = []
+        for a in spec:
+            args += ["-o", "/dev/null", "http://%s:8080%s" % (S4, a)] if a.startswith("/") else [a]
+        r = lab.run("c", ["curl", "-s", "-w", "%{http_code} ", "--max-time", "5"] + args,
+                    timeout=8, check=False)
+        codes += r.stdout.split()
+        time.sleep(0.6)
+    lab.stop_capture()
+    expect(codes == ["200", "404", "200", "200", "200"], "curl answers: %r" % codes)
+    lab.notes.append("http.server 8080 in the server ns; curl " + "; curl ".join(" ".join(x) for x in MIXED_HTTP))
+
+    t0 = first_epoch(http_pcap)
+    parts, conns, exchanges, seen = [http_pcap], {}, [], set()
+    for client in tcp_clients(http_pcap):
+        conns[client] = {"server": S4 + ":8080", "outcome": "ok", "findings": [], "from": "http-noise",
+                         "note": "HTTP (curl), not TDS: no finding"}
+    for i, name in enumerate(MIXED_SOURCES):
+        src = os.path.join(CAPTURES, name + ".pcap")
+        entry = manifest.get(name)
+        expect(entry is not None and entry.get("result") == "ok" and os.path.exists(src), "source %s ok" % name)
+        shifted = os.path.join(lab.dir, name + ".shifted.pcap")
+        delta = t0 + 0.05 + i * MIXED_STEP_S - first_epoch(src)
+        sh(["editcap", "-t", "%.6f" % delta, src, shifted])
+        parts.append(shifted)
+        for c in entry["connections"]:
+            expect(c["client"] not in conns, "client endpoint %s appears once" % c["client"])
+            conns[c["client"]] = dict({k: v for k, v in c.items() if k != "client"}, **{"from": name})
+        for x in entry["exchanges"]:
+            exchanges.append(dict(x, **{"from": name}))
+    sh(["mergecap", "-F", "pcapng", "-w", lab.capture] + parts)
+    order = tcp_clients(lab.capture)
+    expect(sorted(order) == sorted(conns), "merged connections = the parts' (%d vs %d)" % (len(order), len(conns)))
+    meta = SCENARIOS["mixed"]
+    meta["connections"] = [conns[c] for c in order]
+    meta["exchanges"] = exchanges
+    checks = []
+    for flt in MIXED_SUM_FILTERS:
+        n = sum(frame_count(p, flt) for p in parts)
+        expect(frame_count(lab.capture, flt) == n, "merged count of %s" % flt)
+        checks.append(chk(flt, n, n, note="sum over the merged parts"))
+    checks += [chk("tcp.port == 8080 && tcp.flags.syn == 1 && tcp.flags.ack == 0", len(MIXED_HTTP),
+                   len(MIXED_HTTP), note="one HTTP connection per curl"),
+               chk("http.response.code == 404", 1, 1), chk("tds && tcp.port == 8080", 0, 0)]
+    meta["checks"] = checks
+    lab.notes.append("editcap -t shifts: parts start %.2f s apart after the HTTP capture's first packet; "
+                     "mergecap -F pcapng" % MIXED_STEP_S)
+
 # --- certificates from the lab CA (made by make_lab_ca) ----------------------------------------------
 # tedious with trustServerCertificate=false and the lab CA as its only trust anchor, so the certificate
 # problem is exactly the one the scenario makes: an expired certificate, a certificate for another name,
