@@ -234,19 +234,20 @@ def sh(cmd, check=True):
 # --- real clients ----------------------------------------------------------------------------------
 
 
-def freetds_conf(lab, host, port, encryption, tds="7.4", connect_timeout=10):
+def freetds_conf(lab, host, port, encryption, tds="7.4", connect_timeout=10, extra=""):
     path = os.path.join(lab.dir, "freetds.conf")
     with open(path, "w") as f:
         f.write("[global]\n    tds version = %s\n[lab]\n    host = %s\n    port = %d\n"
                 "    tds version = %s\n    encryption = %s\n    connect timeout = %d\n"
-                % (tds, host, port, tds, encryption, connect_timeout))
+                % (tds, host, port, tds, encryption, connect_timeout) + extra)
     return path
 
 
 def tsql(lab, host=S4, port=1433, encryption="off", password=PASSWORD, sql="select id, name from lab_rows",
-         timeout=25, connect_timeout=10):
+         timeout=25, connect_timeout=10, conf_extra=""):
     """FreeTDS tsql. encryption: off (FreeTDS then offers NOT_SUP), request, require."""
-    env = dict(os.environ, FREETDSCONF=freetds_conf(lab, host, port, encryption, connect_timeout=connect_timeout))
+    env = dict(os.environ, FREETDSCONF=freetds_conf(lab, host, port, encryption, connect_timeout=connect_timeout,
+                                                    extra=conf_extra))
     r = lab.run("c", ["tsql", "-S", "lab", "-U", USER, "-P", password], timeout=timeout, env=env,
                 stdin=sql + "\ngo\nquit\n", check=False)
     out = (r.stdout + r.stderr).replace(password, "<password>")
@@ -1305,6 +1306,86 @@ def sc_healthy_tedious_lab_ca(lab):
     lab.start_capture()
     rc, out = tedious_lab_ca(lab)
     expect(rc == 0 and "rows: 3" in out, "tedious query ok with the lab CA: " + out)
+
+
+def tsql_lab_ca(lab, cert):
+    """tsql (GnuTLS) with encryption=require, the lab CA as `ca file` and hostname checking; returns
+    (rc, out, the TLS lines of FreeTDS' dump file: they say why the certificate was refused)."""
+    lab.start_server(lab_cert_behaviour(lab, cert))
+    lab.start_capture()
+    dump = os.path.join(lab.dir, "tdsdump.log")
+    rc, out = tsql(lab, encryption="require",
+                   conf_extra="    ca file = %s\n    check certificate hostname = yes\n    dump file = %s\n"
+                   % (os.path.join(lab.certdir, "ca.pem"), dump))
+    try:
+        with open(dump, errors="replace") as fh:
+            why = "\n".join(l for l in fh.read().splitlines() if re.search(r"certif|tls|handshake", l, re.I))
+        os.remove(dump)  # FreeTDS dumps the login packet too: keep no copy of it
+    except OSError:
+        why = ""
+    with open(os.path.join(lab.dir, "client.log"), "a") as fh:
+        fh.write("--- FreeTDS dump, TLS lines\n" + why + "\n")
+    return rc, out, why
+
+
+@scenario("tls-cert-expired-tsql", "tsql",
+          "FreeTDS tsql (GnuTLS) with encryption=require, the lab CA as 'ca file' and 'check certificate "
+          "hostname'; the server presents the lab CA's certificate for 198.51.100.20 valid 2024-01-01 .. "
+          "2025-01-01. GnuTLS verifies the chain as soon as the ServerHello..ServerHelloDone flight arrives "
+          "(dump: 'Certificate status: 1026' = invalid|expired, 'handshake failed: Error in the certificate') "
+          "and tsql closes with FIN at once: no ClientKeyExchange, no alert, no LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="after_certificate"),
+                             f("tls.certificate_problem", problem="expired", subject="CN=198.51.100.20",
+                               issuer="CN=tdsscope lab CA", not_before="2024-01-01T00:00:00Z",
+                               not_after="2025-01-01T00:00:00Z")],
+                            note="unlike Node (tls-cert-expired: after_finished) GnuTLS rejects inside the "
+                                 "handshake, right after the server's Certificate, without sending an alert")],
+          checks=[chk("tls.handshake.type == 11", 1, 1), chk("tls.handshake.type == 16", 0, 0,
+                                                             note="no ClientKeyExchange"),
+                  chk('x509af.utcTime == "2025-01-01 00:00:00 (UTC)"', 1, 1, note="notAfter in the past"),
+                  chk("tls.record.content_type == 21", 0, 0), chk("tds.type == 0x10", 0, 0),
+                  chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_tls_cert_expired_tsql(lab):
+    rc, out, why = tsql_lab_ca(lab, "expired")
+    expect(rc != 0 and "(3 rows affected)" not in out, "tsql rejected the expired certificate: " + out[-500:])
+
+
+@scenario("tls-cert-name-mismatch-tsql", "tsql",
+          "FreeTDS tsql (GnuTLS) dials 198.51.100.20 with encryption=require, the lab CA as 'ca file' and 'check "
+          "certificate hostname = yes' (no SNI: the host is an IP literal); the server presents a valid lab CA "
+          "certificate for sql-other.lab.test only. FreeTDS checks the name when the Certificate arrives "
+          "(dump: 'Certificate hostname does not match') and closes with FIN: no ClientKeyExchange, no alert.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="after_certificate"),
+                             f("tls.certificate_problem", problem="name_mismatch", subject="CN=sql-other.lab.test",
+                               issuer="CN=tdsscope lab CA", server_name="198.51.100.20")],
+                            note="no SNI here: the name the client used is only the address dialled")],
+          checks=[chk("tls.handshake.type == 11", 1, 1), chk("tls.handshake.type == 16", 0, 0),
+                  chk("tls.handshake.extensions_server_name", 0, 0),
+                  chk('x509ce.dNSName == "sql-other.lab.test"', 1, 1), chk("x509ce.IPAddress.ipv4", 0, 0),
+                  chk("tls.record.content_type == 21", 0, 0), chk("tds.type == 0x10", 0, 0),
+                  chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1)])
+def sc_tls_cert_name_mismatch_tsql(lab):
+    rc, out, why = tsql_lab_ca(lab, "wrongname")
+    expect(rc != 0 and "(3 rows affected)" not in out, "tsql rejected the certificate's name: " + out[-500:])
+
+
+@scenario("healthy-tsql-lab-ca", "tsql",
+          "FreeTDS tsql (GnuTLS) with encryption=require (offers ENCRYPT_ON: full TLS), the lab CA as 'ca file' "
+          "and hostname checking; the server presents a valid lab CA certificate for IP 198.51.100.20: the "
+          "handshake completes, login and a 3-row SELECT inside TLS 1.2, FIN. No certificate finding.",
+          connections=[conn(S4 + ":1433", "ok", [],
+                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "full",
+                                   "tls_version": "1.2"},
+                            note="the control for tls-cert-expired-tsql / tls-cert-name-mismatch-tsql: same client "
+                                 "and settings, a certificate GnuTLS accepts")],
+          checks=[chk("tls.handshake.type == 16", 1, 1), chk("x509ce.IPAddress.ipv4 == %s" % S4, 1, 1),
+                  chk("tls.record.content_type == 23", 4), chk("tls.record.content_type == 21", 0, 0),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_healthy_tsql_lab_ca(lab):
+    rc, out, why = tsql_lab_ca(lab, "valid")
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok with the lab CA: " + out[-500:])
 
 
 @scenario("tls-no-common-version", "tedious",
