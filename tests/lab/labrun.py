@@ -1113,6 +1113,29 @@ tls_legacy_scenario("tls-1.1-impacket", "1.1", "impacket mssqlclient")
 
 
 
+
+@scenario("tls-no-common-version-old-server", "tedious",
+          "The reverse of tls-no-common-version: the server speaks TLS 1.0 only; tedious (Node 20, TLS 1.2 "
+          "minimum) offers 1.2/1.3, the server answers ServerHello 1.0 with its (self-signed) Certificate and "
+          "ServerHelloDone; Node sends a fatal alert protocol_version (70) inside a PRELOGIN packet "
+          "('unsupported protocol'), the server closes (FIN), then the client. No LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="alert", alert="protocol_version", alert_level="fatal",
+                               alert_from="client"),
+                             f("tls.certificate_problem", problem="self_signed")],
+                            note="no tls.legacy_version: the server offered 1.0 but the client refused it, so "
+                                 "nothing was negotiated; the certificate is visible in the server's flight")],
+          checks=[chk("tls.handshake.type == 2 && tls.handshake.version == 0x0301", 1, 1),
+                  chk("tls.handshake.type == 11", 1, 1), chk("tls.handshake.type == 16", 0, 0),
+                  chk("tls.alert_message.desc == 70 && tls.alert_message.level == 2 && ip.src == %s" % C4, 1, 1),
+                  chk("tls.record.content_type == 21 && ip.src == %s" % S4, 0, 0),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_tls_no_common_version_old_server(lab):
+    lab.start_server({"encryption": "off", "tls_min": "1.0", "tls_max": "1.0"})
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": True})
+    expect(rc == 2, "tedious refused the server's TLS version: " + out)
+
 # --- mixed capture: several scenarios interleaved with HTTP noise -------------------------------------
 
 MIXED_SOURCES = ["healthy-tsql-plain", "healthy-pytds-ipv6", "login-failed-18456-s8", "refused",
