@@ -1175,7 +1175,7 @@ def frame_count(path, display_filter):
 def sc_mixed(lab):
     lab.capture = os.path.join(lab.dir, "mixed.pcapng")
     lab.final = os.path.join(CAPTURES, "mixed.pcapng")
-    manifest = load_manifest().get("scenarios", {})
+    manifest = dict(load_manifest().get("scenarios", {}), **RUN_ENTRIES)  # parts made earlier in this run
     www = os.path.join(lab.dir, "www")
     os.makedirs(www)
     with open(os.path.join(www, "index.html"), "w") as fh:
@@ -1599,6 +1599,12 @@ def sc_chatty(lab):
 # --- manifest ----------------------------------------------------------------------------------------
 
 
+# The mixed capture merges the committed captures of its parts: run it after them in a full run.
+SCENARIOS["mixed"] = SCENARIOS.pop("mixed")
+# Manifest entries of the scenarios run so far in this invocation (saved to the file only at the end).
+RUN_ENTRIES = {}
+
+
 def client_versions():
     v = {}
     r = subprocess.run(["tsql", "-C"], capture_output=True, text=True)
@@ -1790,6 +1796,7 @@ def main(argv):
                     if text:
                         log("--- %s\n%s" % (fname, text[-1500:]))
             entries[name] = manifest_entry(name, meta, lab, versions, result)
+            RUN_ENTRIES[name] = entries[name]
     finally:
         for lab in current:
             lab.down()
