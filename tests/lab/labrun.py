@@ -1149,7 +1149,8 @@ MIXED_HTTP = [["/"], ["/missing.txt"], ["/index.html", "/lab.txt"], ["-I", "/lab
 MIXED_SUM_FILTERS = ["tcp.flags.syn == 1 && tcp.flags.ack == 0", "tcp.flags.reset == 1", "tds.type == 0x12",
                      "tds.type == 0x10", "tds.loginack", "tds.error.number == 18456", "tds.type == 0x06",
                      "tls.handshake.type == 11", "tls.alert_message.desc == 70", "udp.dstport == 1434",
-                     "dns.flags.rcode == 3", "http.request", "http.response"]
+                     "dns.flags.rcode == 3", "http.request", "http.response", "tcp.analysis.flags",
+                     "tcp.analysis.reused_ports"]
 
 
 def first_epoch(path):
