@@ -234,19 +234,20 @@ def sh(cmd, check=True):
 # --- real clients ----------------------------------------------------------------------------------
 
 
-def freetds_conf(lab, host, port, encryption, tds="7.4", connect_timeout=10):
+def freetds_conf(lab, host, port, encryption, tds="7.4", connect_timeout=10, extra=""):
     path = os.path.join(lab.dir, "freetds.conf")
     with open(path, "w") as f:
         f.write("[global]\n    tds version = %s\n[lab]\n    host = %s\n    port = %d\n"
                 "    tds version = %s\n    encryption = %s\n    connect timeout = %d\n"
-                % (tds, host, port, tds, encryption, connect_timeout))
+                % (tds, host, port, tds, encryption, connect_timeout) + extra)
     return path
 
 
 def tsql(lab, host=S4, port=1433, encryption="off", password=PASSWORD, sql="select id, name from lab_rows",
-         timeout=25, connect_timeout=10):
+         timeout=25, connect_timeout=10, conf_extra=""):
     """FreeTDS tsql. encryption: off (FreeTDS then offers NOT_SUP), request, require."""
-    env = dict(os.environ, FREETDSCONF=freetds_conf(lab, host, port, encryption, connect_timeout=connect_timeout))
+    env = dict(os.environ, FREETDSCONF=freetds_conf(lab, host, port, encryption, connect_timeout=connect_timeout,
+                                                    extra=conf_extra))
     r = lab.run("c", ["tsql", "-S", "lab", "-U", USER, "-P", password], timeout=timeout, env=env,
                 stdin=sql + "\ngo\nquit\n", check=False)
     out = (r.stdout + r.stderr).replace(password, "<password>")
@@ -1111,6 +1112,331 @@ tls_legacy_scenario("tls-1.0-tsql", "1.0", "tsql")
 tls_legacy_scenario("tls-1.1-impacket", "1.1", "impacket mssqlclient")
 
 
+
+
+@scenario("tls-no-common-version-old-server", "tedious",
+          "The reverse of tls-no-common-version: the server speaks TLS 1.0 only; tedious (Node 20, TLS 1.2 "
+          "minimum) offers 1.2/1.3, the server answers ServerHello 1.0 with its (self-signed) Certificate and "
+          "ServerHelloDone; Node sends a fatal alert protocol_version (70) inside a PRELOGIN packet "
+          "('unsupported protocol'), the server closes (FIN), then the client. No LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="alert", alert="protocol_version", alert_level="fatal",
+                               alert_from="client"),
+                             f("tls.certificate_problem", problem="self_signed")],
+                            note="no tls.legacy_version: the server offered 1.0 but the client refused it, so "
+                                 "nothing was negotiated; the certificate is visible in the server's flight")],
+          checks=[chk("tls.handshake.type == 2 && tls.handshake.version == 0x0301", 1, 1),
+                  chk("tls.handshake.type == 11", 1, 1), chk("tls.handshake.type == 16", 0, 0),
+                  chk("tls.alert_message.desc == 70 && tls.alert_message.level == 2 && ip.src == %s" % C4, 1, 1),
+                  chk("tls.record.content_type == 21 && ip.src == %s" % S4, 0, 0),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_tls_no_common_version_old_server(lab):
+    lab.start_server({"encryption": "off", "tls_min": "1.0", "tls_max": "1.0"})
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": True})
+    expect(rc == 2, "tedious refused the server's TLS version: " + out)
+
+# --- mixed capture: several scenarios interleaved with HTTP noise -------------------------------------
+
+MIXED_SOURCES = ["healthy-tsql-plain", "healthy-pytds-ipv6", "login-failed-18456-s8", "refused",
+                 "attention-tedious", "server-rst-mid-query", "tls-cert-expired", "tls-no-common-version",
+                 "ssrp-silent", "dns-nxdomain"]
+MIXED_STEP_S = 0.25
+# One curl per URL (a connection each) and one curl fetching two URLs over one kept-alive connection.
+MIXED_HTTP = [["/"], ["/missing.txt"], ["/index.html", "/lab.txt"], ["-I", "/lab.txt"]]
+# Filters whose frame count in the merged file must equal the sum over the parts (the merge keeps
+# every frame and the streams do not interfere).
+MIXED_SUM_FILTERS = ["tcp.flags.syn == 1 && tcp.flags.ack == 0", "tcp.flags.reset == 1", "tds.type == 0x12",
+                     "tds.type == 0x10", "tds.loginack", "tds.error.number == 18456", "tds.type == 0x06",
+                     "tls.handshake.type == 11", "tls.alert_message.desc == 70", "udp.dstport == 1434",
+                     "dns.flags.rcode == 3", "http.request", "http.response", "tcp.analysis.flags",
+                     "tcp.analysis.reused_ports"]
+
+
+def first_epoch(path):
+    r = sh(["tshark", "-n", "-r", path, "-c", "1", "-T", "fields", "-e", "frame.time_epoch"])
+    return float(r.stdout.split()[0])
+
+
+def frame_count(path, display_filter):
+    r = sh(["tshark", "-n", "-r", path, "-d", "tcp.port==1433,tds", "-Y", display_filter, "-T", "fields",
+            "-e", "frame.number"])
+    return len(r.stdout.split())
+
+
+@scenario("mixed", "several (merged) + curl",
+          "A mixed pcapng: the captures of %s, each shifted in time (editcap -t) to start %.2f s after the "
+          "previous one, merged (mergecap) with real HTTP noise captured now on the client interface "
+          "(python3 -m http.server --protocol HTTP/1.1 on 198.51.100.20:8080 in the server namespace, curl from the client "
+          "namespace: %d connections, one of them fetching two URLs over a kept-alive connection, one 404). "
+          "Every 5-tuple is distinct (the runner checks it), so the interleaved connections do not collide; "
+          "the expected findings are the union of the parts' manifest entries (connection field 'from'), "
+          "the HTTP connections have none."
+          % (", ".join(MIXED_SOURCES), MIXED_STEP_S, len(MIXED_HTTP)))
+def sc_mixed(lab):
+    lab.capture = os.path.join(lab.dir, "mixed.pcapng")
+    lab.final = os.path.join(CAPTURES, "mixed.pcapng")
+    manifest = dict(load_manifest().get("scenarios", {}), **RUN_ENTRIES)  # parts made earlier in this run
+    www = os.path.join(lab.dir, "www")
+    os.makedirs(www)
+    with open(os.path.join(www, "index.html"), "w") as fh:
+        fh.write("<html><body>lab web server</body></html>\n")
+    with open(os.path.join(www, "lab.txt"), "w") as fh:
+        fh.write("not SQL\n" * 20)
+    lab.spawn("s", [sys.executable, "-u", "-m", "http.server", "8080", "--bind", S4, "--directory", www,
+                     "--protocol", "HTTP/1.1"], 40,
+              "http.log")
+    for _ in range(100):
+        if lab.run("c", ["curl", "-s", "-o", "/dev/null", "--max-time", "1", "http://%s:8080/" % S4],
+                   timeout=3, check=False).returncode == 0:
+            break
+        time.sleep(0.1)
+    http_pcap = os.path.join(lab.dir, "http.pcap")
+    lab.start_capture(path=http_pcap, bpf="tcp port 8080")
+    codes = []
+    for spec in MIXED_HTTP:
+        args = []
+        for a in spec:
+            args += ["-o", "/dev/null", "http://%s:8080%s" % (S4, a)] if a.startswith("/") else [a]
+        r = lab.run("c", ["curl", "-s", "-w", "%{http_code} ", "--max-time", "5"] + args,
+                    timeout=8, check=False)
+        codes += r.stdout.split()
+        time.sleep(0.6)
+    lab.stop_capture()
+    expect(codes == ["200", "404", "200", "200", "200"], "curl answers: %r" % codes)
+    lab.notes.append("http.server 8080 in the server ns; curl " + "; curl ".join(" ".join(x) for x in MIXED_HTTP))
+
+    t0 = first_epoch(http_pcap)
+    parts, conns, exchanges, seen = [http_pcap], {}, [], set()
+    for client in tcp_clients(http_pcap):
+        conns[client] = {"server": S4 + ":8080", "outcome": "ok", "findings": [], "from": "http-noise",
+                         "note": "HTTP (curl), not TDS: no finding"}
+    for i, name in enumerate(MIXED_SOURCES):
+        src = os.path.join(CAPTURES, name + ".pcap")
+        entry = manifest.get(name)
+        expect(entry is not None and entry.get("result") == "ok" and os.path.exists(src), "source %s ok" % name)
+        shifted = os.path.join(lab.dir, name + ".shifted.pcap")
+        delta = t0 + 0.05 + i * MIXED_STEP_S - first_epoch(src)
+        sh(["editcap", "-t", "%.6f" % delta, src, shifted])
+        parts.append(shifted)
+        for c in entry["connections"]:
+            expect(c["client"] not in conns, "client endpoint %s appears once" % c["client"])
+            conns[c["client"]] = dict({k: v for k, v in c.items() if k != "client"}, **{"from": name})
+        for x in entry["exchanges"]:
+            exchanges.append(dict(x, **{"from": name}))
+    sh(["mergecap", "-F", "pcapng", "-w", lab.capture] + parts)
+    order = tcp_clients(lab.capture)
+    expect(sorted(order) == sorted(conns), "merged connections = the parts' (%d vs %d)" % (len(order), len(conns)))
+    meta = SCENARIOS["mixed"]
+    meta["connections"] = [conns[c] for c in order]
+    meta["exchanges"] = exchanges
+    checks = []
+    for flt in MIXED_SUM_FILTERS:
+        n = sum(frame_count(p, flt) for p in parts)
+        expect(frame_count(lab.capture, flt) == n, "merged count of %s" % flt)
+        checks.append(chk(flt, n, n, note="sum over the merged parts"))
+    checks += [chk("tcp.port == 8080 && tcp.flags.syn == 1 && tcp.flags.ack == 0", len(MIXED_HTTP),
+                   len(MIXED_HTTP), note="one HTTP connection per curl"),
+               chk("http.response.code == 404", 1, 1), chk("tds && tcp.port == 8080", 0, 0)]
+    meta["checks"] = checks
+    lab.notes.append("editcap -t shifts: parts start %.2f s apart after the HTTP capture's first packet; "
+                     "mergecap -F pcapng" % MIXED_STEP_S)
+
+# --- certificates from the lab CA (made by make_lab_ca) ----------------------------------------------
+# tedious with trustServerCertificate=false and the lab CA as its only trust anchor, so the certificate
+# problem is exactly the one the scenario makes: an expired certificate, a certificate for another name,
+# or (healthy) a valid one for the address the client dials.
+
+
+def lab_cert_behaviour(lab, name, **extra):
+    b = {"encryption": "off", "cert": os.path.join(lab.certdir, name + "-cert.pem"),
+         "key": os.path.join(lab.certdir, name + "-key.pem")}
+    b.update(extra)
+    return b
+
+
+def tedious_lab_ca(lab, **opts):
+    o = {"encrypt": True, "trustServerCertificate": False, "caFile": os.path.join(lab.certdir, "ca.pem")}
+    o.update(opts)
+    return tedious(lab, o)
+
+
+@scenario("tls-cert-expired", "tedious",
+          "tedious with encrypt=true, trustServerCertificate=false and the lab CA trusted; the server presents a "
+          "certificate from that CA for 198.51.100.20 valid 2024-01-01 .. 2025-01-01 (expired at capture time). "
+          "Node completes the TLS 1.2 handshake inside PRELOGIN packets (both Finished messages), then fails "
+          "'certificate has expired' and closes with FIN: no TLS alert, no LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="after_finished"),
+                             f("tls.certificate_problem", problem="expired", subject="CN=198.51.100.20",
+                               issuer="CN=tdsscope lab CA", not_before="2024-01-01T00:00:00Z",
+                               not_after="2025-01-01T00:00:00Z")],
+                            note="stage 'after_finished' as in tls-cert-rejected (Node checks the chain after the "
+                                 "handshake); the certificate's only problem is its validity (issuer is the "
+                                 "client's trusted lab CA, the SAN holds the address dialled)")],
+          checks=[chk("tls.handshake.type == 11", 1, 1),
+                  chk('x509af.utcTime == "2025-01-01 00:00:00 (UTC)"', 1, 1, note="notAfter in the past"),
+                  chk('x509af.utcTime == "2035-01-01 00:00:00 (UTC)"', 0, 0),
+                  chk("x509ce.IPAddress.ipv4 == %s" % S4, 1, 1),
+                  chk("tls.record.content_type == 21", 0, 0), chk("tls.record.content_type == 23", 0, 0),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_tls_cert_expired(lab):
+    lab.start_server(lab_cert_behaviour(lab, "expired"))
+    lab.start_capture()
+    rc, out = tedious_lab_ca(lab)
+    expect(rc == 2 and "expired" in out, "tedious rejected the expired certificate: " + out)
+
+
+@scenario("tls-cert-name-mismatch", "tedious",
+          "tedious dials 198.51.100.20 with encrypt=true, trustServerCertificate=false and the lab CA trusted "
+          "(its ClientHello carries SNI '198.51.100.20'); the server presents a valid certificate from that CA "
+          "for sql-other.lab.test only (CN and SAN dNSName). Node completes the TLS 1.2 handshake, then fails "
+          "'Hostname/IP does not match certificate's altnames' and closes with FIN: no alert, no LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="after_finished"),
+                             f("tls.certificate_problem", problem="name_mismatch", subject="CN=sql-other.lab.test",
+                               issuer="CN=tdsscope lab CA", server_name="198.51.100.20")],
+                            note="the name the client used is visible as the SNI (tedious sends the IP literal "
+                                 "there) and as the address dialled; the certificate is otherwise valid")],
+          checks=[chk("tls.handshake.type == 11", 1, 1),
+                  chk('tls.handshake.extensions_server_name == "%s"' % S4, 1, 1),
+                  chk('x509ce.dNSName == "sql-other.lab.test"', 1, 1), chk("x509ce.IPAddress.ipv4", 0, 0),
+                  chk("tls.record.content_type == 21", 0, 0), chk("tls.record.content_type == 23", 0, 0),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1)])
+def sc_tls_cert_name_mismatch(lab):
+    lab.start_server(lab_cert_behaviour(lab, "wrongname"))
+    lab.start_capture()
+    rc, out = tedious_lab_ca(lab)
+    expect(rc == 2 and ("altnames" in out or "Hostname" in out or "IP" in out),
+           "tedious rejected the certificate's name: " + out)
+
+
+@scenario("healthy-tedious-lab-ca", "tedious",
+          "tedious with encrypt=true, trustServerCertificate=false and the lab CA trusted; the server presents a "
+          "valid certificate from that CA for IP 198.51.100.20 (2025 .. 2035): the client accepts it, full TLS 1.2, "
+          "login, tedious' SET batch and an RPC SELECT inside TLS, FIN. No certificate finding.",
+          connections=[conn(S4 + ":1433", "ok", [],
+                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "full",
+                                   "tls_version": "1.2"},
+                            note="no tls.certificate_problem: CA-issued (not self-signed), valid at capture time, "
+                                 "SAN IP matches the SNI and the address dialled; LOGINACK is encrypted")],
+          checks=[chk("tls.handshake.type == 11", 1, 1), chk("x509ce.IPAddress.ipv4 == %s" % S4, 1, 1),
+                  chk('x509af.utcTime == "2035-01-01 00:00:00 (UTC)"', 1, 1),
+                  chk("tls.record.content_type == 23", 4), chk("tls.record.content_type == 21", 0, 0),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_healthy_tedious_lab_ca(lab):
+    lab.start_server(lab_cert_behaviour(lab, "valid"))
+    lab.start_capture()
+    rc, out = tedious_lab_ca(lab)
+    expect(rc == 0 and "rows: 3" in out, "tedious query ok with the lab CA: " + out)
+
+
+def tsql_lab_ca(lab, cert):
+    """tsql (GnuTLS) with encryption=require, the lab CA as `ca file` and hostname checking; returns
+    (rc, out, the TLS lines of FreeTDS' dump file: they say why the certificate was refused)."""
+    lab.start_server(lab_cert_behaviour(lab, cert))
+    lab.start_capture()
+    dump = os.path.join(lab.dir, "tdsdump.log")
+    rc, out = tsql(lab, encryption="require",
+                   conf_extra="    ca file = %s\n    check certificate hostname = yes\n    dump file = %s\n"
+                   % (os.path.join(lab.certdir, "ca.pem"), dump))
+    try:
+        with open(dump, errors="replace") as fh:
+            why = "\n".join(l for l in fh.read().splitlines() if re.search(r"certif|tls|handshake", l, re.I))
+        os.remove(dump)  # FreeTDS dumps the login packet too: keep no copy of it
+    except OSError:
+        why = ""
+    with open(os.path.join(lab.dir, "client.log"), "a") as fh:
+        fh.write("--- FreeTDS dump, TLS lines\n" + why + "\n")
+    return rc, out, why
+
+
+@scenario("tls-cert-expired-tsql", "tsql",
+          "FreeTDS tsql (GnuTLS) with encryption=require, the lab CA as 'ca file' and 'check certificate "
+          "hostname'; the server presents the lab CA's certificate for 198.51.100.20 valid 2024-01-01 .. "
+          "2025-01-01. GnuTLS verifies the chain as soon as the ServerHello..ServerHelloDone flight arrives "
+          "(dump: 'Certificate status: 1026' = invalid|expired, 'handshake failed: Error in the certificate') "
+          "and tsql closes with FIN at once: no ClientKeyExchange, no alert, no LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="after_certificate"),
+                             f("tls.certificate_problem", problem="expired", subject="CN=198.51.100.20",
+                               issuer="CN=tdsscope lab CA", not_before="2024-01-01T00:00:00Z",
+                               not_after="2025-01-01T00:00:00Z")],
+                            note="unlike Node (tls-cert-expired: after_finished) GnuTLS rejects inside the "
+                                 "handshake, right after the server's Certificate, without sending an alert")],
+          checks=[chk("tls.handshake.type == 11", 1, 1), chk("tls.handshake.type == 16", 0, 0,
+                                                             note="no ClientKeyExchange"),
+                  chk('x509af.utcTime == "2025-01-01 00:00:00 (UTC)"', 1, 1, note="notAfter in the past"),
+                  chk("tls.record.content_type == 21", 0, 0), chk("tds.type == 0x10", 0, 0),
+                  chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_tls_cert_expired_tsql(lab):
+    rc, out, why = tsql_lab_ca(lab, "expired")
+    expect(rc != 0 and "(3 rows affected)" not in out, "tsql rejected the expired certificate: " + out[-500:])
+
+
+@scenario("tls-cert-name-mismatch-tsql", "tsql",
+          "FreeTDS tsql (GnuTLS) dials 198.51.100.20 with encryption=require, the lab CA as 'ca file' and 'check "
+          "certificate hostname = yes' (no SNI: the host is an IP literal); the server presents a valid lab CA "
+          "certificate for sql-other.lab.test only. FreeTDS checks the name when the Certificate arrives "
+          "(dump: 'Certificate hostname does not match') and closes with FIN: no ClientKeyExchange, no alert.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="after_certificate"),
+                             f("tls.certificate_problem", problem="name_mismatch", subject="CN=sql-other.lab.test",
+                               issuer="CN=tdsscope lab CA", server_name="198.51.100.20")],
+                            note="no SNI here: the name the client used is only the address dialled")],
+          checks=[chk("tls.handshake.type == 11", 1, 1), chk("tls.handshake.type == 16", 0, 0),
+                  chk("tls.handshake.extensions_server_name", 0, 0),
+                  chk('x509ce.dNSName == "sql-other.lab.test"', 1, 1), chk("x509ce.IPAddress.ipv4", 0, 0),
+                  chk("tls.record.content_type == 21", 0, 0), chk("tds.type == 0x10", 0, 0),
+                  chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1, 1)])
+def sc_tls_cert_name_mismatch_tsql(lab):
+    rc, out, why = tsql_lab_ca(lab, "wrongname")
+    expect(rc != 0 and "(3 rows affected)" not in out, "tsql rejected the certificate's name: " + out[-500:])
+
+
+@scenario("healthy-tsql-lab-ca", "tsql",
+          "FreeTDS tsql (GnuTLS) with encryption=require (offers ENCRYPT_ON: full TLS), the lab CA as 'ca file' "
+          "and hostname checking; the server presents a valid lab CA certificate for IP 198.51.100.20: the "
+          "handshake completes, login and a 3-row SELECT inside TLS 1.2, FIN. No certificate finding.",
+          connections=[conn(S4 + ":1433", "ok", [],
+                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "full",
+                                   "tls_version": "1.2"},
+                            note="the control for tls-cert-expired-tsql / tls-cert-name-mismatch-tsql: same client "
+                                 "and settings, a certificate GnuTLS accepts")],
+          checks=[chk("tls.handshake.type == 16", 1, 1), chk("x509ce.IPAddress.ipv4 == %s" % S4, 1, 1),
+                  chk("tls.record.content_type == 23", 4), chk("tls.record.content_type == 21", 0, 0),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_healthy_tsql_lab_ca(lab):
+    rc, out, why = tsql_lab_ca(lab, "valid")
+    expect(rc == 0 and "(3 rows affected)" in out, "tsql query ok with the lab CA: " + out[-500:])
+
+
+@scenario("tls-no-common-version", "tedious",
+          "The server accepts TLS 1.3 only; tedious (encrypt=true, Node capped at TLS 1.2 by "
+          "cryptoCredentialsDetails.maxVersion) sends a ClientHello without supported_versions (legacy "
+          "version 1.2). The server answers, inside a PRELOGIN packet, a fatal alert protocol_version (70) "
+          "and closes with FIN; tedious fails with 'alert protocol version'. No ServerHello, no LOGIN7.",
+          connections=[conn(S4 + ":1433", "aborted",
+                            [f("tls.handshake_failed", stage="alert", alert="protocol_version", alert_level="fatal",
+                               alert_from="server")],
+                            note="the alert record (15 bytes) is in cleartext in a PRELOGIN (0x12) packet right "
+                                 "after the ClientHello; the server closes first")],
+          checks=[chk("tls.handshake.type == 1", 1, 1),
+                  chk("tls.handshake.type == 1 && tls.handshake.extensions.supported_version", 0, 0,
+                      note="client offers nothing above 1.2"),
+                  chk("tls.handshake.type == 2", 0, 0),
+                  chk("tls.alert_message.desc == 70 && tls.alert_message.level == 2 && ip.src == %s" % S4, 1, 1),
+                  chk("tds.type == 0x10", 0, 0), chk("tcp.flags.fin == 1 && ip.src == %s" % S4, 1),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_tls_no_common_version(lab):
+    lab.start_server({"encryption": "off", "tls_min": "1.3", "tls_max": "1.3"})
+    lab.start_capture()
+    rc, out = tedious(lab, {"encrypt": True, "maxVersion": "TLSv1.2"})
+    expect(rc == 2, "tedious could not agree on a TLS version: " + out)
+    expect("tls_failed" in lab.read_log("server.log"), "server saw the handshake fail")
+
+
 def impacket_ssrp(lab, instance, opcode, timeout=3):
     r = lab.run("c", [sys.executable, os.path.join(HERE, "clients", "impacket_ssrp.py"), "--server", S4,
                       "--instance", instance, "--opcode", str(opcode), "--timeout", str(timeout)],
@@ -1274,6 +1600,12 @@ def sc_chatty(lab):
 # --- manifest ----------------------------------------------------------------------------------------
 
 
+# The mixed capture merges the committed captures of its parts: run it after them in a full run.
+SCENARIOS["mixed"] = SCENARIOS.pop("mixed")
+# Manifest entries of the scenarios run so far in this invocation (saved to the file only at the end).
+RUN_ENTRIES = {}
+
+
 def client_versions():
     v = {}
     r = subprocess.run(["tsql", "-C"], capture_output=True, text=True)
@@ -1374,6 +1706,40 @@ def make_cert(certdir):
                     "-subj", "/CN=SSL_Self_Signed_Fallback"], check=True, capture_output=True, timeout=60)
 
 
+def make_lab_ca(certdir):
+    """A lab CA and three server certificates it signs: expired (valid 2024-01-01 … 2025-01-01),
+    wrongname (for sql-other.lab.test, not the address clients dial) and valid (IP 198.51.100.20,
+    2025 … 2035). `openssl ca` because only it sets past validity dates in OpenSSL 3.0
+    (`x509 -not_before` arrived in 3.4)."""
+    d = os.path.join(certdir, "ca-db")
+    os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, "index.txt"), "w").close()
+    with open(os.path.join(d, "serial"), "w") as fh:
+        fh.write("1000\n")
+    conf = os.path.join(d, "ca.cnf")
+    with open(conf, "w") as fh:
+        fh.write("[ca]\ndefault_ca = lab\n[lab]\ndir = %s\ndatabase = $dir/index.txt\nserial = $dir/serial\n"
+                 "new_certs_dir = $dir\ndefault_md = sha256\npolicy = any\nunique_subject = no\n"
+                 "copy_extensions = copy\n[any]\ncommonName = supplied\n[srv]\nbasicConstraints = CA:FALSE\n"
+                 "keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n" % d)
+
+    def run(*cmd):
+        subprocess.run(list(cmd), check=True, capture_output=True, timeout=60)
+
+    ca, ca_key = os.path.join(certdir, "ca.pem"), os.path.join(certdir, "ca-key.pem")
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
+        "-keyout", ca_key, "-out", ca, "-subj", "/CN=tdsscope lab CA")
+    for name, cn, san, start, end in (
+            ("expired", S4, "IP:" + S4, "20240101000000Z", "20250101000000Z"),
+            ("wrongname", "sql-other.lab.test", "DNS:sql-other.lab.test", "20250101000000Z", "20350101000000Z"),
+            ("valid", S4, "IP:" + S4, "20250101000000Z", "20350101000000Z")):
+        key, csr, crt = (os.path.join(certdir, "%s-%s.pem" % (name, x)) for x in ("key", "csr", "cert"))
+        run("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+            "-subj", "/CN=" + cn, "-addext", "subjectAltName=" + san)
+        run("openssl", "ca", "-batch", "-config", conf, "-extensions", "srv", "-cert", ca, "-keyfile", ca_key,
+            "-startdate", start, "-enddate", end, "-notext", "-in", csr, "-out", crt)
+
+
 def main(argv):
     if os.geteuid() != 0:
         print("scripts/lab must run as root (it creates network namespaces)", file=sys.stderr)
@@ -1388,6 +1754,7 @@ def main(argv):
     certdir = os.path.join(run_dir, "cert")
     os.makedirs(certdir)
     make_cert(certdir)
+    make_lab_ca(certdir)
     versions = client_versions()
     current = []
 
@@ -1430,6 +1797,7 @@ def main(argv):
                     if text:
                         log("--- %s\n%s" % (fname, text[-1500:]))
             entries[name] = manifest_entry(name, meta, lab, versions, result)
+            RUN_ENTRIES[name] = entries[name]
     finally:
         for lab in current:
             lab.down()

@@ -1,6 +1,7 @@
 // tedious (Microsoft's Node.js TDS driver) client for lab scenarios.
 // Usage: node client.js '{"server":"198.51.100.20","port":1433,"password":"…","encrypt":true,
-//                          "mode":"query"|"timeout","sql":"…","requestTimeout":2000}'
+//                          "mode":"query"|"timeout","sql":"…","requestTimeout":2000,
+//                          "caFile":"/…/ca.pem","maxVersion":"TLSv1.2"}'
 // Exit 0 when the mode's expected outcome happened. Never prints the password.
 'use strict';
 const { Connection, Request } = require('tedious');
@@ -20,6 +21,11 @@ const config = {
     cancelTimeout: 5000,
   },
 };
+// caFile: trust the lab CA (certificate scenarios); maxVersion: cap the client's TLS version.
+const creds = {};
+if (o.caFile) creds.ca = [require('fs').readFileSync(o.caFile)];
+if (o.maxVersion) creds.maxVersion = o.maxVersion;
+if (Object.keys(creds).length) config.options.cryptoCredentialsDetails = creds;
 const conn = new Connection(config);
 const hardStop = setTimeout(() => { console.log('hard stop'); process.exit(4); }, o.hardStopMs || 40000);
 
