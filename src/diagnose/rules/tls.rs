@@ -96,7 +96,10 @@ pub(super) fn handshake_failed(c: &ConnectionFacts, _: &Settings) -> Option<Find
 pub(super) fn legacy_version(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = tls(c)?;
     let v = t.version?;
-    if !is_legacy(v) {
+    // Only a version both sides went on with: a client that refused the server's old version
+    // (an alert, no Finished) agreed on nothing (tls.handshake_failed says it).
+    let agreed = t.application_data.is_some() || t.client_finished.is_some();
+    if !is_legacy(v) || !agreed {
         return None;
     }
     let summary = format!(
