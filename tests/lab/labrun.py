@@ -1332,6 +1332,33 @@ def sc_healthy_tedious_lab_ca(lab):
     expect(rc == 0 and "rows: 3" in out, "tedious query ok with the lab CA: " + out)
 
 
+@scenario("tds8-strict-tedious", "tedious",
+          "TDS 8.0 strict encryption: tedious with encrypt='strict' and the lab CA trusted starts TLS 1.2 right "
+          "after the TCP handshake (ALPN tds/8.0, SNI empty: an IP address is dialled); the server presents the "
+          "valid lab-CA certificate for 198.51.100.20. PRELOGIN (client ENCRYPT_OFF, server OFF: meaningless "
+          "in TDS 8.0, no TLS-in-PRELOGIN), LOGIN7, tedious' SET batch and an RPC SELECT all inside TLS, FIN.",
+          connections=[conn(S4 + ":1433", "ok", [],
+                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "strict (TDS 8.0)",
+                                   "tls_version": "1.2"},
+                            note="no cleartext TDS at all: the first payload byte on the wire is the TLS "
+                                 "ClientHello, so tdsscope sees TLS records on the SQL port and nothing of "
+                                 "PRELOGIN or the login; no certificate finding (CA-issued, valid, SAN IP matches)")],
+          checks=[chk("tls.handshake.type == 1 && tcp.seq == 1 && ip.src == %s" % C4, 1, 1,
+                      note="the ClientHello is the client's first payload byte: TLS before any TDS"),
+                  chk('tls.handshake.extensions_alpn_str == "tds/8.0"', 2, 2, note="ClientHello and ServerHello"),
+                  chk("tls.handshake.type == 11", 1, 1), chk("x509ce.IPAddress.ipv4 == %s" % S4, 1, 1),
+                  chk("tls.record.content_type == 23", 4), chk("tls.record.content_type == 21", 0, 0),
+                  chk("tds", 0, 0), chk("tcp.flags.reset == 1", 0, 0)],
+          tshark_opts=["-d", "tcp.port==1433,tls"])
+def sc_tds8_strict_tedious(lab):
+    lab.start_server(lab_cert_behaviour(lab, "valid", strict=True))
+    lab.start_capture()
+    rc, out = tedious_lab_ca(lab, encrypt="strict")
+    expect(rc == 0 and "rows: 3" in out, "tedious strict query ok: " + out)
+    log_text = lab.read_log("server.log")
+    expect('"mode": "strict"' in log_text and '"alpn": "tds/8.0"' in log_text, "TDS 8.0 TLS with ALPN tds/8.0")
+
+
 def tsql_lab_ca(lab, cert):
     """tsql (GnuTLS) with encryption=require, the lab CA as `ca file` and hostname checking; returns
     (rc, out, the TLS lines of FreeTDS' dump file: they say why the certificate was refused)."""

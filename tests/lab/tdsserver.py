@@ -77,6 +77,9 @@ DEFAULTS = {
     # practice, and TLS 1.3 would add post-handshake session tickets the TDS framing does not expect.
     "tls_max": "1.2",
     "tls_min": "1.2",
+    # TDS 8.0 ("strict"): TLS on the raw TCP connection first (ALPN "tds/8.0"), then PRELOGIN,
+    # LOGIN7 and the rest inside it; no TLS in PRELOGIN packets [MS-TDS 2.1, 3.3.5.1].
+    "strict": False,
     "users": {"labuser": "Lab-Pw-7f3Kq9"},
     # Databases a login may ask for; null accepts any.
     "databases": None,
@@ -308,6 +311,8 @@ class Connection:
 
     def serve(self):
         self.checkpoint("accept")
+        if self.cfg.get("strict"):
+            self.strict_tls_handshake()
         ptype, payload = self.read_message()
         if ptype == 0x16 or (ptype != PKT_PRELOGIN):
             log("unexpected_first_packet", peer=self.peer, type=ptype)
@@ -333,6 +338,10 @@ class Connection:
             server_encryption=server_enc, client_version=opts.get(0x00, b"").hex())
         self.checkpoint("prelogin")
         self.send_message(PKT_REPLY, build_prelogin_response(server_enc))
+        if self.cfg.get("strict"):
+            # Already inside TLS: the ENCRYPTION values negotiate nothing in TDS 8.0 (tedious sends
+            # ENCRYPT_OFF and ignores the answer), so no TLS-in-PRELOGIN step follows.
+            return
 
         # Outcome table of [MS-TDS 2.2.6.5]: NOT_SUP against ON/REQ ends the connection, OFF/OFF
         # encrypts the LOGIN7 only, ON/REQ on either side encrypts everything.
@@ -348,6 +357,55 @@ class Connection:
             return
         self.encryption = "login_only" if (server_enc == ENC_OFF and client_enc == ENC_OFF) else "full"
         self.tls_handshake()
+
+    def tls_context(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cfg["cert"], self.cfg["key"])
+        versions = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
+                    "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+        ctx.minimum_version = versions[self.cfg["tls_min"]]
+        ctx.maximum_version = versions[self.cfg["tls_max"]]
+        ctx.options |= ssl.OP_NO_TICKET
+        try:
+            ctx.num_tickets = 0
+        except (AttributeError, ValueError):
+            pass
+        return ctx
+
+    def strict_tls_handshake(self):
+        """TDS 8.0: the server's first bytes are its TLS handshake answer on the bare TCP stream;
+        the client names the protocol with ALPN "tds/8.0" [MS-TDS 2.1]."""
+        ctx = self.tls_context()
+        ctx.set_alpn_protocols(["tds/8.0"])
+        inbio, outbio = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inbio, outbio, server_side=True)
+        self.encryption = "strict"
+        for _ in range(50):
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                out = outbio.read()
+                if out:
+                    self.sock.sendall(out)
+                data = self.sock.recv(65536)
+                if not data:
+                    raise Closed("peer closed during the TDS 8.0 TLS handshake")
+                inbio.write(data)
+                continue
+            except ssl.SSLError as e:
+                log("tls_failed", peer=self.peer, error=str(e))
+                out = outbio.read()
+                if out:
+                    self.sock.sendall(out)
+                raise Closed("tls handshake failed")
+            out = outbio.read()
+            if out:
+                self.sock.sendall(out)
+            log("tls_ok", peer=self.peer, version=obj.version(), cipher=obj.cipher()[0],
+                mode=self.encryption, alpn=obj.selected_alpn_protocol())
+            self.transport = TlsTransport(self.sock, obj, inbio, outbio)
+            return
+        raise Closed("tls handshake took too many rounds")
 
     def tls_handshake(self):
         """TDS 7.x TLS: handshake records travel inside PRELOGIN (0x12) packets both ways
