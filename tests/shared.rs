@@ -151,3 +151,18 @@ fn tds_is_found_on_any_port_and_not_where_it_is_not() {
     assert_eq!(c["stats"]["requests"], 7);
     assert_eq!(c["stats"]["retransmissions"], 1, "frame 68");
 }
+
+#[test]
+fn tds8_strict_is_recognised_by_its_alpn_and_is_healthy() {
+    let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/captures/tds8-strict-tedious.pcap");
+    let (report, code) = analyze_json(&[&f]);
+    assert_eq!(code, 0);
+    let c = &report["connections"][0];
+    assert_eq!(c["protocol"], "tds7", "TLS first with ALPN tds/8.0 is TDS");
+    assert_eq!(c["login"]["encryption"], "full");
+    assert_eq!(c["login"]["outcome"], "encrypted");
+    assert_eq!(c["login"]["tls_version"], "TLS 1.2");
+    assert!(c["findings"].as_array().unwrap().is_empty(), "{c:#}");
+    assert_eq!(report["servers"][0]["found_by"][0], "tds");
+}

@@ -1116,6 +1116,21 @@ fn differs_only_in(d: &Diff, field: &str, same: fn(u64, u64) -> bool) -> bool {
 
 const EXPLAINED: &[Explanation] = &[
     Explanation {
+        capture: "tds8-strict-tedious",
+        kind: "session.detected",
+        applies: |d| {
+            d.ours
+                .as_ref()
+                .is_some_and(|r| r.fields.get("tds").is_some_and(|v| v == "1"))
+                && d.theirs
+                    .as_ref()
+                    .is_some_and(|r| r.fields.get("tds").is_some_and(|v| v == "0"))
+        },
+        why: "TDS 8.0 strict: TLS from the first byte, PRELOGIN and LOGIN7 inside it, so tshark \
+              (told to decode port 1433 as TLS) sees no TDS; tdsscope recognises the \
+              connection as TDS by the ClientHello's ALPN tds/8.0",
+    },
+    Explanation {
         capture: "",
         kind: "login7",
         applies: |d| {

@@ -67,8 +67,12 @@ pub fn encryption_mode(client: EncryptionSetting, server: EncryptionSetting) -> 
     }
 }
 
-/// The encryption a TDS connection used, from PRELOGIN, confirmed by the TLS seen.
+/// The encryption a TDS connection used, from PRELOGIN, confirmed by the TLS seen (TDS 8.0
+/// strict: TLS for everything, PRELOGIN included).
 pub fn connection_encryption(t: &TdsFacts) -> Option<EncryptionMode> {
+    if t.tls.as_ref().is_some_and(|tls| tls.strict) {
+        return Some(EncryptionMode::Full);
+    }
     let client = t.prelogin_client.as_ref()?.encryption?;
     let server = t.prelogin_server.as_ref()?.encryption?;
     Some(encryption_mode(client, server))
@@ -97,6 +101,8 @@ pub fn login_outcome(c: &ConnectionFacts) -> Option<LoginOutcome> {
     if !login_sent && t.prelogin_client.is_none() && t.tls.is_none() {
         return Some(LoginOutcome::NotSeen);
     }
+    // Full encryption (or TDS 8.0 strict, where even PRELOGIN is inside TLS): the server's
+    // encrypted answer to the encrypted login is all there is to see.
     if connection_encryption(t) == Some(EncryptionMode::Full) && t.encrypted_after_login {
         return Some(LoginOutcome::Encrypted);
     }
