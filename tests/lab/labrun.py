@@ -860,6 +860,65 @@ def sc_sspi_failed(lab):
     expect("[18452, 1]" in lab.read_log("server.log") and "NTLMSSP" in out, "impacket got 18452: " + out[-400:])
 
 
+NTLM_CHALLENGE_NOTE = ("tshark 4.0 shows the server's SSPI token (0xED) but stops there as [Malformed Packet] "
+                       "instead of handing it to NTLMSSP, so ntlmssp.messagetype == 2 never matches; the bytes "
+                       "NTLMSSP\\0 + type 2 in that frame are checked instead (impacket parsed it and answered)")
+
+
+def impacket_windows_auth(lab):
+    exe = shutil.which("mssqlclient.py") or "mssqlclient.py"
+    r = lab.run("c", [exe, "-windows-auth", "LAB/%s:%s@%s" % (USER, PASSWORD, S4), "-command", "select 1"],
+                timeout=25, check=False)
+    out = (r.stdout + r.stderr).replace(PASSWORD, "<password>")
+    with open(os.path.join(lab.dir, "client.log"), "w") as fh:
+        fh.write(out)
+    return out
+
+
+@scenario("sspi-ntlm-challenge-failed", "impacket mssqlclient",
+          "impacket mssqlclient -windows-auth: LOGIN7 with integrated security and an NTLM NEGOTIATE (inside "
+          "login-only TLS); the server answers an SSPI token with an NTLM CHALLENGE, impacket sends the NTLM "
+          "AUTHENTICATE in an SSPI packet (0x11), and the server rejects it with ERROR 18452 (untrusted domain); "
+          "the SSPI round is cleartext.",
+          connections=[conn(S4 + ":1433", "login_failed",
+                            [f("login.sspi_failed", number=18452),
+                             f("login.failed", number=18452, state=1, **{"class": 14}),
+                             f("tls.certificate_problem", problem="self_signed")])],
+          checks=[chk("tds.type == 0x11", 1, 1), chk("tcp.srcport == 1433 && tds.sspi", 1, 1),
+                  chk("tcp.srcport == 1433 && tds.sspi && tcp.payload contains 4e:54:4c:4d:53:53:50:00:02:00:00:00", 1, 1,
+                      note=NTLM_CHALLENGE_NOTE),
+                  chk("ntlmssp.messagetype == 3 && ntlmssp.auth.username == \"%s\"" % USER, 1, 1),
+                  chk("tds.error.number == 18452", 1, 1), chk("tds.loginack", 0, 0)],
+          tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
+def sc_sspi_ntlm_failed(lab):
+    lab.start_server({"encryption": "off", "ntlm": "challenge-then-fail"})
+    lab.start_capture()
+    out = impacket_windows_auth(lab)
+    log = lab.read_log("server.log")
+    expect("ntlm_authenticate" in log and "[18452, 1]" in log, "NTLM round then 18452: " + out[-400:])
+
+
+@scenario("sspi-ntlm-challenge-ok", "impacket mssqlclient",
+          "impacket mssqlclient -windows-auth: LOGIN7 with integrated security and an NTLM NEGOTIATE (inside "
+          "login-only TLS); the server answers an NTLM CHALLENGE in an SSPI token, impacket sends the NTLM "
+          "AUTHENTICATE in an SSPI packet (0x11), the server accepts it with LOGINACK and answers one query.",
+          connections=[conn(S4 + ":1433", "ok",
+                            [f("login.ok"),
+                             f("tls.certificate_problem", problem="self_signed")])],
+          checks=[chk("tds.type == 0x11", 1, 1), chk("tcp.srcport == 1433 && tds.sspi", 1, 1),
+                  chk("tcp.srcport == 1433 && tds.sspi && tcp.payload contains 4e:54:4c:4d:53:53:50:00:02:00:00:00", 1, 1,
+                      note=NTLM_CHALLENGE_NOTE),
+                  chk("ntlmssp.messagetype == 3 && ntlmssp.auth.username == \"%s\"" % USER, 1, 1),
+                  chk("tds.loginack", 1, 1), chk("tds.error.number == 18452", 0, 0)],
+          tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
+def sc_sspi_ntlm_ok(lab):
+    lab.start_server({"encryption": "off", "ntlm": "challenge-then-success"})
+    lab.start_capture()
+    out = impacket_windows_auth(lab)
+    log = lab.read_log("server.log")
+    expect("ntlm_authenticate" in log and "login_ok" in log, "NTLM round then LOGINACK: " + out[-400:])
+
+
 @scenario("retransmissions", "pytds",
           "The router drops every 4th client data segment of 1000+ bytes to 1433 while pytds sends a "
           "60 kB SQL batch; the client retransmits each dropped segment (visible in this client-side "

@@ -51,6 +51,7 @@ TOK_INFO = 0xAB
 TOK_LOGINACK = 0xAD
 TOK_ROW = 0xD1
 TOK_ENVCHANGE = 0xE3
+TOK_SSPI = 0xED
 TOK_DONE = 0xFD
 TOK_DONEPROC = 0xFE
 TOK_DONEINPROC = 0xFF
@@ -114,6 +115,10 @@ DEFAULTS = {
     "query_rules": [],
     # The server process exits after this many seconds whatever happens (the runner also uses timeout(1)).
     "max_seconds": 120,
+    # Integrated logins whose SSPI field holds an NTLMSSP NEGOTIATE: null answers ERROR 18452 at once;
+    # "challenge-then-fail" / "challenge-then-success" answer an NTLM CHALLENGE in an SSPI token, read
+    # the client's AUTHENTICATE (packet type 0x11), then send 18452 / LOGINACK [MS-TDS 3.2.5.1, MS-NLMP 3.1.5].
+    "ntlm": None,
 }
 
 STEPS = ("accept", "prelogin", "login", "logged_in", "query", "mid_query")
@@ -475,7 +480,10 @@ class Connection:
         self.checkpoint("login")
 
         errors = self.cfg.get("login_errors")
-        if not errors:
+        ntlm_mode = self.cfg.get("ntlm")
+        if not errors and login["integrated"] and ntlm_mode and find_ntlmssp(login["sspi"], 1) is not None:
+            errors = self.ntlm_round(login, ntlm_mode)
+        elif not errors:
             errors = self.check_credentials(login)
         if errors:
             body = b"".join(self.error_token(e) for e in errors)
@@ -518,6 +526,32 @@ class Connection:
         log("login_ok", peer=self.peer, database=database, tds_version="%08x" % self.tds_version)
         self.checkpoint("logged_in")
         return True
+
+    def ntlm_round(self, login, mode):
+        """One NTLM challenge round inside the login; returns the login errors (none on success)."""
+        challenge = build_ntlm_challenge(self.cfg["server_name"])
+        self.send_message(PKT_REPLY, struct.pack("<BH", TOK_SSPI, len(challenge)) + challenge)
+        log("ntlm_challenge", peer=self.peer, bytes=len(challenge))
+        ptype, payload = self.read_message()
+        if ptype != PKT_SSPI:
+            log("unexpected_packet", peer=self.peer, type=ptype, expected="SSPI")
+            raise Closed("no SSPI message after the challenge")
+        auth = find_ntlmssp(payload, 3)
+        user = domain = None
+        if auth is not None:
+            try:
+                from impacket import ntlm
+                msg = ntlm.NTLMAuthChallengeResponse()
+                msg.fromString(auth)
+                user = msg["user_name"].decode("utf-16-le", "replace")
+                domain = msg["domain_name"].decode("utf-16-le", "replace")
+            except Exception as e:  # noqa: BLE001 - the lab logs what it could not parse
+                log("ntlm_authenticate_unparsed", peer=self.peer, error=str(e))
+        log("ntlm_authenticate", peer=self.peer, found=auth is not None, user=user, domain=domain)
+        if mode == "challenge-then-success" and auth is not None:
+            return []
+        return [{"number": 18452, "state": 1, "class": 14,
+                 "message": "Login failed. The login is from an untrusted domain and cannot be used with Integrated authentication."}]
 
     def check_credentials(self, login):
         users = self.cfg.get("users") or {}
@@ -793,6 +827,8 @@ def parse_login7(p):
     def text(index):
         return field(index).decode("utf-16-le", "replace")
 
+    # ibSSPI/cbSSPI follow the nine pairs and the 6-byte ClientID; cbSSPI counts bytes.
+    sspi_off, sspi_len = struct.unpack("<HH", p[78:82])
     # Order of the pairs: host, user, password, app, server, extension, library, language, database.
     return {
         "tds_version": tds_version,
@@ -806,7 +842,50 @@ def parse_login7(p):
         "language": text(7),
         "database": text(8),
         "integrated": bool(flags2 & 0x80),
+        "sspi": p[sspi_off : sspi_off + sspi_len],
     }
+
+
+def find_ntlmssp(blob, message_type):
+    """The NTLMSSP message of that type in a raw or SPNEGO-wrapped blob [MS-NLMP 2.2.1], or None.
+
+    SPNEGO (RFC 4178) carries the NTLMSSP message as an OCTET STRING, so finding the signature is
+    enough for the lab; the message runs to the end of the blob in both framings the lab meets."""
+    pos = blob.find(b"NTLMSSP\x00")
+    if pos < 0 or len(blob) < pos + 12:
+        return None
+    if struct.unpack("<I", blob[pos + 8 : pos + 12])[0] != message_type:
+        return None
+    return blob[pos:]
+
+
+def build_ntlm_challenge(server_name):
+    """NTLMSSP CHALLENGE [MS-NLMP 2.2.1.2] with the target info AV pairs of a domain member [2.2.2.1]."""
+    import os
+    from impacket import ntlm
+
+    domain, dns_domain = "LAB", "lab.example"
+    av = ntlm.AV_PAIRS()
+    av[ntlm.NTLMSSP_AV_DOMAINNAME] = ucs2(domain)
+    av[ntlm.NTLMSSP_AV_HOSTNAME] = ucs2(server_name)
+    av[ntlm.NTLMSSP_AV_DNS_DOMAINNAME] = ucs2(dns_domain)
+    av[ntlm.NTLMSSP_AV_DNS_HOSTNAME] = ucs2("%s.%s" % (server_name.lower(), dns_domain))
+    # FILETIME: 100 ns ticks since 1601-01-01.
+    av[ntlm.NTLMSSP_AV_TIME] = struct.pack("<Q", int((time.time() + 11644473600) * 10_000_000))
+    msg = ntlm.NTLMAuthChallenge()
+    msg["flags"] = (ntlm.NTLMSSP_NEGOTIATE_UNICODE | ntlm.NTLMSSP_REQUEST_TARGET | ntlm.NTLMSSP_NEGOTIATE_NTLM
+                    | ntlm.NTLMSSP_NEGOTIATE_ALWAYS_SIGN | ntlm.NTLMSSP_TARGET_TYPE_DOMAIN
+                    | ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY | ntlm.NTLMSSP_NEGOTIATE_TARGET_INFO
+                    | ntlm.NTLMSSP_NEGOTIATE_VERSION | ntlm.NTLMSSP_NEGOTIATE_128 | ntlm.NTLMSSP_NEGOTIATE_56)
+    msg["domain_name"] = ucs2(domain)
+    msg["challenge"] = os.urandom(8)
+    msg["reserved"] = b"\x00" * 8
+    # VERSION [MS-NLMP 2.2.2.10]: Windows Server 2022 (10.0.20348), NTLM revision 15.
+    msg["Version"] = struct.pack("<BBHBBBB", 10, 0, 20348, 0, 0, 0, 15)
+    msg["domain_offset"] = 56
+    msg["TargetInfoFields"] = av.getData()
+    msg["TargetInfoFields_offset"] = 56 + len(msg["domain_name"])
+    return msg.getData()
 
 
 def envchange_text(kind, new, old):
