@@ -1116,6 +1116,15 @@ fn differs_only_in(d: &Diff, field: &str, same: fn(u64, u64) -> bool) -> bool {
 
 const EXPLAINED: &[Explanation] = &[
     Explanation {
+        capture: "sspi-ntlm-challenge",
+        kind: "sspi",
+        applies: only_ours,
+        why: "the server's SSPI token (0xED) with an NTLM CHALLENGE: tshark 4.0 marks that frame \
+              malformed and decodes nothing in it; the bytes (0xED, length 170, a 170-byte \
+              NTLMSSP type 2 message) were checked by hand, and impacket answered the challenge \
+              with an AUTHENTICATE that tshark does decode",
+    },
+    Explanation {
         capture: "tds8-strict-tedious",
         kind: "session.detected",
         applies: |d| {
