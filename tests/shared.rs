@@ -166,3 +166,16 @@ fn tds8_strict_is_recognised_by_its_alpn_and_is_healthy() {
     assert!(c["findings"].as_array().unwrap().is_empty(), "{c:#}");
     assert_eq!(report["servers"][0]["found_by"][0], "tds");
 }
+
+#[test]
+fn an_ntlm_round_after_an_encrypted_login7_names_the_authentication() {
+    // impacket -windows-auth: LOGIN7 inside login-only TLS, then the NTLM CHALLENGE and
+    // AUTHENTICATE in clear, then 18452.
+    let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/captures/sspi-ntlm-challenge-failed.pcap");
+    let (report, _) = analyze_json(&[&f]);
+    let c = &report["connections"][0];
+    assert_eq!(c["login"]["auth"], "ntlm");
+    assert_eq!(c["login"]["error"]["number"], 18452);
+    assert!(codes(c).contains(&"login.sspi_failed"), "{c:#}");
+}

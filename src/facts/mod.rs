@@ -259,6 +259,8 @@ pub struct TdsFacts {
     /// The LOGIN7 travelled inside TLS (so its fields are not known).
     pub login7_encrypted: Option<Mark>,
     pub sspi_rounds: Vec<Mark>,
+    /// The security package of the client's SSPI messages (NTLM, Kerberos, Negotiate).
+    pub sspi_auth: Option<AuthKind>,
     pub login_ack: Option<LoginAckFacts>,
     /// ERROR tokens in the login response.
     pub login_errors: Vec<ServerError>,
@@ -303,6 +305,7 @@ impl TdsFacts {
             login7: None,
             login7_encrypted: None,
             sspi_rounds: Vec::new(),
+            sspi_auth: None,
             login_ack: None,
             login_errors: Vec::new(),
             login_done: None,

@@ -245,7 +245,7 @@ fn login(c: &ConnectionFacts) -> Option<Login> {
             .as_ref()
             .and_then(|tls| tls.version)
             .map(|v| crate::proto::tls::version_name(v).to_string()),
-        auth: l7.map(|l| l.auth.as_str()),
+        auth: l7.map(|l| l.auth).or(t.sspi_auth).map(|a| a.as_str()),
         error,
         steps_ms: steps,
     })

@@ -513,6 +513,12 @@ impl TdsSession {
                 }
                 Err(e) => self.malformed(at, Direction::ToServer, "PRELOGIN", &e),
             },
+            Some(PacketType::Sspi) => {
+                // The SSPI continuation names the package even when LOGIN7 was inside TLS.
+                let kind = sspi_kind(&body);
+                let facts = facts_entry(&mut self.facts, at, Dialect::Tds7);
+                facts.sspi_auth.get_or_insert(kind);
+            }
             Some(PacketType::Login7) => {
                 match parse_login7(&body) {
                     Ok(l) => {
