@@ -334,12 +334,8 @@ fn load(path: &Path, tmp: &Path) -> Result<(Vec<RawFrame>, PathBuf), String> {
 
 #[test]
 fn lower_layers_match_tshark_on_every_capture() {
-    let Some(dir) = captures_dir() else {
-        eprintln!("skipping: no shared/captures directory");
-        return;
-    };
-    if Command::new("tshark").arg("-v").output().is_err() {
-        eprintln!("skipping: tshark is not installed");
+    let dir = captures_dir().expect("the shared captures directory");
+    if !crate::util::tshark_or_skip("lower_layers_match_tshark_on_every_capture") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -525,8 +521,7 @@ fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
 
 #[test]
 fn reassembly_matches_tshark() {
-    if Command::new("tshark").arg("-v").output().is_err() {
-        eprintln!("skipping: tshark is not installed");
+    if !crate::util::tshark_or_skip("reassembly_matches_tshark") {
         return;
     }
     let u4 = udp("10.0.0.1", "10.0.0.2", 1200); // 1208 bytes

@@ -2,7 +2,7 @@
 //! shows and the rules build on.
 
 use crate::facts::{ConnectionFacts, Dialect, EncryptionSetting, TdsFacts};
-use crate::tcp::{Direction, TcpEnd};
+use crate::tcp::Direction;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoginOutcome {
@@ -106,17 +106,9 @@ pub fn login_outcome(c: &ConnectionFacts) -> Option<LoginOutcome> {
     if connection_encryption(t) == Some(EncryptionMode::Full) && t.encrypted_after_login {
         return Some(LoginOutcome::Encrypted);
     }
-    Some(match c.tcp.end {
-        TcpEnd::Open => LoginOutcome::Incomplete,
-        TcpEnd::Fin {
-            first: Direction::ToServer,
-        }
-        | TcpEnd::HalfClosed {
-            by: Direction::ToServer,
-        }
-        | TcpEnd::Rst {
-            by: Direction::ToServer,
-        } => LoginOutcome::Timeout,
-        _ => LoginOutcome::Failed,
+    Some(match c.tcp.end.closed_by() {
+        None => LoginOutcome::Incomplete,
+        Some(Direction::ToServer) => LoginOutcome::Timeout,
+        Some(Direction::ToClient) => LoginOutcome::Failed,
     })
 }

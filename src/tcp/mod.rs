@@ -108,6 +108,18 @@ pub enum TcpEnd {
     Open,
 }
 
+impl TcpEnd {
+    /// The direction whose sender ended the connection first (FIN or RST), if it ended:
+    /// `ToServer` means the client closed it.
+    pub fn closed_by(self) -> Option<Direction> {
+        match self {
+            TcpEnd::Fin { first } => Some(first),
+            TcpEnd::HalfClosed { by } | TcpEnd::Rst { by } => Some(by),
+            TcpEnd::Open => None,
+        }
+    }
+}
+
 /// A moment in a connection with the frame to open in Wireshark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mark {

@@ -3,7 +3,7 @@
 use crate::diagnose::{secs, Code, FindingBuilder, Settings};
 use crate::facts::{ConnectionFacts, Dialect, TdsFacts};
 use crate::report::model::Finding;
-use crate::tcp::{Direction, TcpEnd};
+use crate::tcp::Direction;
 
 use super::login::end_mark;
 
@@ -103,16 +103,7 @@ pub(super) fn abandoned(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     if req.first_response.is_some() || t.gaps > 0 || super::login::one_sided(c) {
         return None;
     }
-    let client_closed = matches!(
-        c.tcp.end,
-        TcpEnd::Fin {
-            first: Direction::ToServer
-        } | TcpEnd::HalfClosed {
-            by: Direction::ToServer
-        } | TcpEnd::Rst {
-            by: Direction::ToServer
-        }
-    );
+    let client_closed = c.tcp.end.closed_by() == Some(Direction::ToServer);
     if !client_closed {
         return None;
     }

@@ -44,18 +44,10 @@ pub(super) fn handshake_failed(c: &ConnectionFacts, _: &Settings) -> Option<Find
         return None;
     }
     let stage = stage(t);
-    let closer = match c.tcp.end {
-        TcpEnd::Fin {
-            first: Direction::ToServer,
-        }
-        | TcpEnd::HalfClosed {
-            by: Direction::ToServer,
-        }
-        | TcpEnd::Rst {
-            by: Direction::ToServer,
-        } => "client",
-        TcpEnd::Open => "nobody",
-        _ => "server",
+    let closer = match c.tcp.end.closed_by() {
+        Some(Direction::ToServer) => "client",
+        Some(Direction::ToClient) => "server",
+        None => "nobody",
     };
     let summary = match (stage, t.alert) {
         ("alert", Some((_, level, desc))) => format!(
