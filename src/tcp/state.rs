@@ -231,6 +231,10 @@ impl Conn {
         let flags = seg.flags;
         let payload_len = seg.payload_len;
 
+        let sig = SegSig::new(pkt.ip.ip_id.filter(|&id| id != 0), seg);
+        let (st, _) = split(&mut self.state, dir);
+        let is_dup = st.is_duplicate(&sig, ts.as_nanos());
+
         // A SYN with a new ISN restarts Wireshark's analysis: tshark opens a new stream there.
         if flags.syn() {
             let (st, _) = split(&mut self.state, dir);
@@ -257,16 +261,13 @@ impl Conn {
                     self.handshake_rtt_ns = self.last_syn_ts.map(|t| ts.nanos_since(t));
                 }
                 self.expected_client_isn = Some(seg.ack.wrapping_sub(1));
-            } else {
+            } else if !is_dup {
                 self.last_syn_ts = Some(ts);
             }
         }
 
-        let sig = SegSig::new(pkt.ip.ip_id.filter(|&id| id != 0), seg);
-        let (st, _) = split(&mut self.state, dir);
-        let is_dup = st.is_duplicate(&sig, ts.as_nanos());
-
         let ta = self.analysis.on_segment(d, seg, ts.as_nanos());
+        let (st, _) = split(&mut self.state, dir);
         #[cfg(test)]
         {
             self.last_flags = analysis::as_displayed(ta);
@@ -318,7 +319,10 @@ impl Conn {
             fo.retransmission_run = 0;
         }
         if flags.syn() {
-            f.syn_count += 1;
+            // A capture's second copy of a SYN is not another attempt.
+            if !is_dup {
+                f.syn_count += 1;
+            }
             if f.syn.is_none() {
                 f.syn = Some(mark);
             }
