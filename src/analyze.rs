@@ -275,7 +275,7 @@ fn report_connections(
             findings.extend(exchanges.port_mismatch(&facts));
             exchanges.on_connection(&facts, &mut r);
             r.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
-            let outcome = diagnose::outcome(&facts);
+            let outcome = diagnose::outcome(&facts, &findings);
             *r.outcomes.entry(outcome.as_str()).or_default() += 1;
             r.connections += 1;
             if to_writer

@@ -16,6 +16,9 @@ pub enum LoginOutcome {
     Encrypted,
     /// The connection was logged in before the capture began.
     NotSeen,
+    /// The server's answer is missing from the capture, but the client went on to send
+    /// requests: it was logged in.
+    Inferred,
 }
 
 impl LoginOutcome {
@@ -27,6 +30,7 @@ impl LoginOutcome {
             LoginOutcome::Incomplete => "incomplete",
             LoginOutcome::Encrypted => "encrypted",
             LoginOutcome::NotSeen => "not_seen",
+            LoginOutcome::Inferred => "ok",
         }
     }
 }
@@ -100,6 +104,9 @@ pub fn login_outcome(c: &ConnectionFacts) -> Option<LoginOutcome> {
     let login_sent = t.login7.is_some() || t.login7_encrypted.is_some();
     if !login_sent && t.prelogin_client.is_none() && t.tls.is_none() {
         return Some(LoginOutcome::NotSeen);
+    }
+    if login_sent && (t.request_count > 0 || t.attention_count > 0) {
+        return Some(LoginOutcome::Inferred);
     }
     // Full encryption (or TDS 8.0 strict, where even PRELOGIN is inside TLS): the server's
     // encrypted answer to the encrypted login is all there is to see.

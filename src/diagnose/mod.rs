@@ -44,11 +44,17 @@ impl Default for Settings {
 }
 
 /// Findings for one connection, in catalogue order.
+///
+/// A connection that is not SQL gets only the failed-attempt findings (refused, unreachable,
+/// unanswered): the contract reports every failed attempt, whatever the port, because a blocked
+/// port can be the SQL Server's, but an idle HTTP or Oracle session is none of a DBA's business.
 pub fn connection_findings(c: &ConnectionFacts, settings: &Settings) -> Vec<Finding> {
-    rules::CONNECTION_RULES
-        .iter()
-        .filter_map(|rule| rule(c, settings))
-        .collect()
+    let rules = if is_sql(c) {
+        rules::CONNECTION_RULES
+    } else {
+        rules::ATTEMPT_RULES
+    };
+    rules.iter().filter_map(|rule| rule(c, settings)).collect()
 }
 
 /// Capture-level findings (damaged inputs, truncated frames, cross-connection patterns).

@@ -1,6 +1,8 @@
 //! A connection's outcome: the one word the report's outcome column and JSON `outcome` show.
 
+use super::Code;
 use crate::facts::ConnectionFacts;
+use crate::report::model::Finding;
 use crate::tcp::{Direction, TcpEnd};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +27,11 @@ pub enum Outcome {
     LoginFailed,
     /// The client gave up waiting for the login to finish.
     LoginTimeout,
+    /// Killed while idle (reset, or keep-alives unanswered).
+    IdleKilled,
+    /// Broken off without a result: the client gave up on a request, the connection died
+    /// under retransmissions, or PRELOGIN found no common encryption.
+    Aborted,
 }
 
 impl Outcome {
@@ -40,16 +47,22 @@ impl Outcome {
             Outcome::TlsFailed => "tls_failed",
             Outcome::LoginFailed => "login_failed",
             Outcome::LoginTimeout => "login_timeout",
+            Outcome::IdleKilled => "idle_killed",
+            Outcome::Aborted => "aborted",
         }
     }
 }
 
-/// Decides the outcome from TCP facts alone.
-pub fn outcome(c: &ConnectionFacts) -> Outcome {
+/// Decides the outcome from the facts and the connection's findings, so that the one word agrees
+/// with what the findings say (an idle kill is `idle_killed`, not just `reset`).
+pub fn outcome(c: &ConnectionFacts, findings: &[Finding]) -> Outcome {
+    let has = |code: Code| findings.iter().any(|f| f.code == code.as_str());
     let t = &c.tcp;
     let client = t.dir(Direction::ToServer);
     let server = t.dir(Direction::ToClient);
-    if client.syn.is_some() && t.syn_ack.is_none() {
+    // A client that sends data after its SYN got a SYN-ACK the capture missed.
+    let handshake_unseen = client.payload_bytes > 0;
+    if client.syn.is_some() && t.syn_ack.is_none() && !handshake_unseen {
         if server.rst.is_some() {
             return Outcome::Refused;
         }
@@ -68,15 +81,44 @@ pub fn outcome(c: &ConnectionFacts) -> Outcome {
     if tls_failed && !matches!(t.end, TcpEnd::Open) {
         return Outcome::TlsFailed;
     }
+    if has(Code::PreloginEncryptionMismatch) {
+        return Outcome::Aborted;
+    }
     match super::login::login_outcome(c) {
         Some(super::login::LoginOutcome::Failed) => return Outcome::LoginFailed,
         Some(super::login::LoginOutcome::Timeout) => return Outcome::LoginTimeout,
         _ => {}
     }
+    if has(Code::IdleKilled) {
+        return Outcome::IdleKilled;
+    }
+    if has(Code::RequestAbandoned)
+        || has(Code::TcpRetransmissionStorm)
+        || has(Code::TcpKeepaliveUnanswered)
+        || cancelled_then_closed(c)
+    {
+        return Outcome::Aborted;
+    }
     match t.end {
+        // With one direction captured, the other side's FIN cannot be seen: a close by the
+        // visible side is as normal as the capture can show.
+        TcpEnd::HalfClosed { .. } if has(Code::CaptureOneDirection) => Outcome::Ok,
         TcpEnd::Fin { .. } => Outcome::Ok,
         TcpEnd::Rst { .. } => Outcome::Reset,
         TcpEnd::HalfClosed { .. } => Outcome::HalfClosed,
         TcpEnd::Open => Outcome::Open,
     }
+}
+
+/// The client cancelled a request (ATTENTION) and closed before the server acknowledged it.
+fn cancelled_then_closed(c: &ConnectionFacts) -> bool {
+    let Some(t) = &c.tds else { return false };
+    let Some(closed) = c.tcp.end.closed_by() else {
+        return false;
+    };
+    closed == Direction::ToServer
+        && t
+            .attentions
+            .iter()
+            .any(|a| !a.during_login && a.acknowledged.is_none())
 }

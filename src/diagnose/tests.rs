@@ -75,6 +75,10 @@ fn codes(c: &ConnectionFacts) -> Vec<&'static str> {
         .collect()
 }
 
+fn diagnose_all(c: &ConnectionFacts) -> Vec<Finding> {
+    connection_findings(c, &Settings::default())
+}
+
 fn finding(c: &ConnectionFacts, code: &str) -> Finding {
     connection_findings(c, &Settings::default())
         .into_iter()
@@ -99,7 +103,7 @@ fn refused_unanswered_and_unreachable_are_told_apart() {
     let mut c = connection();
     unanswered_syns(&mut c, 3);
     assert_eq!(codes(&c), ["tcp.no_answer"]);
-    assert_eq!(outcome(&c), Outcome::NoAnswer);
+    assert_eq!(outcome(&c, &diagnose_all(&c)), Outcome::NoAnswer);
 
     let mut refused = c.clone();
     refused.tcp.dirs[1] = DirFacts {
@@ -113,7 +117,7 @@ fn refused_unanswered_and_unreachable_are_told_apart() {
         by: Direction::ToClient,
     };
     assert_eq!(codes(&refused), ["tcp.refused"]);
-    assert_eq!(outcome(&refused), Outcome::Refused);
+    assert_eq!(outcome(&refused, &diagnose_all(&refused)), Outcome::Refused);
 
     let mut unreachable = c.clone();
     unreachable.tcp.icmp_error = Some(crate::tcp::IcmpSeen {
@@ -133,7 +137,7 @@ fn refused_unanswered_and_unreachable_are_told_apart() {
         finding(&unreachable, "tcp.unreachable").detail["icmp_code"],
         1
     );
-    assert_eq!(outcome(&unreachable), Outcome::Unreachable);
+    assert_eq!(outcome(&unreachable, &diagnose_all(&unreachable)), Outcome::Unreachable);
 }
 
 #[test]
@@ -245,7 +249,7 @@ fn login_failure_names_the_18456_state() {
     let f = finding(&c, "login.failed");
     assert_eq!(f.detail["meaning"], "the password is wrong");
     assert!(f.next_steps[0].contains("password"), "{:?}", f.next_steps);
-    assert_eq!(outcome(&c), Outcome::LoginFailed);
+    assert_eq!(outcome(&c, &diagnose_all(&c)), Outcome::LoginFailed);
     assert!(!codes(&c).contains(&"login.timeout"));
 }
 
@@ -273,6 +277,30 @@ fn login_ack_after_the_clients_fin_is_a_timeout_not_a_success() {
 }
 
 #[test]
+fn an_attention_that_cancels_the_login_is_part_of_the_login_timeout() {
+    let mut c = connection();
+    let t = logged_in(&mut c);
+    t.login_ack = None;
+    t.attention_count = 1;
+    t.attentions.push(AttentionFacts {
+        at: mark(6, 3.0),
+        request_at: None,
+        acknowledged: None,
+        during_login: true,
+    });
+    c.tcp.dirs[0].fin = Some(mark(7, 3.0));
+    c.tcp.end = TcpEnd::Fin {
+        first: Direction::ToServer,
+    };
+    let codes = codes(&c);
+    assert!(codes.contains(&"login.timeout"), "{codes:?}");
+    assert!(!codes.contains(&"request.attention"), "{codes:?}");
+    let f = finding(&c, "login.timeout");
+    assert_eq!(f.detail["cancelled_with_attention"], true);
+    assert!(f.evidence.iter().any(|e| e.frame == 6), "{:?}", f.evidence);
+}
+
+#[test]
 fn an_attention_after_thirty_seconds_reads_as_a_command_timeout() {
     let mut c = connection();
     let t = logged_in(&mut c);
@@ -282,6 +310,7 @@ fn an_attention_after_thirty_seconds_reads_as_a_command_timeout() {
         at: mark(9, 30.01),
         request_at: Some(mark(7, 0.01)),
         acknowledged: Some(mark(10, 30.02)),
+        during_login: false,
     });
     t.requests.push(RequestFacts {
         kind: RequestKind::SqlBatch,

@@ -206,8 +206,20 @@ pub struct CertificateFacts {
     /// SQL Server's own certificate, generated at start-up when none is configured.
     pub sql_server_fallback: bool,
     pub dns_names: Vec<String>,
+    /// subjectAltName iPAddress entries, as text.
+    pub ip_addresses: Vec<String>,
     /// Whether the certificate names the host the client asked for (SNI), when it asked.
     pub matches_sni: Option<bool>,
+}
+
+impl CertificateFacts {
+    /// Whether the certificate names this address: an iPAddress entry, or (as older clients
+    /// accept) a common name that is the address, when there are no dNSName entries.
+    pub fn names_address(&self, ip: std::net::IpAddr) -> bool {
+        let text = ip.to_string();
+        self.ip_addresses.iter().any(|a| *a == text)
+            || (self.dns_names.is_empty() && self.common_name.as_deref() == Some(text.as_str()))
+    }
 }
 
 /// A client request and what came of it.
@@ -239,6 +251,8 @@ pub struct AttentionFacts {
     pub request_at: Option<Mark>,
     /// DONE with the ATTN bit.
     pub acknowledged: Option<Mark>,
+    /// Sent while the login was still unanswered: it cancelled the login, not a request.
+    pub during_login: bool,
 }
 
 /// Most requests, errors and attentions kept one by one per connection; beyond, only counted.

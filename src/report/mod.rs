@@ -229,7 +229,12 @@ fn login(c: &ConnectionFacts) -> Option<Login> {
             .as_ref()
             .map(|a| a.server_version.clone())
             .or_else(|| t.prelogin_server.as_ref().and_then(|p| p.version.clone())),
-        encryption: connection_encryption(t).map(|m| m.as_str()),
+        // TDS 8.0 strict is full encryption that starts before PRELOGIN: worth its own word.
+        encryption: if t.tls.as_ref().is_some_and(|tls| tls.strict) {
+            Some("strict")
+        } else {
+            connection_encryption(t).map(|m| m.as_str())
+        },
         encryption_client: t
             .prelogin_client
             .as_ref()

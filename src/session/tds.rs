@@ -491,6 +491,8 @@ impl TdsSession {
                     at,
                     request_at,
                     acknowledged: None,
+                    // A client that gives up on a slow login cancels it with an ATTENTION.
+                    during_login: phase == Phase::LoginResponse,
                 });
             }
         } else if ptype == PacketType::Sspi {
@@ -870,6 +872,7 @@ impl TdsSession {
                         self_signed: leaf.self_signed,
                         sql_server_fallback: leaf.sql_server_fallback,
                         dns_names: leaf.dns_names.clone(),
+                        ip_addresses: leaf.ip_addresses.clone(),
                         matches_sni: tls.sni.as_deref().map(|h| leaf.matches_host(h)),
                     });
                 }

@@ -338,7 +338,7 @@ def chk(display_filter, min_count=1, max_count=None, fields=None, note=""):
           "FreeTDS tsql with encryption=off (offers ENCRYPT_NOT_SUP); server OFF answers NOT_SUP: no TLS, "
           "cleartext LOGIN7 and login response, one SELECT of 3 rows, client closes with FIN.",
           connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")],
-                            login={"user": USER, "tds_version": "7.4", "encryption": "not_sup"})],
+                            login={"user": USER, "tds_version": "7.4", "encryption": "none"})],
           checks=[chk("tds.type == 0x12", 1, 1), chk("tds.type == 0x10", 1, 1), chk("tds.loginack", 1),
                   chk("tds.type == 0x01", 1), chk("tds.done.donerowcount64 == 3", 1), chk("tcp.flags.reset == 1", 0, 0)])
 def sc_healthy_tsql_plain(lab):
@@ -352,8 +352,9 @@ def sc_healthy_tsql_plain(lab):
           "FreeTDS tsql with encryption=request (offers OFF); server OFF: TLS 1.2 handshake inside PRELOGIN "
           "packets encrypts only the LOGIN7; login response and query in cleartext.",
           copies=[{"capture": "healthy-tsql-login-tls.pcapng", "format": "pcapng"}],
-          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.certificate_problem", problem="self_signed")],
-                            login={"user": "(encrypted)", "encryption": "login_only", "tls_version": "1.2"})],
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.certificate_problem", problem="self_signed_fallback")],
+                            login={"user": None, "encryption": "login_only", "tls_version": "TLS 1.2"},
+                            note="user null: the LOGIN7 travelled inside TLS")],
           checks=[chk("tds.type == 0x12", 3), chk("tls.handshake.type == 1", 1, 1), chk("tds.loginack", 1),
                   chk("tds.type == 0x10", 0, 0, note="LOGIN7 travels inside TLS"), chk("tds.done.donerowcount64 == 3", 1)])
 def sc_healthy_tsql_login_tls(lab):
@@ -391,9 +392,9 @@ def sc_healthy_pytds_ipv6(lab):
 @scenario("healthy-tedious-tls", "tedious",
           "tedious (encrypt=true, trustServerCertificate) offers ENCRYPT_ON: full TLS 1.2 after the handshake "
           "in PRELOGIN packets; login, tedious' SET batch and an RPC (sp_executesql) SELECT all inside TLS.",
-          connections=[conn(S4 + ":1433", "ok", [f("tls.certificate_problem", problem="self_signed")],
-                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "full",
-                                   "tls_version": "1.2"},
+          connections=[conn(S4 + ":1433", "ok", [f("tls.certificate_problem", problem="self_signed_fallback")],
+                            login={"outcome": "encrypted", "encryption": "full",
+                                   "tls_version": "TLS 1.2"},
                             note="LOGINACK is encrypted: a closing FIN from the client after application data "
                                  "is the only sign of success")],
           checks=[chk("tds.type == 0x12", 3), chk("tls.handshake.type == 11", 1, 1), chk("tls.record.content_type == 23", 4),
@@ -409,7 +410,7 @@ def sc_healthy_tedious_tls(lab):
 @scenario("healthy-impacket", "impacket mssqlclient",
           "impacket mssqlclient (TDS 7.1, offers ENCRYPT_OFF): TLS for the LOGIN7 only, then cleartext "
           "login response (TDS 7.1: 4-byte DONE row counts) and two SELECTs.",
-          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.certificate_problem", problem="self_signed")],
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.certificate_problem", problem="self_signed_fallback")],
                             login={"tds_version": "7.1", "encryption": "login_only"})],
           checks=[chk("tds.type == 0x12", 3), chk("tds.loginack.tdsversion == 0x71000000", 1),
                   chk("tds.type == 0x01", 2), chk("tds.done.donerowcount == 3", 2)],
@@ -481,8 +482,8 @@ def sc_refused(lab):
 @scenario("no-answer", "tsql",
           "The router drops SYNs to 1433 (iptables DROP): the first SYN and 6 retransmissions (Linux linear "
           "backoff: 0,1,2,3,4,5,7 s) go unanswered; tsql's connect timeout (10 s) then gives up.",
-          connections=[conn(S4 + ":1433", "no_answer", [f("tcp.no_answer", attempts=7, waited_s=10)],
-                            note="waited_s: the client gave up ~10 s after the first SYN; the last SYN is at ~7 s")],
+          connections=[conn(S4 + ":1433", "no_answer", [f("tcp.no_answer", attempts=7, waited_s=7)],
+                            note="waited_s: first to last SYN on the wire (~7 s); tsql gave up at ~10 s, which sends nothing")],
           checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 7, 7), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 0, 0),
                   chk("tcp.flags.reset == 1 || icmp", 0, 0)])
 def sc_no_answer(lab):
@@ -496,7 +497,7 @@ def sc_no_answer(lab):
 @scenario("icmp-host-unreachable", "tsql",
           "The router rejects SYNs to 1433 with ICMP host unreachable (type 3 code 1).",
           connections=[conn(S4 + ":1433", "unreachable",
-                            [f("tcp.unreachable", icmp_type=3, icmp_code=1, meaning="host unreachable")])],
+                            [f("tcp.unreachable", icmp_type=3, icmp_code=1, meaning="host unreachable: the server's address does not answer on its network (host down, wrong address, ARP failure)")])],
           checks=[chk("icmp.type == 3 && icmp.code == 1", 1), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 0, 0)])
 def sc_icmp_unreachable(lab):
     lab.start_server({"encryption": "off"})
@@ -564,7 +565,9 @@ def sc_middlebox_idle_kill(lab):
           "The server (SO_RCVBUF 2048) stops reading for 6 s right after the login; pytds sends a 100 kB "
           "SQL batch, the server's window closes (zero window, client probes), then reading resumes and the "
           "query completes.",
-          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"), f("tcp.zero_window", side="server")])],
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"), f("tcp.zero_window", side="server"),
+                                                 f("tcp.retransmissions", count=1)],
+                            note="one client segment is retransmitted while the window is closed")],
           checks=[chk("tcp.analysis.zero_window && ip.src == %s" % S4, 1), chk("tds.done.donerowcount64 == 3", 1)])
 def sc_zero_window(lab):
     lab.start_server({"encryption": "off", "rcvbuf": 2048, "stop_reading": {"at": "logged_in", "seconds": 6}})
@@ -687,7 +690,8 @@ MASS = 6
 @scenario("mass-reset", "pytds",
           "%d pytds clients log in and stay idle 9 s; after 5 s without a request the server aborts all of "
           "them within a few milliseconds (RST each)." % MASS,
-          connections=[conn(S4 + ":1433", "idle_killed", [f("login.ok"), f("login.cleartext"), f("reset.by_server", phase="idle")])
+          connections=[conn(S4 + ":1433", "idle_killed", [f("login.ok"), f("login.cleartext"), f("reset.by_server", phase="idle"),
+                                                            f("idle.killed", by="server", idle_s=5)])
                        for _ in range(MASS)],
           capture_findings=[f("pattern.mass_reset", server=S4 + ":1433", connections=MASS)],
           checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", MASS, MASS),
@@ -737,7 +741,8 @@ def sc_listen_backlog(lab):
           "The router drops SYNs to 1433 for the first 2.5 s: the SYNs at 0, 1 and 2 s go unanswered, the "
           "retry at 3 s gets through, then a normal cleartext login and query.",
           connections=[conn(S4 + ":1433", "ok", [f("tcp.syn_retry", attempts=4, delay_s=3), f("login.ok"),
-                                                   f("login.cleartext")])],
+                                                   f("login.cleartext"), f("login.slow", slowest_step="tcp_handshake")],
+                            note="login.slow: the contract measures a login from the first SYN, 3 s before the SYN-ACK")],
           checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 4, 4), chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 1, 1),
                   chk("tds.loginack", 1, 1)])
 def sc_syn_retry(lab):
@@ -773,8 +778,10 @@ def sc_slow_login(lab):
           "after 3 s: it sends ATTENTION and FIN. The server's late login response then draws a RST from "
           "the client's kernel.",
           connections=[conn(S4 + ":1433", "login_timeout",
-                            [f("login.timeout", pending_step="login", waited_s=3), f("login.cleartext")],
-                            note="LOGINACK arrives ~3 s after the client's FIN")],
+                            [f("login.timeout", pending_step="login", waited_s=3), f("login.cleartext"),
+                             f("reset.by_client", phase="login")],
+                            note="LOGINACK arrives ~3 s after the client's FIN; the client's kernel answers it "
+                                 "with RST. The ATTENTION belongs to the login, so no request.attention")],
           checks=[chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x06", 1, 1),
                   chk("tcp.flags.fin == 1 && ip.src == %s" % C4, 1), chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 1)])
 def sc_login_timeout(lab):
@@ -806,7 +813,7 @@ def sc_request_abandoned(lab):
           "The server forces encryption; pytds (no TLS support) offers ENCRYPT_NOT_SUP. The server answers "
           "ENCRYPT_REQ and closes the connection right after its PRELOGIN response.",
           connections=[conn(S4 + ":1433", "aborted",
-                            [f("prelogin.encryption_mismatch", client="not_sup", server="req")])],
+                            [f("prelogin.encryption_mismatch", client="not_supported", server="required")])],
           checks=[chk("tds.prelogin.option.encryption == 2", 1, 1), chk("tds.prelogin.option.encryption == 3", 1, 1),
                   chk("tds.type == 0x10", 0, 0)])
 def sc_encryption_mismatch(lab):
@@ -820,9 +827,9 @@ def sc_encryption_mismatch(lab):
           "tedious with encrypt=true and trustServerCertificate=false: Node completes the TLS 1.2 handshake "
           "(inside PRELOGIN packets, both Finished messages exchanged), then rejects the self-signed "
           "certificate and closes with FIN: no TLS alert, no LOGIN7.",
-          connections=[conn(S4 + ":1433", "aborted",
+          connections=[conn(S4 + ":1433", "tls_failed",
                             [f("tls.handshake_failed", stage="after_finished"),
-                             f("tls.certificate_problem", problem="self_signed")],
+                             f("tls.certificate_problem", problem="self_signed_fallback")],
                             note="stage 'after_finished' is not in findings.md's list (after_client_hello, "
                                  "after_server_hello, after_certificate, alert): Node validates the certificate "
                                  "only once the handshake is complete, so the wire shows a finished handshake "
@@ -844,7 +851,7 @@ def sc_tls_cert_rejected(lab):
           connections=[conn(S4 + ":1433", "login_failed",
                             [f("login.sspi_failed", number=18452),
                              f("login.failed", number=18452, state=1, **{"class": 14}),
-                             f("tls.certificate_problem", problem="self_signed")])],
+                             f("tls.certificate_problem", problem="self_signed_fallback")])],
           checks=[chk("tds.error.number == 18452", 1, 1), chk("tds.loginack", 0, 0)],
           tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
 def sc_sspi_failed(lab):
@@ -883,7 +890,7 @@ def impacket_windows_auth(lab):
           connections=[conn(S4 + ":1433", "login_failed",
                             [f("login.sspi_failed", number=18452),
                              f("login.failed", number=18452, state=1, **{"class": 14}),
-                             f("tls.certificate_problem", problem="self_signed")])],
+                             f("tls.certificate_problem", problem="self_signed_fallback")])],
           checks=[chk("tds.type == 0x11", 1, 1), chk("tcp.srcport == 1433 && tds.sspi", 1, 1),
                   chk("tcp.srcport == 1433 && tds.sspi && tcp.payload contains 4e:54:4c:4d:53:53:50:00:02:00:00:00", 1, 1,
                       note=NTLM_CHALLENGE_NOTE),
@@ -904,7 +911,7 @@ def sc_sspi_ntlm_failed(lab):
           "AUTHENTICATE in an SSPI packet (0x11), the server accepts it with LOGINACK and answers one query.",
           connections=[conn(S4 + ":1433", "ok",
                             [f("login.ok"),
-                             f("tls.certificate_problem", problem="self_signed")])],
+                             f("tls.certificate_problem", problem="self_signed_fallback")])],
           checks=[chk("tds.type == 0x11", 1, 1), chk("tcp.srcport == 1433 && tds.sspi", 1, 1),
                   chk("tcp.srcport == 1433 && tds.sspi && tcp.payload contains 4e:54:4c:4d:53:53:50:00:02:00:00:00", 1, 1,
                       note=NTLM_CHALLENGE_NOTE),
@@ -941,7 +948,8 @@ def sc_retransmissions(lab):
           "the client sends its query, which is retransmitted with exponential backoff until the client's "
           "kernel gives up (tcp_retries2=4, about 6 s); the connection dies without FIN or RST.",
           connections=[conn(S4 + ":1433", "aborted", [f("login.ok"), f("login.cleartext"),
-                                                        f("tcp.retransmission_storm", count=5, span_s=3.3)],
+                                                        f("tcp.retransmission_storm", count=5, span_s=3.3),
+                                                        f("tcp.retransmissions", count=5, max_per_segment=5)],
                             note="the query at ~3.0 s, retransmissions at ~3.2, 3.4, 3.8, 4.7, 6.3 s; the kernel "
                                  "gives up silently a few seconds later (no FIN, no RST)")],
           checks=[chk("tcp.analysis.retransmission && ip.src == %s" % C4, 5, 5), chk("tcp.flags.reset == 1", 0, 0),
@@ -1001,7 +1009,7 @@ def sc_no_pooling(lab):
           "ENVCHANGE (type 20) to 198.51.100.20:14330; tedious closes and logs in again there, then runs its "
           "query on the second connection.",
           connections=[conn(S4 + ":1433", "ok", [f("login.redirected", to_server=S4, to_port=INST_PORT),
-                                                   f("login.cleartext")],
+                                                   f("login.ok"), f("login.cleartext")],
                             note="LOGINACK is present too; the routing ENVCHANGE follows it"),
                        conn("%s:%d" % (S4, INST_PORT), "ok", [f("login.ok"), f("login.cleartext")])],
           checks=[chk("tds.envchange.type == 20", 1, 1), chk("tds.loginack", 2, 2),
@@ -1060,8 +1068,9 @@ def sc_one_direction(lab):
 @scenario("snaplen-96", "tsql",
           "A healthy tsql login and query captured with snaplen 96: every frame longer than 96 bytes is cut "
           "(TDS payloads beyond the first ~30 bytes are missing).",
-          connections=[conn(S4 + ":1433", "ok", [f("capture.truncated_frames", snaplen=96)],
-                            note="count = frames with frame.len > frame.cap_len; login facts are partly unreadable")],
+          connections=[conn(S4 + ":1433", "ok", [],
+                            note="login facts are partly unreadable; the truncation is a capture-wide finding")],
+          capture_findings=[f("capture.truncated_frames", snaplen=96)],
           checks=[chk("frame.len > frame.cap_len", 4), chk("frame.cap_len > 96", 0, 0)])
 def sc_snaplen_96(lab):
     lab.start_server({"encryption": "off"})
@@ -1128,7 +1137,7 @@ def sc_packet_loss(lab):
           "Derived from healthy-tsql-plain.pcap: the file is cut 30 bytes into its last packet record, as a "
           "capture copied while still being written.",
           connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext")])],
-          capture_findings=[f("capture.malformed", what="truncated_file", input=0)],
+          capture_findings=[f("capture.malformed", what="file ends in the middle of frame 16", input=0)],
           checks=[chk("tds.loginack", 1, 1)],
           offline=True)
 def sc_truncated_file(lab):
@@ -1148,9 +1157,9 @@ def tls_legacy_scenario(name, version, client):
     @scenario(name, client,
               "The server only speaks TLS %s; %s (login-only encryption) negotiates it: TLS %s inside PRELOGIN "
               "packets for the LOGIN7, then a cleartext login response and query." % (version, client, version),
-              connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.legacy_version", version=version),
-                                                       f("tls.certificate_problem", problem="self_signed")],
-                                login={"encryption": "login_only", "tls_version": version})],
+              connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("tls.legacy_version", version="TLS " + version),
+                                                       f("tls.certificate_problem", problem="self_signed_fallback")],
+                                login={"encryption": "login_only", "tls_version": "TLS " + version})],
               checks=[chk("tls.handshake.type == 2 && tls.handshake.version == %s" % tls_field, 1, 1),
                       chk("tds.type == 0x10", 0, 0)],
               tshark_opts=["-o", "tds.protocol_type:TDS 7.1"] if client.startswith("impacket") else [])
@@ -1178,10 +1187,11 @@ tls_legacy_scenario("tls-1.1-impacket", "1.1", "impacket mssqlclient")
           "minimum) offers 1.2/1.3, the server answers ServerHello 1.0 with its (self-signed) Certificate and "
           "ServerHelloDone; Node sends a fatal alert protocol_version (70) inside a PRELOGIN packet "
           "('unsupported protocol'), the server closes (FIN), then the client. No LOGIN7.",
-          connections=[conn(S4 + ":1433", "aborted",
+          connections=[conn(S4 + ":1433", "tls_failed",
                             [f("tls.handshake_failed", stage="alert", alert="protocol_version", alert_level="fatal",
                                alert_from="client"),
-                             f("tls.certificate_problem", problem="self_signed")],
+                             f("tls.certificate_problem", problem="self_signed_fallback"),
+                             f("tcp.server_closed", phase="login")],
                             note="no tls.legacy_version: the server offered 1.0 but the client refused it, so "
                                  "nothing was negotiated; the certificate is visible in the server's flight")],
           checks=[chk("tls.handshake.type == 2 && tls.handshake.version == 0x0301", 1, 1),
@@ -1325,7 +1335,7 @@ def tedious_lab_ca(lab, **opts):
           "certificate from that CA for 198.51.100.20 valid 2024-01-01 .. 2025-01-01 (expired at capture time). "
           "Node completes the TLS 1.2 handshake inside PRELOGIN packets (both Finished messages), then fails "
           "'certificate has expired' and closes with FIN: no TLS alert, no LOGIN7.",
-          connections=[conn(S4 + ":1433", "aborted",
+          connections=[conn(S4 + ":1433", "tls_failed",
                             [f("tls.handshake_failed", stage="after_finished"),
                              f("tls.certificate_problem", problem="expired", subject="CN=198.51.100.20",
                                issuer="CN=tdsscope lab CA", not_before="2024-01-01T00:00:00Z",
@@ -1352,7 +1362,7 @@ def sc_tls_cert_expired(lab):
           "(its ClientHello carries SNI '198.51.100.20'); the server presents a valid certificate from that CA "
           "for sql-other.lab.test only (CN and SAN dNSName). Node completes the TLS 1.2 handshake, then fails "
           "'Hostname/IP does not match certificate's altnames' and closes with FIN: no alert, no LOGIN7.",
-          connections=[conn(S4 + ":1433", "aborted",
+          connections=[conn(S4 + ":1433", "tls_failed",
                             [f("tls.handshake_failed", stage="after_finished"),
                              f("tls.certificate_problem", problem="name_mismatch", subject="CN=sql-other.lab.test",
                                issuer="CN=tdsscope lab CA", server_name="198.51.100.20")],
@@ -1376,8 +1386,8 @@ def sc_tls_cert_name_mismatch(lab):
           "valid certificate from that CA for IP 198.51.100.20 (2025 .. 2035): the client accepts it, full TLS 1.2, "
           "login, tedious' SET batch and an RPC SELECT inside TLS, FIN. No certificate finding.",
           connections=[conn(S4 + ":1433", "ok", [],
-                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "full",
-                                   "tls_version": "1.2"},
+                            login={"outcome": "encrypted", "encryption": "full",
+                                   "tls_version": "TLS 1.2"},
                             note="no tls.certificate_problem: CA-issued (not self-signed), valid at capture time, "
                                  "SAN IP matches the SNI and the address dialled; LOGINACK is encrypted")],
           checks=[chk("tls.handshake.type == 11", 1, 1), chk("x509ce.IPAddress.ipv4 == %s" % S4, 1, 1),
@@ -1397,8 +1407,8 @@ def sc_healthy_tedious_lab_ca(lab):
           "valid lab-CA certificate for 198.51.100.20. PRELOGIN (client ENCRYPT_OFF, server OFF: meaningless "
           "in TDS 8.0, no TLS-in-PRELOGIN), LOGIN7, tedious' SET batch and an RPC SELECT all inside TLS, FIN.",
           connections=[conn(S4 + ":1433", "ok", [],
-                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "strict (TDS 8.0)",
-                                   "tls_version": "1.2"},
+                            login={"outcome": "encrypted", "encryption": "strict",
+                                   "tls_version": "TLS 1.2"},
                             note="no cleartext TDS at all: the first payload byte on the wire is the TLS "
                                  "ClientHello, so tdsscope sees TLS records on the SQL port and nothing of "
                                  "PRELOGIN or the login; no certificate finding (CA-issued, valid, SAN IP matches)")],
@@ -1444,7 +1454,7 @@ def tsql_lab_ca(lab, cert):
           "2025-01-01. GnuTLS verifies the chain as soon as the ServerHello..ServerHelloDone flight arrives "
           "(dump: 'Certificate status: 1026' = invalid|expired, 'handshake failed: Error in the certificate') "
           "and tsql closes with FIN at once: no ClientKeyExchange, no alert, no LOGIN7.",
-          connections=[conn(S4 + ":1433", "aborted",
+          connections=[conn(S4 + ":1433", "tls_failed",
                             [f("tls.handshake_failed", stage="after_certificate"),
                              f("tls.certificate_problem", problem="expired", subject="CN=198.51.100.20",
                                issuer="CN=tdsscope lab CA", not_before="2024-01-01T00:00:00Z",
@@ -1466,7 +1476,7 @@ def sc_tls_cert_expired_tsql(lab):
           "certificate hostname = yes' (no SNI: the host is an IP literal); the server presents a valid lab CA "
           "certificate for sql-other.lab.test only. FreeTDS checks the name when the Certificate arrives "
           "(dump: 'Certificate hostname does not match') and closes with FIN: no ClientKeyExchange, no alert.",
-          connections=[conn(S4 + ":1433", "aborted",
+          connections=[conn(S4 + ":1433", "tls_failed",
                             [f("tls.handshake_failed", stage="after_certificate"),
                              f("tls.certificate_problem", problem="name_mismatch", subject="CN=sql-other.lab.test",
                                issuer="CN=tdsscope lab CA", server_name="198.51.100.20")],
@@ -1486,8 +1496,8 @@ def sc_tls_cert_name_mismatch_tsql(lab):
           "and hostname checking; the server presents a valid lab CA certificate for IP 198.51.100.20: the "
           "handshake completes, login and a 3-row SELECT inside TLS 1.2, FIN. No certificate finding.",
           connections=[conn(S4 + ":1433", "ok", [],
-                            login={"outcome": "ok (not visible: inside TLS)", "encryption": "full",
-                                   "tls_version": "1.2"},
+                            login={"outcome": "encrypted", "encryption": "full",
+                                   "tls_version": "TLS 1.2"},
                             note="the control for tls-cert-expired-tsql / tls-cert-name-mismatch-tsql: same client "
                                  "and settings, a certificate GnuTLS accepts")],
           checks=[chk("tls.handshake.type == 16", 1, 1), chk("x509ce.IPAddress.ipv4 == %s" % S4, 1, 1),
@@ -1503,11 +1513,12 @@ def sc_healthy_tsql_lab_ca(lab):
           "cryptoCredentialsDetails.maxVersion) sends a ClientHello without supported_versions (legacy "
           "version 1.2). The server answers, inside a PRELOGIN packet, a fatal alert protocol_version (70) "
           "and closes with FIN; tedious fails with 'alert protocol version'. No ServerHello, no LOGIN7.",
-          connections=[conn(S4 + ":1433", "aborted",
+          connections=[conn(S4 + ":1433", "tls_failed",
                             [f("tls.handshake_failed", stage="alert", alert="protocol_version", alert_level="fatal",
-                               alert_from="server")],
+                               alert_from="server"),
+                             f("tcp.server_closed", phase="login"), f("tcp.retransmissions", count=1)],
                             note="the alert record (15 bytes) is in cleartext in a PRELOGIN (0x12) packet right "
-                                 "after the ClientHello; the server closes first")],
+                                 "after the ClientHello; the server closes first (its FIN is sent twice)")],
           checks=[chk("tls.handshake.type == 1", 1, 1),
                   chk("tls.handshake.type == 1 && tls.handshake.extensions.supported_version", 0, 0,
                       note="client offers nothing above 1.2"),
@@ -1826,7 +1837,46 @@ def make_lab_ca(certdir):
             "-startdate", start, "-enddate", end, "-notext", "-in", csr, "-out", crt)
 
 
+def refresh(names):
+    """Re-derive the expectations (what, connections' expected outcomes and findings, exchanges,
+    capture findings, checks) of committed scenarios from their declarations, without re-running
+    them: the captures and what the run recorded (client endpoints, versions, lab actions) stay.
+    For when a declaration is corrected after the capture was made."""
+    scenarios = load_manifest().get("scenarios", {})
+    entries = {}
+    for name in names:
+        prev, meta = scenarios.get(name), SCENARIOS[name]
+        if prev is None or name == "mixed":
+            continue
+        clients = [c.get("client") for c in prev["connections"]]
+        conns = [dict({"client": clients[i] if i < len(clients) else None}, **c)
+                 for i, c in enumerate(meta["connections"])]
+        entries[name] = dict(prev, what=meta["what"], connections=conns, exchanges=meta["exchanges"],
+                             capture_findings=meta["capture_findings"], checks=meta["checks"])
+    mixed = scenarios.get("mixed")
+    if mixed is not None and ("mixed" in names or entries):
+        parts = dict(scenarios, **entries)
+        conns = []
+        for c in mixed["connections"]:
+            part = parts.get(c.get("from"))
+            same = [p for p in part["connections"] if p["client"] == c["client"]] if part else []
+            conns.append(dict(same[0], **{"from": c["from"]}) if same else c)
+        exchanges = [x for x in mixed["exchanges"] if x.get("from") not in parts]
+        for src in dict.fromkeys(x.get("from") for x in mixed["exchanges"]):
+            if src in parts:
+                exchanges += [dict(x, **{"from": src}) for x in parts[src]["exchanges"]]
+        entries["mixed"] = dict(mixed, connections=conns, exchanges=exchanges)
+    save_manifest(entries)
+    return 0
+
+
 def main(argv):
+    if argv[:1] == ["--refresh"]:
+        unknown = [n for n in argv[1:] if n not in SCENARIOS]
+        if unknown:
+            print("unknown scenarios: " + ", ".join(unknown), file=sys.stderr)
+            return 2
+        return refresh(argv[1:] or list(SCENARIOS))
     if os.geteuid() != 0:
         print("scripts/lab must run as root (it creates network namespaces)", file=sys.stderr)
         return 2

@@ -53,10 +53,21 @@ fn forged(c: &ConnectionFacts, by: Direction) -> Option<(&'static str, Option<(u
 fn phase(c: &ConnectionFacts) -> &'static str {
     if let Some(t) = c.tds.as_ref().filter(|t| t.dialect == Dialect::Tds7) {
         match login_outcome(c) {
-            Some(LoginOutcome::Ok | LoginOutcome::Encrypted | LoginOutcome::NotSeen) | None => {}
+            Some(
+                LoginOutcome::Ok
+                | LoginOutcome::Inferred
+                | LoginOutcome::Encrypted
+                | LoginOutcome::NotSeen,
+            )
+            | None => {}
             Some(_) => return "login",
         }
-        return if t.outstanding.as_ref().is_some_and(|r| r.done.is_none()) {
+        // A request still unanswered, or cancelled and the cancel not yet acknowledged.
+        let cancelling = t
+            .attentions
+            .iter()
+            .any(|a| !a.during_login && a.acknowledged.is_none());
+        return if cancelling || t.outstanding.as_ref().is_some_and(|r| r.done.is_none()) {
             "request"
         } else {
             "idle"

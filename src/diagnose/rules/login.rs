@@ -242,14 +242,16 @@ pub(super) fn login_timed_out(c: &ConnectionFacts, _: &Settings) -> Option<Findi
         waited as f64 / 1e9,
         step
     );
-    Some(
-        FindingBuilder::new(Code::LoginTimeout, summary)
-            .detail("pending_step", step)
-            .detail("waited_s", secs(waited))
-            .evidence_at(since, format!("{step} sent"))
-            .evidence_at(end, "client closed")
-            .build(),
-    )
+    let cancel = t.attentions.iter().find(|a| a.during_login);
+    let mut b = FindingBuilder::new(Code::LoginTimeout, summary)
+        .detail("pending_step", step)
+        .detail("waited_s", secs(waited))
+        .detail("cancelled_with_attention", cancel.is_some())
+        .evidence_at(since, format!("{step} sent"));
+    if let Some(a) = cancel {
+        b = b.evidence_at(a.at, "ATTENTION: the client cancelled the login");
+    }
+    Some(b.evidence_at(end, "client closed").build())
 }
 
 /// `login.slow`: SYN to LOGINACK took longer than the threshold.

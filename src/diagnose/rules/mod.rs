@@ -50,6 +50,14 @@ pub(super) const CONNECTION_RULES: &[ConnectionRule] = &[
     capture::undecodable,
 ];
 
+/// The rules that also run on connections that are not SQL: a failed attempt is reported whatever
+/// the port.
+pub(super) const ATTEMPT_RULES: &[ConnectionRule] = &[
+    tcp::syn_refused,
+    tcp::syn_unreachable,
+    tcp::syn_unanswered,
+];
+
 pub(super) const CAPTURE_RULES: &[CaptureRule] = &[
     capture::malformed_input,
     capture::truncated_frames,

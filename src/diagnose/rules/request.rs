@@ -18,17 +18,24 @@ const DRIVER_TIMEOUTS_S: &[f64] = &[15.0, 30.0, 60.0];
 /// `request.attention`: the client cancelled requests.
 pub(super) fn attention(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = tds7(c)?;
-    let first = t.attentions.first()?;
+    // An ATTENTION that cancelled the login belongs to login.timeout.
+    let cancelled_logins = t.attentions.iter().filter(|a| a.during_login).count();
+    let count = t.attention_count.saturating_sub(cancelled_logins as u64);
+    let first = t.attentions.iter().find(|a| !a.during_login)?;
     let after = first.request_at.map(|r| first.at.ts.nanos_since(r.ts));
-    let acknowledged = t.attentions.iter().all(|a| a.acknowledged.is_some());
+    let acknowledged = t
+        .attentions
+        .iter()
+        .filter(|a| !a.during_login)
+        .all(|a| a.acknowledged.is_some());
     let timeout_like = after.is_some_and(|ns| {
         let s = ns as f64 / 1e9;
         DRIVER_TIMEOUTS_S.iter().any(|d| (s - d).abs() < 0.5)
     });
     let summary = format!(
         "The client cancelled {} request{} (ATTENTION){}{}.",
-        t.attention_count,
-        if t.attention_count == 1 { "" } else { "s" },
+        count,
+        if count == 1 { "" } else { "s" },
         match after {
             Some(ns) => format!(
                 " {:.1} s after sending it{}",
@@ -48,7 +55,7 @@ pub(super) fn attention(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
         }
     );
     let mut b = FindingBuilder::new(Code::RequestAttention, summary)
-        .detail("count", t.attention_count)
+        .detail("count", count)
         .detail("acknowledged", acknowledged);
     if let Some(ns) = after {
         b = b.detail("after_s", secs(ns));

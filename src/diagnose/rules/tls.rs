@@ -67,10 +67,16 @@ pub(super) fn handshake_failed(c: &ConnectionFacts, _: &Settings) -> Option<Find
     let mut b = FindingBuilder::new(Code::TlsHandshakeFailed, summary)
         .detail("stage", stage)
         .detail("closed_by", closer);
-    if let Some((at, _, desc)) = t.alert {
+    if let Some((at, level, desc)) = t.alert {
+        let from = match t.alert_from {
+            Some(Direction::ToServer) => "client",
+            _ => "server",
+        };
         b = b
             .detail("alert", alert_description_name(desc))
-            .evidence_at(at, "TLS alert");
+            .detail("alert_level", if level == 2 { "fatal" } else { "warning" })
+            .detail("alert_from", from)
+            .evidence_at(at, format!("TLS alert from the {from}"));
     }
     if let Some(m) = t.client_hello {
         b = b.evidence_at(m, "ClientHello");
@@ -82,6 +88,38 @@ pub(super) fn handshake_failed(c: &ConnectionFacts, _: &Settings) -> Option<Find
         b = b.evidence_at(m, "server certificate");
     }
     Some(b.evidence_at(end_mark(c), "connection closed").build())
+}
+
+/// A client that sent no SNI and closed right after the certificate, which is otherwise
+/// acceptable (not self-signed, in date) but does not name the address dialled: the likeliest
+/// reason it gave up is the name check (FreeTDS dialling an IP literal does exactly this).
+fn rejected_without_sni(
+    c: &ConnectionFacts,
+    t: &TlsFacts,
+    cert: &crate::facts::CertificateFacts,
+) -> bool {
+    t.sni.is_none()
+        && t.alert.is_none()
+        && t.application_data.is_none()
+        && t.client_finished.is_none()
+        && cert.at.is_some()
+        && c.tcp.end.closed_by() == Some(Direction::ToServer)
+        && !cert.names_address(c.tcp.server.ip())
+}
+
+fn certificate_names(cert: &crate::facts::CertificateFacts) -> String {
+    let names: Vec<&str> = cert
+        .dns_names
+        .iter()
+        .chain(&cert.ip_addresses)
+        .map(String::as_str)
+        .chain(cert.common_name.as_deref().filter(|_| cert.dns_names.is_empty()))
+        .collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// `tls.legacy_version`: TLS 1.0 or 1.1 (or SSL) negotiated.
@@ -129,6 +167,10 @@ pub(super) fn certificate_problem(c: &ConnectionFacts, _: &Settings) -> Option<F
     if cert.matches_sni == Some(false) {
         problems.push("name_mismatch");
     }
+    let unnamed_address = problems.is_empty() && rejected_without_sni(c, t, cert);
+    if unnamed_address {
+        problems.push("name_mismatch");
+    }
     let first = *problems.first()?;
     let what = match first {
         "self_signed_fallback" => "is SQL Server's self-generated fallback certificate: no certificate is configured, so clients that validate certificates (Encrypt=True without TrustServerCertificate, TDS 8.0) reject it",
@@ -137,7 +179,16 @@ pub(super) fn certificate_problem(c: &ConnectionFacts, _: &Settings) -> Option<F
         "not_yet_valid" => "is not valid yet (check the clocks)",
         _ => "does not name the server the client asked for",
     };
-    let summary = format!("The server's certificate ({}) {what}.", cert.subject);
+    let summary = if unnamed_address {
+        format!(
+            "The client closed the connection as soon as it received the server's certificate ({}), which does not name the address it connected to ({}). The client sent no server name (SNI): if it connected by host name, that name must be one the certificate lists ({}).",
+            cert.subject,
+            c.tcp.server.ip(),
+            certificate_names(cert)
+        )
+    } else {
+        format!("The server's certificate ({}) {what}.", cert.subject)
+    };
     let mut b = FindingBuilder::new(Code::TlsCertificateProblem, summary)
         .detail("problem", first)
         .detail("problems", problems.clone())
@@ -146,7 +197,13 @@ pub(super) fn certificate_problem(c: &ConnectionFacts, _: &Settings) -> Option<F
         .detail("not_before", cert.not_before_text.clone())
         .detail("not_after", cert.not_after_text.clone());
     if let Some(sni) = &t.sni {
-        b = b.detail("requested_name", sni.clone());
+        b = b
+            .detail("server_name", sni.clone())
+            .detail("name_source", "sni");
+    } else if unnamed_address {
+        b = b
+            .detail("server_name", c.tcp.server.ip().to_string())
+            .detail("name_source", "address");
     }
     if let Some(m) = cert.at {
         b = b.evidence_at(m, "server certificate");
