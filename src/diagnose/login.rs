@@ -105,7 +105,7 @@ pub fn login_outcome(c: &ConnectionFacts) -> Option<LoginOutcome> {
     if !login_sent && t.prelogin_client.is_none() && t.tls.is_none() {
         return Some(LoginOutcome::NotSeen);
     }
-    if login_sent && (t.request_count > 0 || t.attention_count > 0) {
+    if login_sent && t.request_count > 0 {
         return Some(LoginOutcome::Inferred);
     }
     // Full encryption (or TDS 8.0 strict, where even PRELOGIN is inside TLS): the server's
