@@ -208,7 +208,7 @@ fn text_report_groups_problems_by_server_and_sums_up() {
     );
     assert!(text.contains("next: "), "next steps are shown");
     assert!(
-        text.contains("8 TCP connections: 2 login_failed, 1 no_answer, 2 ok, 1 refused, 2 reset"),
+        text.contains("8 TCP connections: 1 idle_killed, 2 login_failed, 1 no_answer, 2 ok, 1 refused, 1 reset"),
         "{text}"
     );
     // Forcing colour colours it.

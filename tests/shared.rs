@@ -160,7 +160,7 @@ fn tds8_strict_is_recognised_by_its_alpn_and_is_healthy() {
     assert_eq!(code, 0);
     let c = &report["connections"][0];
     assert_eq!(c["protocol"], "tds7", "TLS first with ALPN tds/8.0 is TDS");
-    assert_eq!(c["login"]["encryption"], "full");
+    assert_eq!(c["login"]["encryption"], "strict");
     assert_eq!(c["login"]["outcome"], "encrypted");
     assert_eq!(c["login"]["tls_version"], "TLS 1.2");
     assert!(c["findings"].as_array().unwrap().is_empty(), "{c:#}");
