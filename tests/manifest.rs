@@ -53,7 +53,9 @@ fn compare_details(place: &str, want: &Value, got: &Value, problems: &mut Vec<St
         match got["detail"].get(key) {
             Some(g) if matches(key, w, g) => {}
             Some(g) => problems.push(format!("{place}: {code}.{key} is {g}, expected {w}")),
-            None => problems.push(format!("{place}: {code} has no detail {key} (expected {w})")),
+            None => problems.push(format!(
+                "{place}: {code} has no detail {key} (expected {w})"
+            )),
         }
     }
 }
@@ -130,10 +132,7 @@ fn every_lab_connection_gets_exactly_the_expected_findings() {
                     && !matched.contains(&c["id"].as_u64())
             });
             let Some(conn) = found else {
-                problems.push(format!(
-                    "{place}: no connection to {}",
-                    expected["server"]
-                ));
+                problems.push(format!("{place}: no connection to {}", expected["server"]));
                 continue;
             };
             matched.insert(conn["id"].as_u64());

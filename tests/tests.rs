@@ -11,6 +11,7 @@ mod proto_tls_tshark;
 mod proto_udp_tshark;
 mod schema;
 mod shared;
+mod snapshots;
 mod tds_tshark;
 mod tshark;
 mod util;

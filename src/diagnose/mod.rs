@@ -140,7 +140,9 @@ impl FindingBuilder {
         self
     }
 
-    pub(crate) fn build(self) -> Finding {
+    /// The evidence in capture order, as a user walks through it in Wireshark.
+    pub(crate) fn build(mut self) -> Finding {
+        self.finding.evidence.sort_by_key(|e| (e.input, e.frame));
         self.finding
     }
 }

@@ -117,8 +117,7 @@ fn cancelled_then_closed(c: &ConnectionFacts) -> bool {
         return false;
     };
     closed == Direction::ToServer
-        && t
-            .attentions
+        && t.attentions
             .iter()
             .any(|a| !a.during_login && a.acknowledged.is_none())
 }

@@ -137,7 +137,10 @@ fn refused_unanswered_and_unreachable_are_told_apart() {
         finding(&unreachable, "tcp.unreachable").detail["icmp_code"],
         1
     );
-    assert_eq!(outcome(&unreachable, &diagnose_all(&unreachable)), Outcome::Unreachable);
+    assert_eq!(
+        outcome(&unreachable, &diagnose_all(&unreachable)),
+        Outcome::Unreachable
+    );
 }
 
 #[test]

@@ -217,7 +217,7 @@ impl CertificateFacts {
     /// accept) a common name that is the address, when there are no dNSName entries.
     pub fn names_address(&self, ip: std::net::IpAddr) -> bool {
         let text = ip.to_string();
-        self.ip_addresses.iter().any(|a| *a == text)
+        self.ip_addresses.contains(&text)
             || (self.dns_names.is_empty() && self.common_name.as_deref() == Some(text.as_str()))
     }
 }

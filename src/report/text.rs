@@ -36,6 +36,9 @@ impl Default for TextStyle {
     }
 }
 
+/// A finding's next steps, as the report model holds them.
+type NextSteps = Vec<std::borrow::Cow<'static, str>>;
+
 pub struct TextWriter<W: Write> {
     out: W,
     style: TextStyle,
@@ -49,6 +52,9 @@ pub struct TextWriter<W: Write> {
     healthy_other: u64,
     /// Finding codes over all connections.
     codes: BTreeMap<&'static str, (Severity, u64)>,
+    /// Next steps already printed, by code, with the connection they were printed for: a
+    /// repeat says "as for #N" instead of the same paragraphs again.
+    steps_shown: BTreeMap<&'static str, Vec<(NextSteps, u32)>>,
 }
 
 impl<W: Write> TextWriter<W> {
@@ -67,6 +73,7 @@ impl<W: Write> TextWriter<W> {
             healthy_rows: Vec::new(),
             healthy_other: 0,
             codes: BTreeMap::new(),
+            steps_shown: BTreeMap::new(),
         }
     }
 
@@ -169,7 +176,7 @@ impl<W: Write> TextWriter<W> {
         )
     }
 
-    fn finding(&mut self, f: &Finding, indent: usize) -> io::Result<()> {
+    fn finding(&mut self, f: &Finding, indent: usize, conn: Option<u32>) -> io::Result<()> {
         let head = format!(
             "{:indent$}{} {} ",
             "",
@@ -200,6 +207,20 @@ impl<W: Write> TextWriter<W> {
                 short_time(&e.time),
                 e.note
             )?;
+        }
+        if let Some(conn) = conn {
+            let shown = self.steps_shown.entry(f.code).or_default();
+            if let Some((_, first)) = shown.iter().find(|(steps, _)| *steps == f.next_steps) {
+                let note = format!("next: as for #{first} above");
+                writeln!(
+                    self.out,
+                    "{:body_indent$}{}",
+                    "",
+                    self.paint(Style::new().dimmed(), &note)
+                )?;
+                return Ok(());
+            }
+            shown.push((f.next_steps.clone(), conn));
         }
         for step in &f.next_steps {
             let prefix = format!(
@@ -272,7 +293,7 @@ impl<W: Write> TextWriter<W> {
                 if e.attempts == 1 { "" } else { "s" }
             )?;
             for f in e.findings.iter().filter(|f| f.severity > Severity::Info) {
-                self.finding(f, 2)?;
+                self.finding(f, 2, None)?;
             }
         }
         let healthy = totals.exchanges.len() - problems.len();
@@ -378,6 +399,14 @@ fn visible_width(s: &str) -> usize {
     width
 }
 
+fn worst(c: &Connection) -> Severity {
+    c.findings
+        .iter()
+        .map(|f| f.severity)
+        .max()
+        .unwrap_or(Severity::Info)
+}
+
 fn is_problem(c: &Connection) -> bool {
     c.findings.iter().any(|f| f.severity > Severity::Info)
 }
@@ -424,7 +453,8 @@ impl<W: Write> ReportWriter for TextWriter<W> {
             )?;
         }
         for (server, mut conns) in problems {
-            conns.sort_by_key(|c| c.id);
+            // Failures before connections that are only at risk; then in capture order.
+            conns.sort_by_key(|c| (std::cmp::Reverse(worst(c)), c.id));
             writeln!(self.out)?;
             let title = format!(
                 "== {server} ({} connection{})",
@@ -435,8 +465,15 @@ impl<W: Write> ReportWriter for TextWriter<W> {
             for c in &conns {
                 let line = self.connection_line(c);
                 writeln!(self.out, "{line}")?;
-                for f in c.findings.iter().filter(|f| f.severity > Severity::Info) {
-                    self.finding(f, 2)?;
+                let mut shown: Vec<&Finding> = c
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity > Severity::Info)
+                    .collect();
+                // Errors first: what broke the connection, then what put it at risk.
+                shown.sort_by_key(|f| std::cmp::Reverse(f.severity));
+                for f in shown {
+                    self.finding(f, 2, Some(c.id))?;
                 }
                 self.timeline(c)?;
             }
@@ -490,7 +527,7 @@ impl<W: Write> ReportWriter for TextWriter<W> {
                 self.paint(Style::new().bold().underline(), "Across the capture:")
             )?;
             for f in &totals.findings {
-                self.finding(f, 0)?;
+                self.finding(f, 0, None)?;
                 if !f.connections.is_empty() {
                     let ids: Vec<String> = f.connections.iter().map(|i| format!("#{i}")).collect();
                     self.wrapped("      connections: ", 19, &ids.join(" "))?;

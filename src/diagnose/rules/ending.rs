@@ -84,6 +84,15 @@ fn phase(c: &ConnectionFacts) -> &'static str {
     }
 }
 
+/// The phase as words after "reset the connection …".
+fn during(phase: &str) -> &'static str {
+    match phase {
+        "login" => "during the login",
+        "request" => "while a request was in progress",
+        _ => "while it was idle",
+    }
+}
+
 fn refused(c: &ConnectionFacts) -> bool {
     c.tcp.dir(Direction::ToServer).syn.is_some() && c.tcp.syn_ack.is_none()
 }
@@ -164,7 +173,7 @@ pub(super) fn retransmission_storm(c: &ConnectionFacts, _: &Settings) -> Option<
 }
 
 /// `reset.by_server`, `reset.by_client` or `reset.by_middlebox`.
-pub(super) fn reset(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
+pub(super) fn reset(c: &ConnectionFacts, settings: &Settings) -> Option<Finding> {
     if refused(c) {
         return None; // tcp.refused says it
     }
@@ -173,14 +182,28 @@ pub(super) fn reset(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
         return None; // tcp.keepalive_unanswered or tcp.retransmission_storm says it
     }
     let phase = phase(c);
+    // A flow dropped while idle is often only found out when the client uses it again: the
+    // reset answers the first request after the silence.
+    let idle_first = (phase == "request")
+        .then(|| idle_gap(c, at))
+        .flatten()
+        .map(|(last, trigger)| trigger.ts.nanos_since(last.ts))
+        .filter(|&idle| idle >= settings.idle_threshold_ns);
+    let when = match idle_first {
+        Some(idle) => format!(
+            "when the client sent its first request after {:.0} s idle",
+            idle as f64 / 1e9
+        ),
+        None => during(phase).to_string(),
+    };
     let sender = side(by);
     if let Some((why, ttls)) = forged(c, by) {
         let summary = match (why, ttls) {
             ("ttl", Some((rst, usual))) => format!(
-                "A device between client and server reset the connection during the {phase}: the reset claims to come from the {sender} but has TTL {rst}, while the {sender}'s packets have TTL {usual}."
+                "A device between client and server reset the connection {when}: the reset claims to come from the {sender} but has TTL {rst}, while the {sender}'s packets have TTL {usual}."
             ),
             _ => format!(
-                "A device between client and server reset the connection during the {phase}: both ends received resets at the same moment."
+                "A device between client and server reset the connection {when}: both ends received resets at the same moment."
             ),
         };
         let mut b = FindingBuilder::new(Code::ResetByMiddlebox, summary)
@@ -197,13 +220,23 @@ pub(super) fn reset(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
         Direction::ToClient => Code::ResetByServer,
         Direction::ToServer => Code::ResetByClient,
     };
-    let summary = format!("The {sender} reset the connection during the {phase}.");
-    Some(
-        FindingBuilder::new(code, summary)
-            .detail("phase", phase)
-            .evidence_at(at, format!("RST from the {sender}"))
-            .build(),
-    )
+    // A side that had already closed answers late data from its peer with a RST: its own
+    // close, not the reset, was the decision.
+    let closed_before = c.tcp.dir(by).fin.filter(|fin| fin.ts <= at.ts);
+    let summary = match closed_before {
+        Some(fin) => format!(
+            "The {sender} reset the connection {when}, {:.1} s after it had closed its side (FIN): data from the other side arrived on a socket the {sender} had already closed.",
+            at.ts.nanos_since(fin.ts) as f64 / 1e9
+        ),
+        None => format!("The {sender} reset the connection {when}."),
+    };
+    let mut b = FindingBuilder::new(code, summary)
+        .detail("phase", phase)
+        .detail("after_close", closed_before.is_some());
+    if let Some(fin) = closed_before {
+        b = b.evidence_at(fin, format!("FIN from the {sender}"));
+    }
+    Some(b.evidence_at(at, format!("RST from the {sender}")).build())
 }
 
 /// The last application data before the connection died, and what ended it: the end itself,
@@ -316,7 +349,10 @@ pub(super) fn server_closed_first(c: &ConnectionFacts, _: &Settings) -> Option<F
     Some(
         FindingBuilder::new(
             Code::TcpServerClosed,
-            format!("The server closed the connection first (FIN) during the {phase}."),
+            format!(
+                "The server closed the connection first (FIN) {}.",
+                during(phase)
+            ),
         )
         .detail("phase", phase)
         .evidence_at(first, "server FIN")

@@ -52,11 +52,8 @@ pub(super) const CONNECTION_RULES: &[ConnectionRule] = &[
 
 /// The rules that also run on connections that are not SQL: a failed attempt is reported whatever
 /// the port.
-pub(super) const ATTEMPT_RULES: &[ConnectionRule] = &[
-    tcp::syn_refused,
-    tcp::syn_unreachable,
-    tcp::syn_unanswered,
-];
+pub(super) const ATTEMPT_RULES: &[ConnectionRule] =
+    &[tcp::syn_refused, tcp::syn_unreachable, tcp::syn_unanswered];
 
 pub(super) const CAPTURE_RULES: &[CaptureRule] = &[
     capture::malformed_input,

@@ -32,9 +32,13 @@ pub(super) fn mass_reset(c: &CaptureFacts) -> Vec<Finding> {
             let server = s.address?.to_string();
             let window = burst.last.ts.nanos_since(burst.first.ts);
             let summary = format!(
-                "{} connections to {server} were reset within {:.1} s: the server (or a device in front of it) dropped them together.",
+                "{} connections to {server} were reset within {}: the server (or a device in front of it) dropped them together.",
                 burst.count,
-                window as f64 / 1e9
+                if window < 1_000_000_000 {
+                    format!("{} ms", (window + 500_000) / 1_000_000)
+                } else {
+                    format!("{:.1} s", window as f64 / 1e9)
+                }
             );
             let b = FindingBuilder::new(Code::PatternMassReset, summary)
                 .detail("server", server)

@@ -113,7 +113,11 @@ fn certificate_names(cert: &crate::facts::CertificateFacts) -> String {
         .iter()
         .chain(&cert.ip_addresses)
         .map(String::as_str)
-        .chain(cert.common_name.as_deref().filter(|_| cert.dns_names.is_empty()))
+        .chain(
+            cert.common_name
+                .as_deref()
+                .filter(|_| cert.dns_names.is_empty()),
+        )
         .collect();
     if names.is_empty() {
         "none".to_string()
