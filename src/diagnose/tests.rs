@@ -282,6 +282,7 @@ fn an_attention_after_thirty_seconds_reads_as_a_command_timeout() {
         at: mark(9, 30.01),
         request_at: Some(mark(7, 0.01)),
         acknowledged: Some(mark(10, 30.02)),
+        smp_sid: None,
     });
     t.requests.push(RequestFacts {
         kind: RequestKind::SqlBatch,
@@ -290,6 +291,7 @@ fn an_attention_after_thirty_seconds_reads_as_a_command_timeout() {
         done: Some(mark(10, 30.02)),
         done_status: 0x20,
         row_count: None,
+        smp_sid: None,
     });
     let f = finding(&c, "request.attention");
     assert!(

@@ -106,8 +106,9 @@ impl<T: AsRef<[u8]>> SmpHeader<T> {
         self.smid() == SMID
             && match self.flags() {
                 SmpFlags::Syn | SmpFlags::Ack | SmpFlags::Fin => len == SMP_HEADER_LEN,
-                SmpFlags::Data => (SMP_HEADER_LEN + super::header::HEADER_LEN..=MAX_SMP_LEN)
-                    .contains(&len),
+                SmpFlags::Data => {
+                    (SMP_HEADER_LEN + super::header::HEADER_LEN..=MAX_SMP_LEN).contains(&len)
+                }
                 SmpFlags::Unknown(_) => false,
             }
     }
@@ -174,7 +175,10 @@ pub fn parse_smp(input: &[u8]) -> Result<(&[u8], SmpRepr, &[u8]), ParseError> {
         });
     };
     if h.smid() != SMID {
-        return Err(ParseError::Malformed { what: "SMID", at: 0 });
+        return Err(ParseError::Malformed {
+            what: "SMID",
+            at: 0,
+        });
     }
     if !h.is_plausible() {
         let len = usize::try_from(h.length()).unwrap_or(usize::MAX);
@@ -436,8 +440,8 @@ mod tests {
     const DATA_ATTN: [u8; 24] = [
         /* smid */ 0x53, /* flags: DATA */ 0x08, /* sid */ 0x01, 0x00,
         /* length */ 0x18, 0x00, 0x00, 0x00, /* seqnum */ 0x02, 0x00, 0x00, 0x00,
-        /* wndw */ 0x05, 0x00, 0x00, 0x00, /* TDS: ATTENTION, EOM, length 8 */ 0x06, 0x01,
-        0x00, 0x08, 0x00, 0x00, 0x01, 0x00,
+        /* wndw */ 0x05, 0x00, 0x00, 0x00, /* TDS: ATTENTION, EOM, length 8 */ 0x06,
+        0x01, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00,
     ];
 
     #[test]
@@ -497,7 +501,10 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(SmpHeader::new_checked(&b[..]).unwrap().flags(), SmpFlags::Unknown(6));
+        assert_eq!(
+            SmpHeader::new_checked(&b[..]).unwrap().flags(),
+            SmpFlags::Unknown(6)
+        );
         let mut b = SYN;
         b[4] = 0x20; // a SYN with a payload
         assert!(parse_smp(&b).is_err());
@@ -508,7 +515,10 @@ mod tests {
         assert!(matches!(parse_smp(&b), Err(ParseError::TooLarge { .. })));
         let mut b = SYN;
         b[0] = 0x12;
-        assert!(matches!(parse_smp(&b), Err(ParseError::Malformed { what: "SMID", .. })));
+        assert!(matches!(
+            parse_smp(&b),
+            Err(ParseError::Malformed { what: "SMID", .. })
+        ));
     }
 
     #[test]
@@ -541,7 +551,10 @@ mod tests {
         let (a, b) = stream.split_at(20);
         assert_eq!(split(&[a, b]), ["HSyn0", "HData1", "D1:8:true"]);
         let (a, b) = stream.split_at(36);
-        assert_eq!(split(&[a, b]), ["HSyn0", "HData1", "D1:4:false", "D1:4:true"]);
+        assert_eq!(
+            split(&[a, b]),
+            ["HSyn0", "HData1", "D1:4:false", "D1:4:true"]
+        );
     }
 
     #[test]
