@@ -188,6 +188,9 @@ struct Msg {
     body: Vec<u8>,
 }
 
+/// A piece of a TDS packet: its SMP session (None without MARS), header, bytes, first, last.
+type PacketPiece = (Option<u16>, HeaderRepr, Vec<u8>, bool, bool);
+
 struct DirState {
     key: String,
     framer: Framer,
@@ -260,7 +263,7 @@ impl StreamSink for Ours {
         let Some(conn) = self.conns.get_mut(&ev.conn) else {
             return;
         };
-        let mut items: Vec<(Option<u16>, HeaderRepr, Vec<u8>, bool, bool)> = Vec::new();
+        let mut items: Vec<PacketPiece> = Vec::new();
         match ev.kind {
             StreamEventKind::Data(bytes) => {
                 let d = &mut conn.dirs[i];

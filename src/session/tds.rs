@@ -309,13 +309,15 @@ impl TdsSession {
             .and_then(Option::as_ref)
             .map(SmpSplitter::payload_in_progress);
         if let Some(in_progress) = in_progress {
-            // The SMP session whose DATA the gap cut loses its place; the others keep theirs.
-            if let Some((sid, remaining)) = in_progress {
+            // The SMP session whose DATA the gap cut loses that packet. An SMP DATA carries one
+            // whole TDS packet, so the session's next DATA starts a TDS packet again: its framer
+            // starts afresh instead of hunting for a header. The other sessions keep their place.
+            if let Some((sid, _)) = in_progress {
                 let role = self.role(dir);
                 let k = self.smp_index(sid);
                 if let Some(ctx) = k.and_then(|k| self.smp_contexts.get_mut(k)) {
                     if let Some(f) = ctx.framers.get_mut(i) {
-                        f.on_gap(len.min(remaining as u64));
+                        *f = Framer::new();
                     }
                     match role {
                         Direction::ToServer => ctx.client = ClientMessage::default(),
@@ -1447,5 +1449,147 @@ mod tests {
         smb.extend_from_slice(&[0x01, 0x00, 0x00, 0x10, 0x04, 0xff, 0x00, 0x00]);
         smb.extend_from_slice(&[0; 8]);
         assert!(!session_on(&smb).is_tds());
+    }
+
+    /// An SMP packet ([MC-SMP] 2.2.1): little-endian header, then the payload.
+    fn smp(flags: u8, sid: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x53, flags];
+        v.extend_from_slice(&sid.to_le_bytes());
+        v.extend_from_slice(&((16 + payload.len()) as u32).to_le_bytes());
+        v.extend_from_slice(&seq.to_le_bytes());
+        v.extend_from_slice(&(seq + 4).to_le_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// A one-packet TDS message.
+    fn tds(ptype: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![ptype, 0x01];
+        v.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&[0, 0, 1, 0]);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    const BATCH: &[u8] = &[b's', 0, b'e', 0, b'l', 0, b'e', 0, b'c', 0, b't', 0];
+    /// DONE(COUNT) with 3 rows, TDS 7.2+ layout.
+    const DONE_COUNT: &[u8] = &[0xFD, 0x10, 0x00, 0xC1, 0x00, 3, 0, 0, 0, 0, 0, 0, 0];
+    /// DONE(ATTN).
+    const DONE_ATTN: &[u8] = &[0xFD, 0x20, 0x00, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    fn at(no: u64) -> Mark {
+        Mark {
+            frame: crate::capture::FrameRef { input: 0, no },
+            ts: Default::default(),
+        }
+    }
+
+    #[test]
+    fn attention_is_acknowledged_only_on_its_own_session() {
+        let mut s = TdsSession::new();
+        let c = Direction::ToServer;
+        let mut first = smp(0x01, 0, 0, &[]);
+        first.extend(smp(0x08, 0, 1, &tds(0x01, BATCH)));
+        s.on_data(c, at(1), &first);
+        let mut second = smp(0x01, 1, 0, &[]);
+        second.extend(smp(0x08, 1, 1, &tds(0x01, BATCH)));
+        s.on_data(c, at(2), &second);
+        s.on_data(c, at(3), &smp(0x08, 1, 2, &tds(0x06, &[])));
+        let srv = Direction::ToClient;
+        s.on_data(srv, at(4), &smp(0x08, 0, 1, &tds(0x04, DONE_COUNT)));
+        // A DONE(ATTN) on session 0 does not answer the ATTENTION sent on session 1.
+        s.on_data(srv, at(5), &smp(0x08, 0, 2, &tds(0x04, DONE_ATTN)));
+        assert!(s.facts.as_ref().unwrap().attentions[0]
+            .acknowledged
+            .is_none());
+        s.on_data(srv, at(6), &smp(0x08, 1, 1, &tds(0x04, DONE_ATTN)));
+        let (f, anomalies) = s.into_facts();
+        let f = f.unwrap();
+        assert!(anomalies.is_empty(), "{anomalies:?}");
+        assert!(f.mars);
+        assert_eq!(f.attentions.len(), 1);
+        assert_eq!(f.attentions[0].smp_sid, Some(1));
+        assert_eq!(f.attentions[0].acknowledged.map(|m| m.frame.no), Some(6));
+        // Session 0's request ended with its DONE(COUNT), session 1's with the DONE(ATTN).
+        let sids: Vec<_> = f.requests.iter().map(|r| r.smp_sid).collect();
+        assert_eq!(sids, [Some(0), Some(1)]);
+        assert_eq!(f.requests[0].row_count, Some(3));
+        assert!(f.outstanding.is_none());
+        let sessions: Vec<_> = f
+            .smp_sessions
+            .iter()
+            .map(|x| {
+                (
+                    x.sid,
+                    x.opened.map(|m| m.frame.no),
+                    x.requests,
+                    x.attentions,
+                )
+            })
+            .collect();
+        assert_eq!(sessions, [(0, Some(1), 1, 0), (1, Some(2), 1, 1)]);
+        assert_eq!(f.smp_sessions[0].attentions_acknowledged, 1);
+        assert_eq!(f.smp_sessions[1].attentions_acknowledged, 1);
+    }
+
+    #[test]
+    fn smp_sessions_are_capped_and_the_rest_counted() {
+        let mut s = TdsSession::new();
+        s.on_data(Direction::ToServer, at(1), &smp(0x01, 0, 0, &[]));
+        s.on_data(
+            Direction::ToServer,
+            at(2),
+            &smp(0x08, 0, 1, &tds(0x01, BATCH)),
+        );
+        for sid in 1..70u16 {
+            s.on_data(Direction::ToServer, at(3), &smp(0x01, sid, 0, &[]));
+        }
+        s.on_data(
+            Direction::ToServer,
+            at(4),
+            &smp(0x08, 69, 1, &tds(0x01, BATCH)),
+        );
+        let (f, _) = s.into_facts();
+        let f = f.unwrap();
+        assert_eq!(f.smp_sessions.len(), MAX_SMP_SESSIONS);
+        // SYNs of sessions 64..=69 and the DATA of session 69.
+        assert_eq!(f.smp_packets_dropped, 7);
+        assert_eq!(f.request_count, 1);
+    }
+
+    #[test]
+    fn gaps_inside_smp_data_resynchronise() {
+        let mut s = TdsSession::new();
+        let c = Direction::ToServer;
+        s.on_data(c, at(1), &smp(0x01, 0, 0, &[]));
+        let data = smp(0x08, 0, 1, &tds(0x01, BATCH));
+        // The capture lost the end of a DATA packet: exactly its rest, then more than its rest.
+        s.on_data(c, at(2), &data[..20]);
+        s.on_gap(c, (data.len() - 20) as u64);
+        s.on_data(c, at(3), &smp(0x08, 0, 2, &tds(0x01, BATCH)));
+        s.on_data(c, at(4), &data[..20]);
+        s.on_gap(c, (data.len() - 20 + 7) as u64);
+        let mut after = vec![0xAA; 9];
+        after.extend(smp(0x08, 0, 4, &tds(0x01, BATCH)));
+        s.on_data(c, at(5), &after);
+        let (f, anomalies) = s.into_facts();
+        let f = f.unwrap();
+        assert!(anomalies.is_empty(), "{anomalies:?}");
+        // The two cut requests are lost (their TDS headers were incomplete); the two whole ones
+        // after them are decoded, without a resynchronisation anomaly.
+        assert_eq!(f.request_count, 2);
+        assert_eq!(f.smp_sessions[0].data_to_server, 4);
+    }
+
+    #[test]
+    fn smp_bytes_without_mars_agreed_stay_plain_tds() {
+        let mut s = TdsSession::new();
+        let prelogin_off = [
+            0x00, 0x00, 0x0b, 0x00, 0x06, 0x04, 0x00, 0x11, 0x00, 0x01, 0xff, 9, 0, 0, 0, 0, 0,
+            0x00,
+        ];
+        s.on_data(Direction::ToServer, at(1), &tds(0x12, &prelogin_off));
+        s.on_data(Direction::ToServer, at(2), &smp(0x01, 0, 0, &[]));
+        assert!(s.smp.iter().all(Option::is_none));
     }
 }
