@@ -215,3 +215,36 @@ fn connections_without_mars_have_no_mars_object() {
         assert!(c.get("mars").is_none());
     }
 }
+
+/// The manifest's `smp_sessions` (what the lab's client did on each SMP session) against our
+/// report, for every lab capture that lists them.
+#[test]
+fn manifest_smp_sessions_are_reported() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for (name, sc) in manifest["scenarios"].as_object().unwrap() {
+        for expected in sc["connections"].as_array().into_iter().flatten() {
+            let Some(want) = expected["smp_sessions"].as_array() else {
+                continue;
+            };
+            let (report, _) = analyze_json(&[&dir.join(sc["capture"].as_str().unwrap())]);
+            let conn = report["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["client"] == expected["client"] && c["server"] == expected["server"])
+                .unwrap_or_else(|| panic!("{name}: no connection {}", expected["client"]));
+            let got = conn["mars"]["sessions"].as_array().unwrap();
+            assert_eq!(got.len(), want.len(), "{name}");
+            for (g, w) in got.iter().zip(want) {
+                assert_eq!(g["sid"], w["sid"], "{name}");
+                assert_eq!(g["requests"], w["requests"], "{name} sid {}", w["sid"]);
+                assert_eq!(g["attentions"], w["attentions"], "{name} sid {}", w["sid"]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4, "{checked}");
+}
