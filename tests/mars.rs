@@ -27,6 +27,7 @@ struct SessionOracle {
     syn: Vec<u64>,
     data_to_server: u64,
     data_to_client: u64,
+    acks: u64,
     requests: u64,
     attentions: u64,
     attn_acks: u64,
@@ -78,6 +79,7 @@ fn oracle(file: &Path) -> BTreeMap<u16, SessionOracle> {
             let s = m.entry(sid).or_default();
             match *flag {
                 "0x01" => s.syn.push(frame),
+                "0x02" => s.acks += 1,
                 "0x08" => {
                     let t = types.next().unwrap_or("");
                     if from_client {
@@ -126,6 +128,7 @@ fn ours(report: &Value) -> BTreeMap<u16, SessionOracle> {
                     syn: s["opened"]["frame"].as_u64().into_iter().collect(),
                     data_to_server: n("data_to_server"),
                     data_to_client: n("data_to_client"),
+                    acks: n("acks"),
                     requests: n("requests"),
                     attentions: n("attentions"),
                     attn_acks: n("attentions_acknowledged"),
@@ -186,6 +189,49 @@ fn mars_attention_is_acknowledged_on_its_own_session() {
     assert_eq!(att["detail"]["count"], 5);
     if tshark_or_skip("mars_attention_is_acknowledged_on_its_own_session") {
         assert_eq!(ours(&report), oracle(&file));
+    }
+}
+
+/// Session 0's 1500-row result is cut by the SMP window; session 1's whole result arrives in
+/// between. Each session's token stream is walked with its own COLMETADATA.
+#[test]
+fn mars_interleaved_results_are_walked_per_session() {
+    let file = capture("mars-interleaved.pcap");
+    let (report, _) = analyze_json(&[&file]);
+    lab_expectation(&report, &[(0, 5, 4), (1, 1, 0)]);
+    let sessions = &mars_of(&report)["sessions"];
+    assert!(sessions[0]["acks"].as_u64().unwrap() >= 1);
+    let c = &report["connections"][0];
+    for f in c["findings"].as_array().unwrap() {
+        assert_ne!(f["code"], "capture.malformed", "{f}");
+    }
+    let out = tdsscope()
+        .args(["analyze", "-v"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let has = |session: &str, rows: &str| {
+        text.lines()
+            .any(|l| l.contains(session) && l.trim_end().ends_with(rows))
+    };
+    assert!(
+        has("SQL batch on MARS session 0, answered in", ", 1500 rows"),
+        "{text}"
+    );
+    assert!(
+        has("SQL batch on MARS session 1, answered in", ", 3 rows"),
+        "{text}"
+    );
+    if tshark_or_skip("mars_interleaved_results_are_walked_per_session") {
+        assert_eq!(ours(&report), oracle(&file));
+        // tshark's own row count of session 0's final DONE.
+        let rows = all_fields(
+            &file,
+            "smp.sid == 0 && tds.done.donerowcount64 == 1500",
+            &["frame.number"],
+        );
+        assert_eq!(rows.len(), 1);
     }
 }
 

@@ -1702,6 +1702,30 @@ def sc_mars_two_sessions(lab):
     expect('"smp_syn"' in log_text and '"sid": 1' in log_text, "FreeTDS opened SMP session 1")
 
 
+@scenario("mars-interleaved", "pyodbc + FreeTDS ODBC",
+          "pyodbc over FreeTDS ODBC with MARS_Connection=Yes: SELECT big_table on SMP session 0 answers 1500 rows "
+          "(9 TDS packets), more than the 4-packet window FreeTDS grants, so the server sends 4 and queues the rest; "
+          "meanwhile the client opens session 1 and runs SELECT second_table, answered at once (session 1's "
+          "COLMETADATA, ROWs and DONE arrive between packets of session 0's unfinished result); then the client "
+          "reads session 0's rows, its SMP ACKs open the window and the server sends the rest. Plus pyodbc's four "
+          "acknowledged ATTENTIONs on session 0.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"),
+                                                  f("request.attention", count=4, acknowledged=True)],
+                            smp_sessions=[{"sid": 0, "requests": 5, "attentions": 4},
+                                          {"sid": 1, "requests": 1, "attentions": 0}])],
+          checks=[chk("smp.flags.syn == 1", 2, 2), chk("smp.flags.ack == 1 && ip.src == %s" % C4, 1),
+                  chk("smp.sid == 1 && tds.type == 0x04", 1, 1), chk("smp.sid == 0 && tds.type == 0x04 && tds.status == 0", 2),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_mars_interleaved(lab):
+    lab.start_server({"encryption": "off", "mars": True, "query_rules": [{"match": "big", "rows": 1500}]})
+    lab.start_capture()
+    rc, out = odbc_mars(lab, "interleaved")
+    expect(rc == 0 and "first: 1500 rows" in out, "pyodbc MARS interleaved: " + out[-300:])
+    log_text = lab.read_log("server.log")
+    expect('"smp_window_full"' in log_text and '"smp_ack"' in log_text,
+           "the server waited for the client's window (SMP ACK)")
+
+
 @scenario("mars-attention", "pyodbc + FreeTDS ODBC",
           "pyodbc over FreeTDS ODBC with MARS_Connection=Yes and a 2 s query timeout: SELECT first_table on SMP "
           "session 0 (rows left unread), then on session 1 a SELECT the server delays 6 s; at 2 s FreeTDS sends "

@@ -283,16 +283,36 @@ class Connection:
     # Session Multiplex Protocol [MC-SMP]
 
     def smp_send(self, flags, sid, data=b""):
+        """DATA is queued and sent as the client's window allows; SYN/ACK/FIN go out at once."""
         s = self.smp[sid]
         if flags == SMP_DATA:
-            s["send_seq"] = (s["send_seq"] + 1) & 0xFFFFFFFF
-            if (s["send_seq"] - s["send_wnd"]) & 0x80000000 == 0 and s["send_seq"] != s["send_wnd"]:
-                # Beyond the client's window: the lab's responses stay small, so only note it.
-                log("smp_window_exceeded", peer=self.peer, sid=sid, seq=s["send_seq"], wnd=s["send_wnd"])
+            s["outq"].append(data)
+            self.smp_flush(sid)
+            return
+        self.smp_put(flags, sid, b"")
+
+    def smp_put(self, flags, sid, data):
+        s = self.smp[sid]
         # Every packet carries our receive window: the last DATA seen plus SMP_WINDOW [MC-SMP 3.1.5.2].
         s["recv_wnd"] = (s["recv_seq"] + SMP_WINDOW) & 0xFFFFFFFF
         head = SMP_HEADER.pack(SMP_SMID, flags, sid, 16 + len(data), s["send_seq"], s["recv_wnd"])
         self.transport.sendall(head + data)
+
+    def smp_flush(self, sid):
+        """Send queued DATA while its SEQNUM stays within the client's window (SEQNUM <= WNDW,
+        serial arithmetic) [MC-SMP 3.1.5.2]; the rest waits for the client's next window."""
+        s = self.smp.get(sid)
+        while s and s["outq"]:
+            nxt = (s["send_seq"] + 1) & 0xFFFFFFFF
+            if (s["send_wnd"] - nxt) & 0x80000000:
+                if not s["blocked"]:
+                    log("smp_window_full", peer=self.peer, sid=sid, seq=nxt, wnd=s["send_wnd"],
+                        queued=len(s["outq"]))
+                s["blocked"] = True
+                return
+            s["blocked"] = False
+            s["send_seq"] = nxt
+            self.smp_put(SMP_DATA, sid, s["outq"].pop(0))
 
     def smp_read_message(self):
         """SMP packets until one session has a whole TDS message; that session answers it."""
@@ -306,7 +326,7 @@ class Connection:
             data = self.recv_exact(length - 16)
             if flags == SMP_SYN:
                 self.smp[sid] = {"send_seq": 0, "send_wnd": wnd, "recv_seq": 0, "recv_wnd": SMP_WINDOW,
-                                 "packets": []}
+                                 "packets": [], "outq": [], "blocked": False}
                 log("smp_syn", peer=self.peer, sid=sid, wnd=wnd)
                 continue
             s = self.smp.get(sid)
@@ -314,6 +334,8 @@ class Connection:
                 log("smp_unknown_session", peer=self.peer, sid=sid, flags=flags)
                 raise Closed("SMP packet for a session never opened")
             s["send_wnd"] = wnd
+            # A new window from the client may release DATA queued for this session.
+            self.smp_flush(sid)
             if flags == SMP_ACK:
                 log("smp_ack", peer=self.peer, sid=sid, wnd=wnd)
             elif flags == SMP_FIN:
