@@ -46,6 +46,7 @@ use tdsscope::proto::tds::framer::{Framer, FramerItem};
 use tdsscope::proto::tds::header::{status, HeaderRepr};
 use tdsscope::proto::tds::login7::parse_login7;
 use tdsscope::proto::tds::prelogin::{is_tls_record, parse_prelogin};
+use tdsscope::proto::tds::smp::{starts_smp, SmpItem, SmpSplitter};
 use tdsscope::proto::tds::tokens::{id, parse_token, EnvChange, Token, TokenContext};
 use tdsscope::proto::tds::{PacketType, TdsVersion};
 use tdsscope::proto::ParseError;
@@ -187,10 +188,18 @@ struct Msg {
     body: Vec<u8>,
 }
 
+/// A piece of a TDS packet: its SMP session (None without MARS), header, bytes, first, last.
+type PacketPiece = (Option<u16>, HeaderRepr, Vec<u8>, bool, bool);
+
 struct DirState {
     key: String,
     framer: Framer,
-    msg: Option<Msg>,
+    /// The message being assembled, per MARS (SMP) session; `None` is plain TDS.
+    msgs: BTreeMap<Option<u16>, Msg>,
+    /// MARS: once an SMP header shows up where a TDS packet would start, SMP DATA payloads
+    /// are TDS packets of their session, framed per session ([MC-SMP] 2.2.5).
+    smp: Option<SmpSplitter>,
+    smp_framers: BTreeMap<u16, Framer>,
 }
 
 struct Conn {
@@ -233,7 +242,9 @@ impl StreamSink for Ours {
         let dir = |a: SocketAddr, b: SocketAddr| DirState {
             key: format!("{a} -> {b}"),
             framer: Framer::new(),
-            msg: None,
+            msgs: BTreeMap::new(),
+            smp: None,
+            smp_framers: BTreeMap::new(),
         };
         self.conns.insert(
             conn,
@@ -252,30 +263,61 @@ impl StreamSink for Ours {
         let Some(conn) = self.conns.get_mut(&ev.conn) else {
             return;
         };
-        let mut items: Vec<(HeaderRepr, Vec<u8>, bool, bool)> = Vec::new();
+        let mut items: Vec<PacketPiece> = Vec::new();
         match ev.kind {
             StreamEventKind::Data(bytes) => {
-                conn.dirs[i].framer.feed(bytes, &mut |item| {
-                    if let FramerItem::Payload {
-                        header,
-                        data,
-                        first,
-                        last,
-                    } = item
-                    {
-                        items.push((header, data.to_vec(), first, last));
+                let d = &mut conn.dirs[i];
+                if d.smp.is_none() && d.framer.at_boundary() && starts_smp(bytes) {
+                    d.smp = Some(SmpSplitter::new());
+                }
+                if let Some(splitter) = d.smp.as_mut() {
+                    let mut pieces: Vec<(u16, Vec<u8>)> = Vec::new();
+                    splitter.feed(bytes, &mut |item| {
+                        if let SmpItem::Data { sid, data, .. } = item {
+                            pieces.push((sid, data.to_vec()));
+                        }
+                    });
+                    for (sid, data) in pieces {
+                        let framer = d.smp_framers.entry(sid).or_default();
+                        framer.feed(&data, &mut |item| {
+                            if let FramerItem::Payload {
+                                header,
+                                data,
+                                first,
+                                last,
+                            } = item
+                            {
+                                items.push((Some(sid), header, data.to_vec(), first, last));
+                            }
+                        });
                     }
-                });
+                } else {
+                    d.framer.feed(bytes, &mut |item| {
+                        if let FramerItem::Payload {
+                            header,
+                            data,
+                            first,
+                            last,
+                        } = item
+                        {
+                            items.push((None, header, data.to_vec(), first, last));
+                        }
+                    });
+                }
             }
             StreamEventKind::Gap { len } => {
-                conn.dirs[i].framer.on_gap(len);
-                conn.dirs[i].msg = None;
+                let d = &mut conn.dirs[i];
+                match d.smp.as_mut() {
+                    Some(s) => s.on_gap(len),
+                    None => d.framer.on_gap(len),
+                }
+                d.msgs.clear();
                 return;
             }
             _ => return,
         }
         let key = conn.dirs[i].key.clone();
-        for (h, data, first, last) in items {
+        for (sid, h, data, first, last) in items {
             if first {
                 let mut r = Rec::new("packet", frame);
                 r.set("type", u8::from(h.packet_type));
@@ -285,18 +327,18 @@ impl StreamSink for Ours {
                 r.set("packet_number", h.packet_id);
                 self.side.entry(key.clone()).or_default().push(r);
                 let conn = self.conns.get_mut(&ev.conn).unwrap();
-                conn.dirs[i].msg.get_or_insert_with(|| Msg {
+                conn.dirs[i].msgs.entry(sid).or_insert_with(|| Msg {
                     ptype: Some(h.packet_type),
                     frame,
                     body: Vec::new(),
                 });
             }
             let conn = self.conns.get_mut(&ev.conn).unwrap();
-            if let Some(m) = conn.dirs[i].msg.as_mut() {
+            if let Some(m) = conn.dirs[i].msgs.get_mut(&sid) {
                 m.body.extend_from_slice(&data);
             }
             if last && h.status & status::EOM != 0 {
-                if let Some(m) = conn.dirs[i].msg.take() {
+                if let Some(m) = conn.dirs[i].msgs.remove(&sid) {
                     self.on_message(ev.conn, i, &key, m);
                 }
             }

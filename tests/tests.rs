@@ -6,6 +6,7 @@ mod decode_tshark;
 mod exchanges;
 mod generated;
 mod manifest;
+mod mars;
 mod passwords;
 mod proto_tls_tshark;
 mod proto_udp_tshark;

@@ -290,6 +290,7 @@ fn an_attention_that_cancels_the_login_is_part_of_the_login_timeout() {
         request_at: None,
         acknowledged: None,
         during_login: true,
+        smp_sid: None,
     });
     c.tcp.dirs[0].fin = Some(mark(7, 3.0));
     c.tcp.end = TcpEnd::Fin {
@@ -314,6 +315,7 @@ fn an_attention_after_thirty_seconds_reads_as_a_command_timeout() {
         request_at: Some(mark(7, 0.01)),
         acknowledged: Some(mark(10, 30.02)),
         during_login: false,
+        smp_sid: None,
     });
     t.requests.push(RequestFacts {
         kind: RequestKind::SqlBatch,
@@ -322,6 +324,7 @@ fn an_attention_after_thirty_seconds_reads_as_a_command_timeout() {
         done: Some(mark(10, 30.02)),
         done_status: 0x20,
         row_count: None,
+        smp_sid: None,
     });
     let f = finding(&c, "request.attention");
     assert!(

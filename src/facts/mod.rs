@@ -233,6 +233,8 @@ pub struct RequestFacts {
     pub done: Option<Mark>,
     pub done_status: u16,
     pub row_count: Option<u64>,
+    /// The MARS (SMP) session it was sent on; None on a connection without MARS.
+    pub smp_sid: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,7 +255,32 @@ pub struct AttentionFacts {
     pub acknowledged: Option<Mark>,
     /// Sent while the login was still unanswered: it cancelled the login, not a request.
     pub during_login: bool,
+    /// The MARS (SMP) session it was sent on: only a DONE(ATTN) of that session acknowledges it.
+    pub smp_sid: Option<u16>,
 }
+
+/// One SMP session of a MARS connection ([MC-SMP]): its packets and the TDS requests it carried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmpSessionFacts {
+    pub sid: u16,
+    /// First SMP packet of this session seen.
+    pub first_seen: Mark,
+    /// The client's SYN, when captured.
+    pub opened: Option<Mark>,
+    /// FIN per role.
+    pub client_fin: Option<Mark>,
+    pub server_fin: Option<Mark>,
+    pub data_to_server: u64,
+    pub data_to_client: u64,
+    /// ACK packets (window updates), both directions.
+    pub acks: u64,
+    pub requests: u64,
+    pub attentions: u64,
+    pub attentions_acknowledged: u64,
+}
+
+/// SMP sessions followed per connection; packets of further sessions are only counted.
+pub const MAX_SMP_SESSIONS: usize = 64;
 
 /// Most requests, errors and attentions kept one by one per connection; beyond, only counted.
 pub const MAX_KEPT_PER_CONNECTION: usize = 64;
@@ -298,6 +325,10 @@ pub struct TdsFacts {
     pub responses: u64,
     /// The MARS (SMP) header was seen.
     pub mars: bool,
+    /// SMP sessions in order of first appearance (first [`MAX_SMP_SESSIONS`]).
+    pub smp_sessions: Vec<SmpSessionFacts>,
+    /// SMP packets of sessions beyond [`MAX_SMP_SESSIONS`], not decoded.
+    pub smp_packets_dropped: u64,
     /// Bytes of TLS application data after login (full encryption).
     pub encrypted_after_login: bool,
     pub last_app_data: Option<Mark>,
@@ -335,6 +366,8 @@ impl TdsFacts {
             response_ns_total: 0,
             responses: 0,
             mars: false,
+            smp_sessions: Vec::new(),
+            smp_packets_dropped: 0,
             encrypted_after_login: false,
             last_app_data: None,
             gaps: 0,

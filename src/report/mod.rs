@@ -15,8 +15,8 @@ use crate::facts::{ConnectionFacts, Dialect};
 use crate::proto::tds::TdsVersion;
 use crate::tcp::{DirFacts, Direction, Mark, RoleBasis, TcpEnd};
 use model::{
-    Connection, ConnectionStats, Ending, Finding, FramePos, Login, LoginError, TcpDetail,
-    TcpDirDetail, Totals,
+    Connection, ConnectionStats, Ending, Finding, FramePos, Login, LoginError, Mars, SmpSession,
+    TcpDetail, TcpDirDetail, Totals,
 };
 
 /// A renderer that receives connections one by one as they end, then the totals.
@@ -161,6 +161,25 @@ pub fn connection(
             requests: c.tds.as_ref().map_or(0, |t| t.request_count),
             attentions: c.tds.as_ref().map_or(0, |t| t.attention_count),
         },
+        mars: c.tds.as_ref().filter(|t| t.mars).map(|t| Mars {
+            sessions: t
+                .smp_sessions
+                .iter()
+                .map(|s| SmpSession {
+                    sid: s.sid,
+                    opened: s.opened.map(pos),
+                    client_fin: s.client_fin.map(pos),
+                    server_fin: s.server_fin.map(pos),
+                    data_to_server: s.data_to_server,
+                    data_to_client: s.data_to_client,
+                    acks: s.acks,
+                    requests: s.requests,
+                    attentions: s.attentions,
+                    attentions_acknowledged: s.attentions_acknowledged,
+                })
+                .collect(),
+            packets_dropped: t.smp_packets_dropped,
+        }),
         tcp: TcpDetail {
             to_server: dir_detail(cs),
             to_client: dir_detail(sc),

@@ -93,6 +93,9 @@ pub struct Connection {
     /// `tds7`, `sybase` (TDS 4.2/5.0, not diagnosed as SQL Server), or null.
     pub protocol: Option<&'static str>,
     pub stats: ConnectionStats,
+    /// MARS: the SMP sessions multiplexed on this connection ([MC-SMP]); absent without MARS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mars: Option<Mars>,
     pub tcp: TcpDetail,
     pub findings: Vec<Finding>,
     /// Milestones in time order (with `--verbose`).
@@ -189,6 +192,36 @@ pub struct ConnectionStats {
     pub zero_windows: u64,
     pub requests: u64,
     pub attentions: u64,
+}
+
+/// The MARS layer of a connection (JSON `mars`).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Mars {
+    /// SMP sessions in order of first appearance (at most 64).
+    pub sessions: Vec<SmpSession>,
+    /// SMP packets of sessions beyond the first 64, counted and not decoded.
+    pub packets_dropped: u64,
+}
+
+/// One SMP session ([MC-SMP]): its own TDS conversation inside the connection.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct SmpSession {
+    /// The SMP session id (SID, as tshark's `smp.sid`).
+    pub sid: u16,
+    /// The client's SYN, when captured.
+    pub opened: Option<FramePos>,
+    /// The first FIN of the client and of the server.
+    pub client_fin: Option<FramePos>,
+    pub server_fin: Option<FramePos>,
+    /// SMP DATA packets per direction, and ACK (window update) packets of both.
+    pub data_to_server: u64,
+    pub data_to_client: u64,
+    pub acks: u64,
+    /// TDS requests (SQL batch, RPC, transaction manager, bulk load) sent on this session.
+    pub requests: u64,
+    pub attentions: u64,
+    /// DONE tokens with the ATTN bit the server sent on this session.
+    pub attentions_acknowledged: u64,
 }
 
 /// Per-direction TCP analysis counts, with Wireshark's flag names.

@@ -140,6 +140,30 @@ pub fn timeline(c: &ConnectionFacts) -> Vec<TimelineEntry> {
             format!("routed to {}:{}", r.server, r.port),
         ));
     }
+    // Before the requests: a SYN shares its frame with the session's first request.
+    for s in &tds.smp_sessions {
+        if let Some(at) = s.opened {
+            v.push(entry(
+                at,
+                "client",
+                format!("SMP SYN: MARS session {} opened", s.sid),
+            ));
+        }
+        if let Some(at) = s.client_fin {
+            v.push(entry(
+                at,
+                "client",
+                format!("SMP FIN: MARS session {} closed", s.sid),
+            ));
+        }
+        if let Some(at) = s.server_fin {
+            v.push(entry(
+                at,
+                "server",
+                format!("SMP FIN: MARS session {} closed", s.sid),
+            ));
+        }
+    }
     for r in tds
         .requests
         .iter()
@@ -167,7 +191,11 @@ pub fn timeline(c: &ConnectionFacts) -> Vec<TimelineEntry> {
             RequestKind::TransactionManager => "transaction manager request",
             RequestKind::BulkLoad => "bulk load",
         };
-        v.push(entry(r.at, "client", format!("{kind}{answer}")));
+        v.push(entry(
+            r.at,
+            "client",
+            format!("{kind}{}{answer}", on_session(r.smp_sid)),
+        ));
     }
     let shown = tds.requests.len() + usize::from(tds.outstanding.is_some());
     if tds.request_count as usize > shown.min(MAX_REQUESTS_SHOWN) {
@@ -180,15 +208,22 @@ pub fn timeline(c: &ConnectionFacts) -> Vec<TimelineEntry> {
         }
     }
     for a in &tds.attentions {
-        v.push(entry(a.at, "client", "ATTENTION".to_string()));
+        let session = on_session(a.smp_sid);
+        v.push(entry(a.at, "client", format!("ATTENTION{session}")));
         if let Some(m) = a.acknowledged {
             v.push(entry(
                 m,
                 "server",
-                "DONE with ATTN (cancel acknowledged)".to_string(),
+                format!("DONE with ATTN (cancel acknowledged){session}"),
             ));
         }
     }
     v.sort_by(|a, b| a.time.cmp(&b.time).then(a.frame.cmp(&b.frame)));
     v
+}
+
+/// " on MARS session N" for what travelled inside an SMP session, else nothing.
+fn on_session(sid: Option<u16>) -> String {
+    sid.map(|s| format!(" on MARS session {s}"))
+        .unwrap_or_default()
 }

@@ -8,12 +8,13 @@
 use crate::facts::{
     Anomaly, AnomalyKind, AttentionFacts, AuthKind, CertificateFacts, Dialect, EncryptionSetting,
     Login7Facts, LoginAckFacts, PreloginFacts, RequestFacts, RequestKind, RoutingFacts,
-    ServerError, TdsFacts, TlsFacts, MAX_KEPT_PER_CONNECTION,
+    ServerError, SmpSessionFacts, TdsFacts, TlsFacts, MAX_KEPT_PER_CONNECTION, MAX_SMP_SESSIONS,
 };
 use crate::proto::tds::framer::{Framer, FramerItem};
 use crate::proto::tds::header::HeaderRepr;
 use crate::proto::tds::login7::{parse_login7, MAX_LOGIN7_LEN};
 use crate::proto::tds::prelogin::{is_tls_record, parse_prelogin, Encryption, Prelogin};
+use crate::proto::tds::smp::{starts_smp, SmpFlags, SmpItem, SmpRepr, SmpSplitter, SMID};
 use crate::proto::tds::tokens::{done_status, parse_token, EnvChange, Token, TokenContext};
 use crate::proto::tds::{PacketType, TdsVersion};
 use crate::proto::tls::{TlsFlow, TlsMessage};
@@ -77,6 +78,31 @@ struct ServerMessage {
     last_done: Option<(u16, Option<u64>)>,
 }
 
+/// The TDS state of one MARS (SMP) session: its own framers, messages in progress, result-set
+/// columns and outstanding request. While the session's bytes are processed it is swapped into
+/// the connection's fields, so the one TDS state machine serves every session.
+struct SmpContext {
+    framers: [Framer; 2],
+    at_message_start: [bool; 2],
+    client: ClientMessage,
+    server: ServerMessage,
+    tokens: TokenContext,
+    outstanding: Option<RequestFacts>,
+}
+
+impl SmpContext {
+    fn new(version: TdsVersion) -> Self {
+        SmpContext {
+            framers: [Framer::new(), Framer::new()],
+            at_message_start: [true, true],
+            client: ClientMessage::default(),
+            server: ServerMessage::default(),
+            tokens: TokenContext::new(version),
+            outstanding: None,
+        }
+    }
+}
+
 /// TDS state of one connection.
 pub struct TdsSession {
     detection: Detection,
@@ -105,6 +131,14 @@ pub struct TdsSession {
     /// start of the capture from a malformed message.
     client_messages: u64,
     server_messages: u64,
+    /// Per TCP direction: the SMP splitter, once MARS packets were seen in that direction.
+    smp: [Option<SmpSplitter>; 2],
+    /// SMP sessions, parallel to `smp_facts` (bounded by [`MAX_SMP_SESSIONS`]).
+    smp_contexts: Vec<SmpContext>,
+    smp_facts: Vec<SmpSessionFacts>,
+    smp_dropped: u64,
+    /// The SMP session whose bytes are being processed; None for plain TDS.
+    current_sid: Option<u16>,
 }
 
 fn setting(e: Encryption) -> EncryptionSetting {
@@ -177,6 +211,11 @@ impl TdsSession {
             after_gap: [false, false],
             client_messages: 0,
             server_messages: 0,
+            smp: [None, None],
+            smp_contexts: Vec::new(),
+            smp_facts: Vec::new(),
+            smp_dropped: 0,
+            current_sid: None,
         }
     }
 
@@ -207,12 +246,42 @@ impl TdsSession {
             self.server.carry = Vec::new();
             self.server.prelogin = Vec::new();
         }
+        for ctx in &mut self.smp_contexts {
+            if reset || role == Direction::ToServer {
+                ctx.client = ClientMessage::default();
+            }
+            if reset || role == Direction::ToClient {
+                ctx.server.carry = Vec::new();
+            }
+        }
     }
 
     /// The facts, once TDS was recognised.
     pub fn into_facts(mut self) -> (Option<TdsFacts>, Vec<Anomaly>) {
         if let Some(f) = self.facts.as_mut() {
             f.roles_reversed = self.reversed;
+            if !self.smp_facts.is_empty() {
+                f.mars = true;
+                f.smp_sessions = std::mem::take(&mut self.smp_facts);
+                f.smp_packets_dropped = self.smp_dropped;
+            }
+            // Requests still open on other SMP sessions: the latest stays the outstanding one.
+            for ctx in &mut self.smp_contexts {
+                let Some(req) = ctx.outstanding.take() else {
+                    continue;
+                };
+                match f.outstanding.take() {
+                    Some(old) if old.at.ts > req.at.ts => {
+                        keep_request(f, req);
+                        f.outstanding = Some(old);
+                    }
+                    Some(old) => {
+                        keep_request(f, old);
+                        f.outstanding = Some(req);
+                    }
+                    None => f.outstanding = Some(req),
+                }
+            }
         }
         (self.facts, self.anomalies)
     }
@@ -234,7 +303,32 @@ impl TdsSession {
             return;
         }
         let i = dir.index();
-        if let Some(f) = self.framers.get_mut(i) {
+        let in_progress = self
+            .smp
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(SmpSplitter::payload_in_progress);
+        if let Some(in_progress) = in_progress {
+            // The SMP session whose DATA the gap cut loses that packet. An SMP DATA carries one
+            // whole TDS packet, so the session's next DATA starts a TDS packet again: its framer
+            // starts afresh instead of hunting for a header. The other sessions keep their place.
+            if let Some((sid, _)) = in_progress {
+                let role = self.role(dir);
+                let k = self.smp_index(sid);
+                if let Some(ctx) = k.and_then(|k| self.smp_contexts.get_mut(k)) {
+                    if let Some(f) = ctx.framers.get_mut(i) {
+                        *f = Framer::new();
+                    }
+                    match role {
+                        Direction::ToServer => ctx.client = ClientMessage::default(),
+                        Direction::ToClient => ctx.server.skipping = true,
+                    }
+                }
+            }
+            if let Some(splitter) = self.smp.get_mut(i).and_then(Option::as_mut) {
+                splitter.on_gap(len);
+            }
+        } else if let Some(f) = self.framers.get_mut(i) {
             f.on_gap(len);
         }
         // Skipping to the next header after bytes the capture lost is expected, not a fault.
@@ -271,11 +365,37 @@ impl TdsSession {
                 *n += data.len() as u64;
             }
         }
-        // The framer is moved out while it runs so that its callback may borrow the session.
-        let mut framer = match self.framers.get_mut(i) {
-            Some(f) => std::mem::take(f),
-            None => return,
-        };
+        if self.smp.get(i).is_some_and(Option::is_none) && self.smp_starts(i, data) {
+            if let Some(slot) = self.smp.get_mut(i) {
+                *slot = Some(SmpSplitter::new());
+            }
+        }
+        if let Some(mut splitter) = self.smp.get_mut(i).and_then(Option::take) {
+            splitter.feed(data, &mut |item| self.on_smp_item(dir, at, item));
+            if let Some(slot) = self.smp.get_mut(i) {
+                *slot = Some(splitter);
+            }
+        } else {
+            // The framer is moved out while it runs so that its callback may borrow the session.
+            let mut framer = match self.framers.get_mut(i) {
+                Some(f) => std::mem::take(f),
+                None => return,
+            };
+            self.feed_framer(dir, at, &mut framer, data);
+            if let Some(f) = self.framers.get_mut(i) {
+                *f = framer;
+            }
+        }
+        if self.detection == Detection::Probing
+            && self.bytes_probed.iter().any(|&n| n > PROBE_LIMIT_BYTES)
+        {
+            self.detection = Detection::NotTds;
+        }
+    }
+
+    /// TDS packets of `dir` through `framer` into the state machine.
+    fn feed_framer(&mut self, dir: Direction, at: Mark, framer: &mut Framer, data: &[u8]) {
+        let i = dir.index();
         framer.feed(data, &mut |item| {
             if self.detection == Detection::NotTds {
                 return;
@@ -316,14 +436,163 @@ impl TdsSession {
                 }
             }
         });
+    }
+
+    /// True when `data`, the next bytes of TCP direction `i`, start the MARS layer: an SMP
+    /// header where a TDS packet could start ([MS-TDS] 2.2.6.5 MARS, [MC-SMP] 2.2.1), on a
+    /// connection whose PRELOGIN agreed on MARS or was not captured (joined mid-stream).
+    fn smp_starts(&self, i: usize, data: &[u8]) -> bool {
+        if data.first() != Some(&SMID) {
+            return false;
+        }
+        let boundary = self
+            .framers
+            .get(i)
+            .is_some_and(|f| f.at_boundary() || f.is_lost());
+        let agreed = match self.facts.as_ref() {
+            None => true,
+            Some(f) => {
+                let asked = [&f.prelogin_client, &f.prelogin_server];
+                let seen = asked.iter().filter(|p| p.is_some()).count();
+                seen == 0
+                    || asked
+                        .iter()
+                        .filter_map(|p| p.as_ref())
+                        .all(|p| p.mars == Some(true))
+            }
+        };
+        boundary && agreed && starts_smp(data)
+    }
+
+    fn smp_index(&self, sid: u16) -> Option<usize> {
+        self.smp_facts.iter().position(|f| f.sid == sid)
+    }
+
+    /// The session's index, creating it while there is room.
+    fn smp_session(&mut self, sid: u16, at: Mark) -> Option<usize> {
+        if let Some(k) = self.smp_index(sid) {
+            return Some(k);
+        }
+        if self.smp_facts.len() >= MAX_SMP_SESSIONS {
+            self.smp_dropped = self.smp_dropped.saturating_add(1);
+            return None;
+        }
+        let version = self.version.unwrap_or(self.tokens.version);
+        self.smp_contexts.push(SmpContext::new(version));
+        self.smp_facts.push(SmpSessionFacts {
+            sid,
+            first_seen: at,
+            opened: None,
+            client_fin: None,
+            server_fin: None,
+            data_to_server: 0,
+            data_to_client: 0,
+            acks: 0,
+            requests: 0,
+            attentions: 0,
+            attentions_acknowledged: 0,
+        });
+        Some(self.smp_facts.len() - 1)
+    }
+
+    fn on_smp_item(&mut self, dir: Direction, at: Mark, item: SmpItem<'_>) {
+        if self.detection == Detection::NotTds {
+            return;
+        }
+        match item {
+            SmpItem::Header(h) => self.on_smp_header(dir, at, h),
+            SmpItem::Data { sid, data, .. } => self.on_smp_data(dir, at, sid, data),
+            SmpItem::Skipped { bytes } => {
+                let expected = self.after_gap.get(dir.index()).copied().unwrap_or(false);
+                if self.detection == Detection::Tds && !expected {
+                    self.anomaly(
+                        AnomalyKind::TdsResync,
+                        at,
+                        dir,
+                        format!("{bytes} bytes skipped to find the next SMP (MARS) header"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_smp_header(&mut self, dir: Direction, at: Mark, h: SmpRepr) {
+        let role = self.role(dir);
+        let Some(k) = self.smp_session(h.sid, at) else {
+            return;
+        };
+        let Some(f) = self.smp_facts.get_mut(k) else {
+            return;
+        };
+        match (h.flags, role) {
+            (SmpFlags::Syn, _) => {
+                f.opened.get_or_insert(at);
+            }
+            (SmpFlags::Fin, Direction::ToServer) => {
+                f.client_fin.get_or_insert(at);
+            }
+            (SmpFlags::Fin, Direction::ToClient) => {
+                f.server_fin.get_or_insert(at);
+            }
+            (SmpFlags::Ack, _) => f.acks += 1,
+            (SmpFlags::Data, Direction::ToServer) => f.data_to_server += 1,
+            (SmpFlags::Data, Direction::ToClient) => f.data_to_client += 1,
+            (SmpFlags::Unknown(_), _) => {}
+        }
+    }
+
+    /// A piece of an SMP DATA payload: TDS packets of session `sid`, run through the TDS state
+    /// machine with that session's state swapped in.
+    fn on_smp_data(&mut self, dir: Direction, at: Mark, sid: u16, data: &[u8]) {
+        let Some(k) = self.smp_index(sid) else {
+            return;
+        };
+        let Some(slot) = self.smp_contexts.get_mut(k) else {
+            return;
+        };
+        let mut ctx = std::mem::replace(slot, SmpContext::new(TdsVersion::V7_4));
+        self.swap_context(&mut ctx);
+        if let Some(v) = self.version {
+            self.tokens.version = v;
+        }
+        self.current_sid = Some(sid);
+        let i = dir.index();
+        let mut framer = self
+            .framers
+            .get_mut(i)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        self.feed_framer(dir, at, &mut framer, data);
         if let Some(f) = self.framers.get_mut(i) {
             *f = framer;
         }
-        if self.detection == Detection::Probing
-            && self.bytes_probed.iter().any(|&n| n > PROBE_LIMIT_BYTES)
-        {
-            self.detection = Detection::NotTds;
+        self.current_sid = None;
+        let version = self.tokens.version;
+        self.swap_context(&mut ctx);
+        if self.version.is_none() {
+            // A guess made while walking this session's messages holds for the connection.
+            self.tokens.version = version;
         }
+        if let Some(slot) = self.smp_contexts.get_mut(k) {
+            *slot = ctx;
+        }
+    }
+
+    fn swap_context(&mut self, ctx: &mut SmpContext) {
+        std::mem::swap(&mut self.framers, &mut ctx.framers);
+        std::mem::swap(&mut self.at_message_start, &mut ctx.at_message_start);
+        std::mem::swap(&mut self.client, &mut ctx.client);
+        std::mem::swap(&mut self.server, &mut ctx.server);
+        std::mem::swap(&mut self.tokens, &mut ctx.tokens);
+        if let Some(f) = self.facts.as_mut() {
+            std::mem::swap(&mut f.outstanding, &mut ctx.outstanding);
+        }
+    }
+
+    /// The current SMP session's facts.
+    fn smp_current(&mut self) -> Option<&mut SmpSessionFacts> {
+        let sid = self.current_sid?;
+        self.smp_facts.iter_mut().find(|f| f.sid == sid)
     }
 
     /// Bytes this connection carried while the probe was still looking, per TCP direction.
@@ -465,6 +734,16 @@ impl TdsSession {
             _ => None,
         };
         let phase = self.phase;
+        let smp_sid = self.current_sid;
+        if kind.is_some() || ptype == PacketType::Attention {
+            if let Some(f) = self.smp_current() {
+                if kind.is_some() {
+                    f.requests += 1;
+                } else {
+                    f.attentions += 1;
+                }
+            }
+        }
         let facts = self.facts_mut(at, Dialect::Tds7);
         if let Some(kind) = kind {
             // A request on a connection whose login we never saw: it is logged in.
@@ -479,6 +758,7 @@ impl TdsSession {
                 done: None,
                 done_status: 0,
                 row_count: None,
+                smp_sid,
             });
             if phase != Phase::LoggedIn {
                 self.phase = Phase::LoggedIn;
@@ -493,6 +773,7 @@ impl TdsSession {
                     acknowledged: None,
                     // A client that gives up on a slow login cancels it with an ATTENTION.
                     during_login: phase == Phase::LoginResponse,
+                    smp_sid,
                 });
             }
         } else if ptype == PacketType::Sspi {
@@ -708,6 +989,12 @@ impl TdsSession {
 
     fn on_token(&mut self, at: Mark, ev: TokenEvent) {
         let phase = self.phase;
+        let smp_sid = self.current_sid;
+        if matches!(ev, TokenEvent::Done { status, .. } if status & done_status::ATTN != 0) {
+            if let Some(f) = self.smp_current() {
+                f.attentions_acknowledged += 1;
+            }
+        }
         let facts = facts_entry(&mut self.facts, at, Dialect::Tds7);
         match ev {
             TokenEvent::LoginAck {
@@ -747,10 +1034,11 @@ impl TdsSession {
             } => {
                 self.server.last_done = Some((status, row_count));
                 if status & done_status::ATTN != 0 {
+                    // With MARS only the cancelled session's DONE(ATTN) answers its ATTENTION.
                     if let Some(a) = facts
                         .attentions
                         .iter_mut()
-                        .find(|a| a.acknowledged.is_none())
+                        .find(|a| a.acknowledged.is_none() && a.smp_sid == smp_sid)
                     {
                         a.acknowledged = Some(at);
                     }
@@ -1164,5 +1452,147 @@ mod tests {
         smb.extend_from_slice(&[0x01, 0x00, 0x00, 0x10, 0x04, 0xff, 0x00, 0x00]);
         smb.extend_from_slice(&[0; 8]);
         assert!(!session_on(&smb).is_tds());
+    }
+
+    /// An SMP packet ([MC-SMP] 2.2.1): little-endian header, then the payload.
+    fn smp(flags: u8, sid: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x53, flags];
+        v.extend_from_slice(&sid.to_le_bytes());
+        v.extend_from_slice(&((16 + payload.len()) as u32).to_le_bytes());
+        v.extend_from_slice(&seq.to_le_bytes());
+        v.extend_from_slice(&(seq + 4).to_le_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// A one-packet TDS message.
+    fn tds(ptype: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![ptype, 0x01];
+        v.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&[0, 0, 1, 0]);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    const BATCH: &[u8] = &[b's', 0, b'e', 0, b'l', 0, b'e', 0, b'c', 0, b't', 0];
+    /// DONE(COUNT) with 3 rows, TDS 7.2+ layout.
+    const DONE_COUNT: &[u8] = &[0xFD, 0x10, 0x00, 0xC1, 0x00, 3, 0, 0, 0, 0, 0, 0, 0];
+    /// DONE(ATTN).
+    const DONE_ATTN: &[u8] = &[0xFD, 0x20, 0x00, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    fn at(no: u64) -> Mark {
+        Mark {
+            frame: crate::capture::FrameRef { input: 0, no },
+            ts: Default::default(),
+        }
+    }
+
+    #[test]
+    fn attention_is_acknowledged_only_on_its_own_session() {
+        let mut s = TdsSession::new();
+        let c = Direction::ToServer;
+        let mut first = smp(0x01, 0, 0, &[]);
+        first.extend(smp(0x08, 0, 1, &tds(0x01, BATCH)));
+        s.on_data(c, at(1), &first);
+        let mut second = smp(0x01, 1, 0, &[]);
+        second.extend(smp(0x08, 1, 1, &tds(0x01, BATCH)));
+        s.on_data(c, at(2), &second);
+        s.on_data(c, at(3), &smp(0x08, 1, 2, &tds(0x06, &[])));
+        let srv = Direction::ToClient;
+        s.on_data(srv, at(4), &smp(0x08, 0, 1, &tds(0x04, DONE_COUNT)));
+        // A DONE(ATTN) on session 0 does not answer the ATTENTION sent on session 1.
+        s.on_data(srv, at(5), &smp(0x08, 0, 2, &tds(0x04, DONE_ATTN)));
+        assert!(s.facts.as_ref().unwrap().attentions[0]
+            .acknowledged
+            .is_none());
+        s.on_data(srv, at(6), &smp(0x08, 1, 1, &tds(0x04, DONE_ATTN)));
+        let (f, anomalies) = s.into_facts();
+        let f = f.unwrap();
+        assert!(anomalies.is_empty(), "{anomalies:?}");
+        assert!(f.mars);
+        assert_eq!(f.attentions.len(), 1);
+        assert_eq!(f.attentions[0].smp_sid, Some(1));
+        assert_eq!(f.attentions[0].acknowledged.map(|m| m.frame.no), Some(6));
+        // Session 0's request ended with its DONE(COUNT), session 1's with the DONE(ATTN).
+        let sids: Vec<_> = f.requests.iter().map(|r| r.smp_sid).collect();
+        assert_eq!(sids, [Some(0), Some(1)]);
+        assert_eq!(f.requests[0].row_count, Some(3));
+        assert!(f.outstanding.is_none());
+        let sessions: Vec<_> = f
+            .smp_sessions
+            .iter()
+            .map(|x| {
+                (
+                    x.sid,
+                    x.opened.map(|m| m.frame.no),
+                    x.requests,
+                    x.attentions,
+                )
+            })
+            .collect();
+        assert_eq!(sessions, [(0, Some(1), 1, 0), (1, Some(2), 1, 1)]);
+        assert_eq!(f.smp_sessions[0].attentions_acknowledged, 1);
+        assert_eq!(f.smp_sessions[1].attentions_acknowledged, 1);
+    }
+
+    #[test]
+    fn smp_sessions_are_capped_and_the_rest_counted() {
+        let mut s = TdsSession::new();
+        s.on_data(Direction::ToServer, at(1), &smp(0x01, 0, 0, &[]));
+        s.on_data(
+            Direction::ToServer,
+            at(2),
+            &smp(0x08, 0, 1, &tds(0x01, BATCH)),
+        );
+        for sid in 1..70u16 {
+            s.on_data(Direction::ToServer, at(3), &smp(0x01, sid, 0, &[]));
+        }
+        s.on_data(
+            Direction::ToServer,
+            at(4),
+            &smp(0x08, 69, 1, &tds(0x01, BATCH)),
+        );
+        let (f, _) = s.into_facts();
+        let f = f.unwrap();
+        assert_eq!(f.smp_sessions.len(), MAX_SMP_SESSIONS);
+        // SYNs of sessions 64..=69 and the DATA of session 69.
+        assert_eq!(f.smp_packets_dropped, 7);
+        assert_eq!(f.request_count, 1);
+    }
+
+    #[test]
+    fn gaps_inside_smp_data_resynchronise() {
+        let mut s = TdsSession::new();
+        let c = Direction::ToServer;
+        s.on_data(c, at(1), &smp(0x01, 0, 0, &[]));
+        let data = smp(0x08, 0, 1, &tds(0x01, BATCH));
+        // The capture lost the end of a DATA packet: exactly its rest, then more than its rest.
+        s.on_data(c, at(2), &data[..20]);
+        s.on_gap(c, (data.len() - 20) as u64);
+        s.on_data(c, at(3), &smp(0x08, 0, 2, &tds(0x01, BATCH)));
+        s.on_data(c, at(4), &data[..20]);
+        s.on_gap(c, (data.len() - 20 + 7) as u64);
+        let mut after = vec![0xAA; 9];
+        after.extend(smp(0x08, 0, 4, &tds(0x01, BATCH)));
+        s.on_data(c, at(5), &after);
+        let (f, anomalies) = s.into_facts();
+        let f = f.unwrap();
+        assert!(anomalies.is_empty(), "{anomalies:?}");
+        // The two cut requests are lost (their TDS headers were incomplete); the two whole ones
+        // after them are decoded, without a resynchronisation anomaly.
+        assert_eq!(f.request_count, 2);
+        assert_eq!(f.smp_sessions[0].data_to_server, 4);
+    }
+
+    #[test]
+    fn smp_bytes_without_mars_agreed_stay_plain_tds() {
+        let mut s = TdsSession::new();
+        let prelogin_off = [
+            0x00, 0x00, 0x0b, 0x00, 0x06, 0x04, 0x00, 0x11, 0x00, 0x01, 0xff, 9, 0, 0, 0, 0, 0,
+            0x00,
+        ];
+        s.on_data(Direction::ToServer, at(1), &tds(0x12, &prelogin_off));
+        s.on_data(Direction::ToServer, at(2), &smp(0x01, 0, 0, &[]));
+        assert!(s.smp.iter().all(Option::is_none));
     }
 }

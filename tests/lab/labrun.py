@@ -296,6 +296,16 @@ def impacket(lab, host=S4, port=1433, password=PASSWORD, sql="select id, name fr
     return r.returncode, out
 
 
+def odbc_mars(lab, mode, host=S4, port=1433, password=PASSWORD, timeout=30):
+    """pyodbc over FreeTDS's ODBC driver with MARS_Connection=Yes (tests/lab/clients/odbc_mars_client.py)."""
+    r = lab.run("c", [sys.executable, os.path.join(HERE, "clients", "odbc_mars_client.py"), "--server", host,
+                      "--port", str(port), "--password", password, "--mode", mode], timeout=timeout, check=False)
+    out = (r.stdout + r.stderr).replace(password, "<password>")
+    with open(os.path.join(lab.dir, "client.log"), "w") as f:
+        f.write(out)
+    return r.returncode, out
+
+
 def expect(cond, what):
     if not cond:
         raise LabError("scenario check failed: " + what)
@@ -1678,6 +1688,76 @@ def sc_port_exhaustion(lab):
 CHATTY_COUNT = 300
 
 
+@scenario("mars-two-sessions", "pyodbc + FreeTDS ODBC",
+          "pyodbc over FreeTDS's ODBC driver with MARS_Connection=Yes; the server answers PRELOGIN MARS=1. Login "
+          "in plain TDS, then FreeTDS wraps every packet in SMP [MC-SMP]: SYN of session 0, pyodbc's four "
+          "sp_datatype_info_100 batches (each closed early with an ATTENTION the server acknowledges with "
+          "DONE(ATTN)), SELECT first_table on session 0 (its rows left unread), SYN of session 1 and SELECT "
+          "second_table on session 1; both results are then read, the client closes with FIN (no SMP FIN).",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"),
+                                                  f("request.attention", count=4, acknowledged=True)],
+                            smp_sessions=[{"sid": 0, "requests": 5, "attentions": 4},
+                                          {"sid": 1, "requests": 1, "attentions": 0}])],
+          checks=[chk("tds.type == 0x10", 1, 1), chk("smp.flags.syn == 1", 2, 2), chk("smp.flags.syn == 1 && smp.sid == 1", 1, 1),
+                  chk("smp.flags.data == 1 && smp.sid == 1 && tds.type == 0x01", 1, 1),
+                  chk("smp.flags.data == 1 && smp.sid == 1 && tds.done.donerowcount64 == 3", 1, 1),
+                  chk("smp.flags.data == 1 && smp.sid == 0 && tds.type == 0x01", 5, 5),
+                  chk("smp.sid == 0 && tds.type == 0x06", 4, 4), chk("smp.sid == 0 && tds.done.status.attn == 1", 4, 4),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_mars_two_sessions(lab):
+    lab.start_server({"encryption": "off", "mars": True})
+    lab.start_capture()
+    rc, out = odbc_mars(lab, "two-sessions")
+    expect(rc == 0 and "two-sessions done" in out, "pyodbc MARS two sessions: " + out[-300:])
+    log_text = lab.read_log("server.log")
+    expect('"smp_syn"' in log_text and '"sid": 1' in log_text, "FreeTDS opened SMP session 1")
+
+
+@scenario("mars-interleaved", "pyodbc + FreeTDS ODBC",
+          "pyodbc over FreeTDS ODBC with MARS_Connection=Yes: SELECT big_table on SMP session 0 answers 1500 rows "
+          "(9 TDS packets), more than the 4-packet window FreeTDS grants, so the server sends 4 and queues the rest; "
+          "meanwhile the client opens session 1 and runs SELECT second_table, answered at once (session 1's "
+          "COLMETADATA, ROWs and DONE arrive between packets of session 0's unfinished result); then the client "
+          "reads session 0's rows, its SMP ACKs open the window and the server sends the rest. Plus pyodbc's four "
+          "acknowledged ATTENTIONs on session 0.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"),
+                                                  f("request.attention", count=4, acknowledged=True)],
+                            smp_sessions=[{"sid": 0, "requests": 5, "attentions": 4},
+                                          {"sid": 1, "requests": 1, "attentions": 0}])],
+          checks=[chk("smp.flags.syn == 1", 2, 2), chk("smp.flags.ack == 1 && ip.src == %s" % C4, 1),
+                  chk("smp.sid == 1 && tds.type == 0x04", 1, 1), chk("smp.sid == 0 && tds.type == 0x04 && tds.status == 0", 2),
+                  chk("tcp.flags.reset == 1", 0, 0)])
+def sc_mars_interleaved(lab):
+    lab.start_server({"encryption": "off", "mars": True, "query_rules": [{"match": "big", "rows": 1500}]})
+    lab.start_capture()
+    rc, out = odbc_mars(lab, "interleaved")
+    expect(rc == 0 and "first: 1500 rows" in out, "pyodbc MARS interleaved: " + out[-300:])
+    log_text = lab.read_log("server.log")
+    expect('"smp_window_full"' in log_text and '"smp_ack"' in log_text,
+           "the server waited for the client's window (SMP ACK)")
+
+
+@scenario("mars-attention", "pyodbc + FreeTDS ODBC",
+          "pyodbc over FreeTDS ODBC with MARS_Connection=Yes and a 2 s query timeout: SELECT first_table on SMP "
+          "session 0 (rows left unread), then on session 1 a SELECT the server delays 6 s; at 2 s FreeTDS sends "
+          "ATTENTION on session 1, the server ends the cut-short response (DONE(ERROR)) and acknowledges with "
+          "DONE(ATTN) on session 1; the client reads session 0's rows and closes. Plus pyodbc's four "
+          "acknowledged ATTENTIONs on session 0 after its sp_datatype_info_100 batches.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"),
+                                                  f("request.attention", count=5, acknowledged=True)],
+                            smp_sessions=[{"sid": 0, "requests": 5, "attentions": 4},
+                                          {"sid": 1, "requests": 1, "attentions": 1}])],
+          checks=[chk("smp.flags.syn == 1", 2, 2), chk("smp.sid == 1 && tds.type == 0x06", 1, 1),
+                  chk("smp.sid == 1 && tds.done.status.attn == 1", 1, 1), chk("smp.sid == 0 && tds.type == 0x06", 4, 4),
+                  chk("smp.sid == 0 && tds.done.status.attn == 1", 4, 4), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_mars_attention(lab):
+    lab.start_server({"encryption": "off", "mars": True, "query_rules": [{"match": "slow", "delay_s": 6}]})
+    lab.start_capture()
+    rc, out = odbc_mars(lab, "attention")
+    expect(rc == 3 and "cancelled" in out, "pyodbc query timeout: " + out[-300:])
+    expect('"while_running": true' in lab.read_log("server.log"), "server saw the attention during the query")
+
+
 @scenario("chatty", "pytds",
           "One pytds connection runs %d tiny SELECTs (1 row each) back to back: one round trip per request. "
           "The lab path has almost no latency (no netem here), so each round trip is a fraction of a "
@@ -1708,6 +1788,12 @@ def client_versions():
     r = subprocess.run(["tsql", "-C"], capture_output=True, text=True)
     m = re.search(r"Version:\s*(\S+ \S+)", r.stdout)
     v["tsql"] = "FreeTDS tsql " + (m.group(1) if m else "?")
+    r = subprocess.run(["odbcinst", "--version"], capture_output=True, text=True)
+    m = re.search(r"(\d+\.\d+\.\d+)", r.stdout)
+    r2 = subprocess.run([sys.executable, "-m", "pip", "show", "pyodbc"], capture_output=True, text=True)
+    m2 = re.search(r"^Version: (\S+)", r2.stdout, re.M)
+    v["FreeTDS ODBC"] = "pyodbc %s, FreeTDS ODBC (libtdsodbc) %s, unixODBC %s" % (
+        m2.group(1) if m2 else "?", v["tsql"].split()[-1], m.group(1) if m else "?")
     for mod, pkg in (("pytds", "python-tds"), ("impacket", "impacket")):
         r = subprocess.run([sys.executable, "-m", "pip", "show", pkg], capture_output=True, text=True)
         m = re.search(r"^Version: (\S+)", r.stdout, re.M)

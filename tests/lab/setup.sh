@@ -13,6 +13,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v iptables >/dev/null || need_apt+=(iptables)
 command -v ethtool >/dev/null || need_apt+=(ethtool)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+# FreeTDS's ODBC driver (built with MARS) and the driver manager, for the MARS scenarios.
+[ -e /usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so ] || need_apt+=(tdsodbc unixodbc)
 if ((${#need_apt[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
@@ -22,6 +24,7 @@ fi
 # the captures stay reproducible across sessions.
 python3 -c 'import pytds' 2>/dev/null || python3 -m pip install -q 'python-tds>=1.16'
 python3 -c 'import impacket' 2>/dev/null || python3 -m pip install -q 'impacket>=0.12'
+python3 -c 'import pyodbc' 2>/dev/null || python3 -m pip install -q 'pyodbc>=5'
 
 if [ ! -d "$here/node/node_modules/tedious" ]; then
     (cd "$here/node" && npm install --no-audit --no-fund --loglevel=error)

@@ -39,6 +39,14 @@ PKT_PRELOGIN = 0x12
 
 STATUS_EOM = 0x01
 
+# Session Multiplex Protocol [MC-SMP 2.2.1]: a 16-byte little-endian header (SMID 0x53, FLAGS, SID,
+# LENGTH including the header, SEQNUM, WNDW) in front of every TDS packet once MARS is on.
+SMP_SMID = 0x53
+SMP_SYN, SMP_ACK, SMP_FIN, SMP_DATA = 0x01, 0x02, 0x04, 0x08
+SMP_HEADER = struct.Struct("<BBHIII")
+# DATA packets the peer may send beyond the last one received [MC-SMP 3.1.5.2.1]; FreeTDS uses 4 too.
+SMP_WINDOW = 4
+
 # PRELOGIN ENCRYPTION values [MS-TDS 2.2.6.5].
 ENC_OFF, ENC_ON, ENC_NOT_SUP, ENC_REQ = 0x00, 0x01, 0x02, 0x03
 ENC_BY_NAME = {"off": ENC_OFF, "on": ENC_ON, "not_sup": ENC_NOT_SUP, "req": ENC_REQ, "required": ENC_REQ}
@@ -119,6 +127,9 @@ DEFAULTS = {
     # "challenge-then-fail" / "challenge-then-success" answer an NTLM CHALLENGE in an SSPI token, read
     # the client's AUTHENTICATE (packet type 0x11), then send 18452 / LOGINACK [MS-TDS 3.2.5.1, MS-NLMP 3.1.5].
     "ntlm": None,
+    # MARS: answer the client's PRELOGIN MARS option with 1 (when it asked for it) and speak the
+    # Session Multiplex Protocol the client then wraps every TDS packet in [MC-SMP, MS-TDS 2.2.6.5].
+    "mars": False,
 }
 
 STEPS = ("accept", "prelogin", "login", "logged_in", "query", "mid_query")
@@ -221,6 +232,11 @@ class Connection:
         self.tds_version = 0x74000004
         self.packet_id = 1
         self.encryption = "none"
+        # SMP sessions by SID once the client started MARS; None before (plain TDS framing).
+        self.smp = None
+        self.smp_sid = 0
+        self.smp_ready = []
+        self.mars = False
 
     # framing
 
@@ -242,6 +258,11 @@ class Connection:
 
     def read_message(self):
         """Packets up to EOM make one message [MS-TDS 2.2.3.1.2]."""
+        if self.mars and self.smp is None and self.peek_byte() == SMP_SMID:
+            self.smp = {}
+            log("smp_started", peer=self.peer)
+        if self.smp is not None:
+            return self.smp_read_message()
         ptype, status, payload = self.read_packet()
         parts = [payload]
         for _ in range(100000):
@@ -250,6 +271,94 @@ class Connection:
             _, status, payload = self.read_packet()
             parts.append(payload)
         return ptype, b"".join(parts)
+
+    def peek_byte(self):
+        while not self.buf:
+            chunk = self.transport.recv(65536)
+            if not chunk:
+                raise Closed("peer closed")
+            self.buf += chunk
+        return self.buf[0]
+
+    # Session Multiplex Protocol [MC-SMP]
+
+    def smp_send(self, flags, sid, data=b""):
+        """DATA is queued and sent as the client's window allows; SYN/ACK/FIN go out at once."""
+        s = self.smp[sid]
+        if flags == SMP_DATA:
+            s["outq"].append(data)
+            self.smp_flush(sid)
+            return
+        self.smp_put(flags, sid, b"")
+
+    def smp_put(self, flags, sid, data):
+        s = self.smp[sid]
+        # Every packet carries our receive window: the last DATA seen plus SMP_WINDOW [MC-SMP 3.1.5.2].
+        s["recv_wnd"] = (s["recv_seq"] + SMP_WINDOW) & 0xFFFFFFFF
+        head = SMP_HEADER.pack(SMP_SMID, flags, sid, 16 + len(data), s["send_seq"], s["recv_wnd"])
+        self.transport.sendall(head + data)
+
+    def smp_flush(self, sid):
+        """Send queued DATA while its SEQNUM stays within the client's window (SEQNUM <= WNDW,
+        serial arithmetic) [MC-SMP 3.1.5.2]; the rest waits for the client's next window."""
+        s = self.smp.get(sid)
+        while s and s["outq"]:
+            nxt = (s["send_seq"] + 1) & 0xFFFFFFFF
+            if (s["send_wnd"] - nxt) & 0x80000000:
+                if not s["blocked"]:
+                    log("smp_window_full", peer=self.peer, sid=sid, seq=nxt, wnd=s["send_wnd"],
+                        queued=len(s["outq"]))
+                s["blocked"] = True
+                return
+            s["blocked"] = False
+            s["send_seq"] = nxt
+            self.smp_put(SMP_DATA, sid, s["outq"].pop(0))
+
+    def smp_read_message(self):
+        """SMP packets until one session has a whole TDS message; that session answers it."""
+        for _ in range(100000):
+            if self.smp_ready:
+                self.smp_sid, ptype, payload = self.smp_ready.pop(0)
+                return ptype, payload
+            smid, flags, sid, length, seq, wnd = SMP_HEADER.unpack(self.recv_exact(16))
+            if smid != SMP_SMID or length < 16:
+                raise Closed("not an SMP packet (0x%02x, length %d)" % (smid, length))
+            data = self.recv_exact(length - 16)
+            if flags == SMP_SYN:
+                self.smp[sid] = {"send_seq": 0, "send_wnd": wnd, "recv_seq": 0, "recv_wnd": SMP_WINDOW,
+                                 "packets": [], "outq": [], "blocked": False}
+                log("smp_syn", peer=self.peer, sid=sid, wnd=wnd)
+                continue
+            s = self.smp.get(sid)
+            if s is None:
+                log("smp_unknown_session", peer=self.peer, sid=sid, flags=flags)
+                raise Closed("SMP packet for a session never opened")
+            s["send_wnd"] = wnd
+            # A new window from the client may release DATA queued for this session.
+            self.smp_flush(sid)
+            if flags == SMP_ACK:
+                log("smp_ack", peer=self.peer, sid=sid, wnd=wnd)
+            elif flags == SMP_FIN:
+                # The session ends; the server answers with its own FIN [MC-SMP 3.1.5.3].
+                log("smp_fin", peer=self.peer, sid=sid)
+                self.smp_send(SMP_FIN, sid)
+                del self.smp[sid]
+            elif flags == SMP_DATA:
+                s["recv_seq"] = seq
+                if len(data) < 8:
+                    raise Closed("SMP DATA without a TDS packet")
+                ptype, status = data[0], data[1]
+                s["packets"].append(data[8:])
+                if status & STATUS_EOM:
+                    self.smp_ready.append((sid, ptype, b"".join(s["packets"])))
+                    s["packets"] = []
+                elif (s["recv_wnd"] - s["recv_seq"]) & 0xFFFFFFFF <= 2:
+                    # A long request: open the window before the client has to stop [MC-SMP 3.1.5.2].
+                    self.smp_send(SMP_ACK, sid)
+            else:
+                log("smp_bad_flags", peer=self.peer, sid=sid, flags=flags)
+                raise Closed("SMP flags 0x%02x" % flags)
+        raise Closed("too many SMP packets without a message")
 
     def send_message(self, ptype, payload, flush_each=False):
         """Split a message into packets no larger than the negotiated size [MS-TDS 2.2.3.1.3]."""
@@ -262,10 +371,14 @@ class Connection:
             status = STATUS_EOM if i == len(chunks) - 1 else 0
             header = struct.pack(">BBHHBB", ptype, status, len(chunk) + 8, 0x0033, self.packet_id, 0)
             self.packet_id = (self.packet_id + 1) % 256
-            self.transport.sendall(header + chunk)
+            if self.smp is not None and self.smp_sid in self.smp:
+                # One TDS packet per SMP DATA packet (FreeTDS checks the TDS length against it).
+                self.smp_send(SMP_DATA, self.smp_sid, header + chunk)
+            else:
+                self.transport.sendall(header + chunk)
 
     def readable(self, timeout):
-        if self.buf or self.transport.pending():
+        if self.buf or self.smp_ready or self.transport.pending():
             return True
         r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
         return bool(r)
@@ -340,9 +453,12 @@ class Connection:
         if self.cfg.get("encryption_byte") is not None:
             server_enc = int(self.cfg["encryption_byte"])  # deliberately wrong answers
         log("prelogin", peer=self.peer, client_encryption=client_enc, server_setting=setting,
-            server_encryption=server_enc, client_version=opts.get(0x00, b"").hex())
+            server_encryption=server_enc, client_version=opts.get(0x00, b"").hex(),
+            client_mars=opts.get(0x04, b"").hex())
         self.checkpoint("prelogin")
-        self.send_message(PKT_REPLY, build_prelogin_response(server_enc))
+        client_mars = opts.get(0x04, b"\x00")[:1] == b"\x01"
+        self.mars = bool(self.cfg.get("mars")) and client_mars
+        self.send_message(PKT_REPLY, build_prelogin_response(server_enc, self.mars))
         if self.cfg.get("strict"):
             # Already inside TLS: the ENCRYPTION values negotiate nothing in TDS 8.0 (tedious sends
             # ENCRYPT_OFF and ignores the answer), so no TLS-in-PRELOGIN step follows.
@@ -796,13 +912,13 @@ def parse_prelogin(payload):
     return opts
 
 
-def build_prelogin_response(encryption):
+def build_prelogin_response(encryption, mars=False):
     options = [
         (0x00, bytes([16, 0, 0x03, 0xE8, 0, 0])),  # VERSION: SQL Server 16.0.1000 (2022 RTM)
         (0x01, bytes([encryption])),
         (0x02, b"\x00"),  # INSTOPT: default instance
         (0x03, b""),  # THREADID: servers send it empty
-        (0x04, b"\x00"),  # MARS off
+        (0x04, b"\x01" if mars else b"\x00"),  # MARS
     ]
     header_len = 5 * len(options) + 1
     head, data = b"", b""

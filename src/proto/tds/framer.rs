@@ -108,6 +108,12 @@ impl Framer {
         self.state == State::Lost
     }
 
+    /// True between packets with nothing held: the next byte starts a header (or, with MARS,
+    /// an SMP header that wraps one).
+    pub fn at_boundary(&self) -> bool {
+        self.state == State::Header && self.header_len == 0
+    }
+
     /// The stream skipped `len` bytes that were never captured.
     pub fn on_gap(&mut self, len: u64) {
         match &mut self.state {
