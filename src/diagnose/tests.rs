@@ -65,6 +65,7 @@ fn connection() -> ConnectionFacts {
         tds: None,
         anomalies: Vec::new(),
         known_sql_server: None,
+        kerberos: Vec::new(),
     }
 }
 
@@ -290,6 +291,7 @@ fn an_attention_after_thirty_seconds_reads_as_a_command_timeout() {
         done: Some(mark(10, 30.02)),
         done_status: 0x20,
         row_count: None,
+        procedure: None,
     });
     let f = finding(&c, "request.attention");
     assert!(
