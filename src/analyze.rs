@@ -201,8 +201,9 @@ impl ExchangeReports {
         }
     }
 
-    /// The service tickets the connection's client asked for this server's SQL SPN within
-    /// [`EXCHANGE_LINK_NS`] before the connection began, oldest first.
+    /// The service tickets the connection's client asked for this server's SQL SPN from
+    /// [`EXCHANGE_LINK_NS`] before the connection began until it ended (clients such as
+    /// FreeTDS ask for the ticket after PRELOGIN, on the open connection), oldest first.
     fn kerberos_before(
         &self,
         c: &crate::facts::ConnectionFacts,
@@ -212,7 +213,8 @@ impl ExchangeReports {
             .filter(|t| {
                 let before = c.tcp.first.ts.nanos_since(t.ticket.at.ts);
                 t.client == c.tcp.client.ip()
-                    && (0..=EXCHANGE_LINK_NS).contains(&before)
+                    && before <= EXCHANGE_LINK_NS
+                    && t.ticket.at.ts <= c.tcp.last.ts
                     && sql_spn_port(&t.ticket.spn)
                         .is_some_and(|p| p.is_none_or(|p| p == c.tcp.server.port()))
             })

@@ -435,6 +435,9 @@ impl ExchangeTracker {
                 && p.facts.server.ip() == server.ip()
                 && at.ts.nanos_since(p.facts.last_attempt.ts) <= RETRY_WINDOW_NS
                 && same_question(&p.facts.request, &req)
+                // A Kerberos request after the KDC answered is the next step (preauthentication
+                // after KDC_ERR_PREAUTH_REQUIRED, RFC 4120 3.1.1), not a retry.
+                && !(proto == ExchangeProtocol::Kerberos && !p.facts.responses.is_empty())
         });
         if let Some(p) = retry {
             let qtype = match &req {

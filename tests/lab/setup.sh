@@ -13,6 +13,11 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v iptables >/dev/null || need_apt+=(iptables)
 command -v ethtool >/dev/null || need_apt+=(ethtool)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+# A real MIT Kerberos KDC and its clients (kinit, kvno), and dig for DNS over TCP.
+command -v krb5kdc >/dev/null || need_apt+=(krb5-kdc)
+command -v kadmin.local >/dev/null || need_apt+=(krb5-admin-server)
+command -v kvno >/dev/null || need_apt+=(krb5-user)
+command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 if ((${#need_apt[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
