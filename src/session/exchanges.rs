@@ -437,7 +437,7 @@ impl ExchangeTracker {
                 && same_question(&p.facts.request, &req)
                 // A Kerberos request after the KDC answered is the next step (preauthentication
                 // after KDC_ERR_PREAUTH_REQUIRED, RFC 4120 3.1.1), not a retry.
-                && !(proto == ExchangeProtocol::Kerberos && !p.facts.responses.is_empty())
+                && (proto != ExchangeProtocol::Kerberos || p.facts.responses.is_empty())
         });
         if let Some(p) = retry {
             let qtype = match &req {
