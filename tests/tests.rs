@@ -7,6 +7,7 @@ mod exchanges;
 mod generated;
 mod manifest;
 mod passwords;
+mod proto_tcp_tshark;
 mod proto_tls_tshark;
 mod proto_udp_tshark;
 mod schema;
