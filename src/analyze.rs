@@ -95,6 +95,9 @@ struct ExchangeLink {
     /// Server addresses the connection may go to (any port unless `port`).
     servers: Vec<std::net::IpAddr>,
     port: Option<u16>,
+    /// A Kerberos ticket request may also come while the connection is open (FreeTDS asks
+    /// for it after PRELOGIN).
+    during: bool,
 }
 
 impl ExchangeLink {
@@ -102,6 +105,7 @@ impl ExchangeLink {
         use crate::facts::{ExchangeRequest as Req, ExchangeResponseBody as Body};
         let mut servers = Vec::new();
         let mut port = None;
+        let during = matches!(e.request, Req::Kerberos { .. });
         match &e.request {
             Req::Ssrp { .. } => servers.extend(e.responses.iter().map(|r| r.from.ip())),
             Req::Dns { .. } => {
@@ -129,13 +133,15 @@ impl ExchangeLink {
             start: e.first.ts,
             servers,
             port,
+            during,
         })
     }
 
     fn matches(&self, c: &ConnectionStart) -> bool {
         let after = c.start.nanos_since(self.start);
+        let open_then = self.during && self.start >= c.start && self.start <= c.end;
         c.client == self.client
-            && (0..=EXCHANGE_LINK_NS).contains(&after)
+            && ((0..=EXCHANGE_LINK_NS).contains(&after) || open_then)
             && (self.servers.is_empty() || self.servers.contains(&c.server.ip()))
             && self.port.is_none_or(|p| p == c.server.port())
     }
@@ -160,6 +166,7 @@ struct ConnectionStart {
     client: std::net::IpAddr,
     server: std::net::SocketAddr,
     start: crate::time::Timestamp,
+    end: crate::time::Timestamp,
 }
 
 /// The reporting side's view of UDP exchanges: diagnoses settled ones and remembers recent
@@ -256,6 +263,7 @@ impl ExchangeReports {
             client: c.tcp.client.ip(),
             server: c.tcp.server,
             start: c.tcp.first.ts,
+            end: c.tcp.last.ts,
         };
         for link in self.links.iter().filter(|l| l.matches(&start)) {
             if let Some(e) = r.exchanges.get_mut(link.index) {

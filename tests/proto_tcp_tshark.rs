@@ -363,7 +363,22 @@ fn kerberos_refusal_for_the_sql_spn_explains_the_sspi_failure() {
         return;
     }
     let file = lab_capture("kerberos-sql-spn-unknown.pcap");
-    let c = connection_to(&report(&file), ":1433");
+    let r = report(&file);
+    let c = connection_to(&r, ":1433");
+    // Both refused TGS-REQs came while the SQL connection was open: linked to it.
+    for e in r["exchanges"].as_array().unwrap() {
+        let linked = e["request"]["message"] == "TGS-REQ";
+        let want = if linked {
+            vec![c["id"].clone()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(
+            e["connections"].as_array().cloned().unwrap_or_default(),
+            want,
+            "{e}"
+        );
+    }
     let f = finding(&c, "login.sspi_failed");
     let errors = tshark_by_frame(
         &file,

@@ -1,4 +1,4 @@
-//! Arbitrary bytes through every TDS parser: PRELOGIN, LOGIN7, the server token stream (both
+//! Arbitrary bytes through every TDS parser: PRELOGIN, LOGIN7, the RPC procedure name, the server token stream (both
 //! TDS versions, the way the session walks it) and the packet framer fed in uneven pieces.
 //! Never a panic, never more bytes consumed than given.
 #![no_main]
@@ -7,11 +7,15 @@ use libfuzzer_sys::fuzz_target;
 use tdsscope::proto::tds::framer::{Framer, FramerItem};
 use tdsscope::proto::tds::login7::parse_login7;
 use tdsscope::proto::tds::prelogin::parse_prelogin;
+use tdsscope::proto::tds::rpc::parse_rpc_procedure;
 use tdsscope::proto::tds::tokens::{parse_token, TokenContext};
 use tdsscope::proto::tds::TdsVersion;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_prelogin(data);
+    if let Ok(p) = parse_rpc_procedure(data) {
+        assert!(p.display_name().len() <= 4 * data.len() + 16);
+    }
     if let Ok(login) = parse_login7(data) {
         assert!(login.sspi.len() <= data.len());
     }

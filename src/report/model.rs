@@ -354,7 +354,7 @@ pub struct Exchange {
     pub port_unreachable: bool,
     /// Ids of the TCP connections it preceded: from the same client, within 30 s, to an
     /// address it returned (DNS), the host that answered (SSRP) or the port of the SPN
-    /// (Kerberos).
+    /// (Kerberos; also a connection open when the ticket was asked for).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connections: Vec<u32>,
     pub findings: Vec<Finding>,
