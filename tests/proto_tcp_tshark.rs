@@ -436,16 +436,26 @@ fn ntlm_authenticate_identity_matches_tshark() {
     if !tshark_or_skip("ntlm_authenticate_identity_matches_tshark") {
         return;
     }
-    for name in [
-        "sspi-ntlm-challenge-failed.pcap",
-        "sspi-ntlm-challenge-ok.pcap",
-    ] {
-        let file = lab_capture(name);
-        let c = connection_to(&report(&file), ":1433");
-        let sspi = &c["login"]["sspi"];
+    let files = [
+        lab_capture("sspi-ntlm-challenge-failed.pcap"),
+        lab_capture("sspi-ntlm-challenge-ok.pcap"),
+        // Raw NTLMSSP over TDS among SMB and HTTP NTLM rounds (only the TDS one may count).
+        shared_capture("tds7-sspi-ntlm-ipv6-synthetic_arkime_ntlm_synthetic.pcap"),
+    ];
+    for file in &files {
+        let name = file.display();
+        let r = report(file);
+        let with_sspi: Vec<&Value> = r["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| !c["login"]["sspi"].is_null())
+            .collect();
+        assert_eq!(with_sspi.len(), 1, "{name}");
+        let sspi = &with_sspi[0]["login"]["sspi"];
         let rows = tshark_by_frame(
-            &file,
-            "ntlmssp.messagetype == 3",
+            file,
+            "tcp.port == 1433 && ntlmssp.messagetype == 3",
             &[
                 "ntlmssp.auth.username",
                 "ntlmssp.auth.domain",
