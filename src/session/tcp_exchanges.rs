@@ -392,4 +392,66 @@ mod tests {
         assert_eq!(s.not_kept, 3);
         assert_eq!(s.into_exchanges().count(), MAX_EXCHANGES_PER_CONNECTION);
     }
+
+    /// The exchanges a stream gives, as (request frame, name, answer frame).
+    fn summary(s: TcpExchangeStream) -> Vec<(u64, String, Option<u64>)> {
+        s.into_exchanges()
+            .map(|e| {
+                let name = match &e.request {
+                    ExchangeRequest::Dns { name, .. } => name.clone(),
+                    _ => String::new(),
+                };
+                (
+                    e.first.frame.no,
+                    name,
+                    e.responses.first().map(|r| r.at.frame.no),
+                )
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// However the two directions' bytes are cut into segments, the same queries are
+        /// matched to the same answers, each in the segment that completed it.
+        #[test]
+        fn any_segmentation_gives_the_same_exchanges(
+            names in proptest::collection::vec("[a-z]{1,12}(\\.[a-z]{1,8}){0,3}", 1..6),
+            cuts in proptest::collection::vec(1usize..40, 1..40),
+        ) {
+            let mut queries = Vec::new();
+            let mut answers = Vec::new();
+            for (i, n) in names.iter().enumerate() {
+                queries.extend(framed(2, &dns(i as u16, false, n)));
+                answers.extend(framed(2, &dns(i as u16, true, n)));
+            }
+            // Segment boundaries: the ends of the messages, then arbitrary extra cuts.
+            let feed = |s: &mut TcpExchangeStream, dir: Direction, bytes: &[u8], base: u64| {
+                let mut at = 0usize;
+                let mut k = 0usize;
+                while at < bytes.len() {
+                    let step = cuts.get(k % cuts.len()).copied().unwrap_or(1);
+                    let end = (at + step).min(bytes.len());
+                    s.on_data(dir, mark(base + end as u64), &bytes[at..end]);
+                    at = end;
+                    k += 1;
+                }
+            };
+            let mut split = dns_stream();
+            feed(&mut split, Direction::ToServer, &queries, 0);
+            feed(&mut split, Direction::ToClient, &answers, 100_000);
+            let got = summary(split);
+            proptest::prop_assert_eq!(got.len(), names.len());
+            let mut q_end = 0u64;
+            let mut a_end = 0u64;
+            for (i, (first, name, answered)) in got.iter().enumerate() {
+                q_end += framed(2, &dns(i as u16, false, &names[i])).len() as u64;
+                a_end += framed(2, &dns(i as u16, true, &names[i])).len() as u64;
+                proptest::prop_assert_eq!(name, &names[i]);
+                // The frame of the segment holding the message's last byte.
+                proptest::prop_assert!(*first >= q_end && *first < q_end + 40);
+                let answered = answered.unwrap_or(0);
+                proptest::prop_assert!(answered >= 100_000 + a_end && answered < 100_000 + a_end + 40);
+            }
+        }
+    }
 }
