@@ -13,7 +13,7 @@ use crate::facts::{ExchangeFacts, ServerFacts, SsrpAnnouncement};
 use crate::limits::Limits;
 use crate::report::model::{Connection, Exchange, Input, Severity, Totals};
 use crate::report::{self, ReportWriter};
-use crate::session::exchanges::{ExchangeEvent, ExchangeTracker};
+use crate::session::exchanges::{ExchangeEvent, ExchangeTracker, KerberosTicketAnswer};
 use crate::session::forward::{replay, Batch, Forwarder};
 use crate::session::patterns::Patterns;
 use crate::session::Sessions;
@@ -95,6 +95,9 @@ struct ExchangeLink {
     /// Server addresses the connection may go to (any port unless `port`).
     servers: Vec<std::net::IpAddr>,
     port: Option<u16>,
+    /// A Kerberos ticket request may also come while the connection is open (FreeTDS asks
+    /// for it after PRELOGIN).
+    during: bool,
 }
 
 impl ExchangeLink {
@@ -102,6 +105,7 @@ impl ExchangeLink {
         use crate::facts::{ExchangeRequest as Req, ExchangeResponseBody as Body};
         let mut servers = Vec::new();
         let mut port = None;
+        let during = matches!(e.request, Req::Kerberos { .. });
         match &e.request {
             Req::Ssrp { .. } => servers.extend(e.responses.iter().map(|r| r.from.ip())),
             Req::Dns { .. } => {
@@ -129,16 +133,31 @@ impl ExchangeLink {
             start: e.first.ts,
             servers,
             port,
+            during,
         })
     }
 
     fn matches(&self, c: &ConnectionStart) -> bool {
         let after = c.start.nanos_since(self.start);
+        let open_then = self.during && self.start >= c.start && self.start <= c.end;
         c.client == self.client
-            && (0..=EXCHANGE_LINK_NS).contains(&after)
+            && ((0..=EXCHANGE_LINK_NS).contains(&after) || open_then)
             && (self.servers.is_empty() || self.servers.contains(&c.server.ip()))
             && self.port.is_none_or(|p| p == c.server.port())
     }
+}
+
+/// KDC answers kept for linking to the connections after them.
+const RECENT_KERBEROS_TICKETS: usize = 64;
+
+/// For a SQL Server SPN (`MSSQLSvc/host:port`, or `MSSQLSvc/host` / `MSSQLSvc/host:instance`,
+/// which name no port): Some(the port, if it names one). None for any other service.
+fn sql_spn_port(spn: &str) -> Option<Option<u16>> {
+    let (service, rest) = spn.split_once('/')?;
+    if !service.eq_ignore_ascii_case("MSSQLSvc") {
+        return None;
+    }
+    Some(rest.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
 }
 
 /// A SQL connection's start, for linking it to the exchange before it.
@@ -147,6 +166,7 @@ struct ConnectionStart {
     client: std::net::IpAddr,
     server: std::net::SocketAddr,
     start: crate::time::Timestamp,
+    end: crate::time::Timestamp,
 }
 
 /// The reporting side's view of UDP exchanges: diagnoses settled ones and remembers recent
@@ -154,6 +174,8 @@ struct ConnectionStart {
 #[derive(Default)]
 struct ExchangeReports {
     recent_answers: std::collections::VecDeque<SsrpAnnouncement>,
+    /// Recent KDC answers to TGS-REQs, for the SQL connections after them.
+    recent_tickets: std::collections::VecDeque<KerberosTicketAnswer>,
     links: std::collections::VecDeque<ExchangeLink>,
     starts: std::collections::VecDeque<ConnectionStart>,
 }
@@ -176,8 +198,35 @@ impl ExchangeReports {
                 }
                 self.recent_answers.push_back(a);
             }
+            ExchangeEvent::KerberosTicket(t) => {
+                if self.recent_tickets.len() >= RECENT_KERBEROS_TICKETS {
+                    self.recent_tickets.pop_front();
+                }
+                self.recent_tickets.push_back(t);
+            }
             ExchangeEvent::Done(e) => self.on_exchange(&e, r),
         }
+    }
+
+    /// The service tickets the connection's client asked for this server's SQL SPN from
+    /// [`EXCHANGE_LINK_NS`] before the connection began until it ended (clients such as
+    /// FreeTDS ask for the ticket after PRELOGIN, on the open connection), oldest first.
+    fn kerberos_before(
+        &self,
+        c: &crate::facts::ConnectionFacts,
+    ) -> Vec<crate::facts::KerberosTicketFacts> {
+        self.recent_tickets
+            .iter()
+            .filter(|t| {
+                let before = c.tcp.first.ts.nanos_since(t.ticket.at.ts);
+                t.client == c.tcp.client.ip()
+                    && before <= EXCHANGE_LINK_NS
+                    && t.ticket.at.ts <= c.tcp.last.ts
+                    && sql_spn_port(&t.ticket.spn)
+                        .is_some_and(|p| p.is_none_or(|p| p == c.tcp.server.port()))
+            })
+            .map(|t| t.ticket.clone())
+            .collect()
     }
 
     fn on_exchange(&mut self, e: &ExchangeFacts, r: &mut Reported) {
@@ -214,6 +263,7 @@ impl ExchangeReports {
             client: c.tcp.client.ip(),
             server: c.tcp.server,
             start: c.tcp.first.ts,
+            end: c.tcp.last.ts,
         };
         for link in self.links.iter().filter(|l| l.matches(&start)) {
             if let Some(e) = r.exchanges.get_mut(link.index) {
@@ -266,10 +316,16 @@ fn report_connections(
     let mut exchanges = ExchangeReports::default();
     for mut batch in batches {
         replay(&mut batch, &mut sessions, &mut exchange_events);
+        // DNS and Kerberos read from TCP connections, after the UDP ones of the batch: the
+        // order only matters for linking, which works either way.
+        exchange_events.extend(sessions.drain_exchange_events());
         for ev in exchange_events.drain(..) {
             exchanges.on_event(ev, &mut r);
         }
-        for facts in sessions.drain_finished() {
+        for mut facts in sessions.drain_finished() {
+            if diagnose::is_sql(&facts) {
+                facts.kerberos = exchanges.kerberos_before(&facts);
+            }
             r.patterns.on_connection(&facts);
             let mut findings = diagnose::connection_findings(&facts, settings);
             findings.extend(exchanges.port_mismatch(&facts));

@@ -8,6 +8,7 @@ mod generated;
 mod manifest;
 mod mars;
 mod passwords;
+mod proto_tcp_tshark;
 mod proto_tls_tshark;
 mod proto_udp_tshark;
 mod schema;

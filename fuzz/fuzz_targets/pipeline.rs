@@ -35,6 +35,8 @@ fuzz_target!(|data: &[u8]| {
         for facts in sessions.drain_finished() {
             let _ = connection_findings(&facts, &settings);
         }
+        // DNS and Kerberos read from TCP streams (ports 53, 88).
+        let _ = sessions.drain_exchange_events().count();
     }
     tracker.finish(&mut sessions);
     for facts in sessions.drain_finished() {

@@ -1,7 +1,8 @@
-//! Arbitrary bytes through every TDS parser: PRELOGIN, LOGIN7, the server token stream (both
-//! TDS versions, the way the session walks it), the packet framer fed in uneven pieces, the
-//! MARS layer (SMP header, SMP splitter) and the session's SMP demultiplexing: a TDS session
-//! fed the bytes as two directions, behind an SMP SYN so that it switches to MARS.
+//! Arbitrary bytes through every TDS parser: PRELOGIN, LOGIN7, the RPC procedure name, the
+//! server token stream (both TDS versions, the way the session walks it), the packet framer
+//! fed in uneven pieces, the MARS layer (SMP header, SMP splitter) and the session's SMP
+//! demultiplexing: a TDS session fed the bytes as two directions, behind an SMP SYN so that
+//! it switches to MARS.
 //! Never a panic, never more bytes consumed than given.
 #![no_main]
 
@@ -10,6 +11,7 @@ use tdsscope::proto::tds::framer::{Framer, FramerItem};
 use tdsscope::proto::tds::login7::parse_login7;
 use tdsscope::proto::tds::prelogin::parse_prelogin;
 use tdsscope::proto::tds::smp::{parse_smp, starts_smp, SmpItem, SmpSplitter};
+use tdsscope::proto::tds::rpc::parse_rpc_procedure;
 use tdsscope::proto::tds::tokens::{parse_token, TokenContext};
 use tdsscope::proto::tds::TdsVersion;
 use tdsscope::session::tds::TdsSession;
@@ -20,6 +22,9 @@ const SMP_SYN: [u8; 16] = [0x53, 1, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0];
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_prelogin(data);
+    if let Ok(p) = parse_rpc_procedure(data) {
+        assert!(p.display_name().len() <= 4 * data.len() + 16);
+    }
     if let Ok(login) = parse_login7(data) {
         assert!(login.sspi.len() <= data.len());
     }

@@ -65,6 +65,7 @@ fn connection() -> ConnectionFacts {
         tds: None,
         anomalies: Vec::new(),
         known_sql_server: None,
+        kerberos: Vec::new(),
     }
 }
 
@@ -325,6 +326,7 @@ fn an_attention_after_thirty_seconds_reads_as_a_command_timeout() {
         done_status: 0x20,
         row_count: None,
         smp_sid: None,
+        procedure: None,
     });
     let f = finding(&c, "request.attention");
     assert!(
@@ -333,4 +335,78 @@ fn an_attention_after_thirty_seconds_reads_as_a_command_timeout() {
         f.summary
     );
     assert_eq!(f.detail["acknowledged"], true);
+}
+
+fn refused_ticket(spn: &str) -> crate::facts::KerberosTicketFacts {
+    crate::facts::KerberosTicketFacts {
+        at: mark(1, -0.2),
+        spn: spn.into(),
+        realm: "LAB.TEST".into(),
+        answered: mark(2, -0.19),
+        error: Some((7, "KDC_ERR_S_PRINCIPAL_UNKNOWN")),
+        transport: crate::facts::ExchangeTransport::Tcp,
+    }
+}
+
+#[test]
+fn a_kdc_refusal_for_the_sql_spn_is_an_sspi_failure_with_its_details() {
+    // PRELOGIN only, then the client closes: it could not get a ticket.
+    let mut c = connection();
+    c.tds = Some(empty_tds());
+    c.tcp.end = TcpEnd::Fin {
+        first: Direction::ToServer,
+    };
+    assert!(!codes(&c).contains(&"login.sspi_failed"));
+    c.kerberos = vec![refused_ticket("MSSQLSvc/sql.lab.test:1433")];
+    let f = finding(&c, "login.sspi_failed");
+    assert_eq!(f.detail["spn"], "MSSQLSvc/sql.lab.test:1433");
+    assert_eq!(f.detail["krb_error"], "KDC_ERR_S_PRINCIPAL_UNKNOWN");
+    assert_eq!(f.detail["krb_error_code"], 7);
+    assert!(f.evidence.iter().any(|e| e.frame == 2));
+    // A later ticket for the same SPN means the refusal was overcome.
+    let mut granted = refused_ticket("MSSQLSvc/sql.lab.test:1433");
+    granted.error = None;
+    c.kerberos.push(granted);
+    assert!(!codes(&c).contains(&"login.sspi_failed"));
+}
+
+#[test]
+fn a_kdc_refusal_does_not_fail_a_login_that_succeeded() {
+    let mut c = connection();
+    let t = logged_in(&mut c);
+    if let Some(l) = t.login7.as_mut() {
+        l.auth = AuthKind::Negotiate;
+    }
+    t.login_ack = Some(LoginAckFacts {
+        at: mark(5, 0.003),
+        tds_version: 0x7400_0004,
+        prog_name: "Microsoft SQL Server".into(),
+        server_version: "16.0.1000".into(),
+    });
+    // NTLM fallback after the refusal: the login went through.
+    c.kerberos = vec![refused_ticket("MSSQLSvc/sql.lab.test:1433")];
+    assert!(!codes(&c).contains(&"login.sspi_failed"));
+    // 18452 after an NTLM round carries the account and still names the refused SPN.
+    let t = c.tds.as_mut().unwrap();
+    t.login_ack = None;
+    t.sspi = Some(crate::facts::SspiFacts {
+        mechanism: Some("ntlm"),
+        user: Some("alice".into()),
+        domain: Some("LAB".into()),
+        ..Default::default()
+    });
+    t.login_errors.push(ServerError {
+        at: mark(6, 0.004),
+        number: 18452,
+        state: 1,
+        class: 14,
+        message: "Login failed. The login is from an untrusted domain.".into(),
+        server: String::new(),
+        procedure: String::new(),
+        line: 1,
+    });
+    let f = finding(&c, "login.sspi_failed");
+    assert_eq!(f.detail["number"], 18452);
+    assert_eq!(f.detail["account"], "LAB\\alice");
+    assert_eq!(f.detail["spn"], "MSSQLSvc/sql.lab.test:1433");
 }

@@ -14,6 +14,26 @@ pub struct ConnectionFacts {
     /// The server ip:port is known as SQL Server from elsewhere: TDS seen on an earlier
     /// connection to it, or named by the user (`--server`).
     pub known_sql_server: Option<KnownBy>,
+    /// Kerberos service-ticket requests (TGS-REQ) for this server's SQL SPN that the same
+    /// client made shortly before the connection, latest last: filled in by the reporting
+    /// stage, which sees the exchanges.
+    pub kerberos: Vec<KerberosTicketFacts>,
+}
+
+/// A TGS-REQ for a SQL Server SPN and the KDC's answer (RFC 4120 3.3), linked to the
+/// connection it preceded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KerberosTicketFacts {
+    /// The TGS-REQ.
+    pub at: Mark,
+    /// The requested service principal, `MSSQLSvc/host:port`.
+    pub spn: String,
+    pub realm: String,
+    /// The KDC's answer: when it came, and KRB-ERROR's code and RFC 4120 7.5.9 name (None for
+    /// a TGS-REP).
+    pub answered: Mark,
+    pub error: Option<(i32, &'static str)>,
+    pub transport: ExchangeTransport,
 }
 
 /// How a server endpoint came to be known as SQL Server without TDS on this connection.
@@ -222,6 +242,27 @@ impl CertificateFacts {
     }
 }
 
+/// The identity an integrated login presented, from the client's SSPI tokens: NTLMSSP
+/// AUTHENTICATE (MS-NLMP 2.2.1.3) or the Kerberos AP-REQ's ticket (RFC 4120 5.5.1), directly
+/// or inside SPNEGO (RFC 4178). Never a response, hash or key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SspiFacts {
+    /// `ntlm` or `kerberos`: the mechanism whose token was seen (inside SPNEGO too).
+    pub mechanism: Option<&'static str>,
+    /// SPNEGO wrapped the tokens (Negotiate).
+    pub spnego: bool,
+    pub user: Option<String>,
+    pub domain: Option<String>,
+    pub workstation: Option<String>,
+    /// NTLM anonymous or null session (MS-NLMP 3.2.5.1.2).
+    pub anonymous: bool,
+    /// The service principal of the presented ticket (`MSSQLSvc/host:port`) and its realm.
+    pub spn: Option<String>,
+    pub realm: Option<String>,
+    /// The token that gave the identity.
+    pub at: Option<Mark>,
+}
+
 /// A client request and what came of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestFacts {
@@ -235,6 +276,8 @@ pub struct RequestFacts {
     pub row_count: Option<u64>,
     /// The MARS (SMP) session it was sent on; None on a connection without MARS.
     pub smp_sid: Option<u16>,
+    /// RPC: the procedure called, by name or by its well-known ProcID (MS-TDS 2.2.6.6).
+    pub procedure: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,6 +345,8 @@ pub struct TdsFacts {
     pub sspi_rounds: Vec<Mark>,
     /// The security package of the client's SSPI messages (NTLM, Kerberos, Negotiate).
     pub sspi_auth: Option<AuthKind>,
+    /// What the client's security tokens (LOGIN7's SSPI field, SSPI packets) say in clear.
+    pub sspi: Option<SspiFacts>,
     pub login_ack: Option<LoginAckFacts>,
     /// ERROR tokens in the login response.
     pub login_errors: Vec<ServerError>,
@@ -351,6 +396,7 @@ impl TdsFacts {
             login7_encrypted: None,
             sspi_rounds: Vec::new(),
             sspi_auth: None,
+            sspi: None,
             login_ack: None,
             login_errors: Vec::new(),
             login_done: None,
@@ -440,7 +486,24 @@ pub struct CaptureFacts {
     pub clients: Vec<ClientFacts>,
 }
 
-/// Which UDP protocol an exchange speaks.
+/// How an exchange travelled: one datagram per message, or length-prefixed messages on a
+/// TCP connection (DNS: RFC 1035 4.2.2, RFC 7766; Kerberos: RFC 4120 7.2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExchangeTransport {
+    Udp,
+    Tcp,
+}
+
+impl ExchangeTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeTransport::Udp => "udp",
+            ExchangeTransport::Tcp => "tcp",
+        }
+    }
+}
+
+/// Which protocol an exchange speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExchangeProtocol {
     /// SQL Server Resolution Protocol (MC-SQLR), UDP 1434.
@@ -485,6 +548,10 @@ pub enum ExchangeRequest {
         message: &'static str,
         sname: String,
         realm: String,
+        /// AS-REQ: the client principal (TGS-REQ carries it only inside the encrypted ticket).
+        cname: Option<String>,
+        /// TGS-REQ: the forwardable KDC option (RFC 4120 5.4.1), which delegation needs.
+        forwardable: Option<bool>,
     },
 }
 
@@ -516,6 +583,8 @@ pub enum ExchangeResponseBody {
         message: &'static str,
         /// KRB-ERROR's code and RFC 4120 name.
         error: Option<(i32, &'static str)>,
+        /// AS-REP/TGS-REP: the client principal the ticket is for (its name, without realm).
+        cname: Option<String>,
     },
 }
 
@@ -529,10 +598,12 @@ pub struct ExchangeResponse {
     pub body: ExchangeResponseBody,
 }
 
-/// A UDP request, its retries and its answers (SSRP, DNS, Kerberos), once settled.
+/// A request, its retries and its answers (SSRP, DNS, Kerberos over UDP; DNS and Kerberos
+/// over TCP, one request per exchange), once settled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExchangeFacts {
     pub protocol: ExchangeProtocol,
+    pub transport: ExchangeTransport,
     /// The first attempt's source and destination.
     pub client: std::net::SocketAddr,
     pub server: std::net::SocketAddr,

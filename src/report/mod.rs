@@ -270,8 +270,23 @@ fn login(c: &ConnectionFacts) -> Option<Login> {
             .and_then(|tls| tls.version)
             .map(|v| crate::proto::tls::version_name(v).to_string()),
         auth: l7.map(|l| l.auth).or(t.sspi_auth).map(|a| a.as_str()),
+        sspi: t.sspi.as_ref().and_then(sspi),
         error,
         steps_ms: steps,
+    })
+}
+
+/// The `login.sspi` object: only when a token showed a mechanism.
+fn sspi(s: &crate::facts::SspiFacts) -> Option<model::Sspi> {
+    Some(model::Sspi {
+        mechanism: s.mechanism?,
+        spnego: s.spnego,
+        user: s.user.clone(),
+        domain: s.domain.clone(),
+        workstation: s.workstation.clone(),
+        anonymous: s.anonymous,
+        spn: s.spn.clone(),
+        realm: s.realm.clone(),
     })
 }
 
@@ -343,10 +358,14 @@ pub fn exchange(e: &crate::facts::ExchangeFacts, findings: Vec<Finding>) -> mode
             message,
             sname,
             realm,
+            cname,
+            forwardable,
         } => model::ExchangeRequest::Kerberos(model::KerberosRequest {
             message,
             sname: sname.clone(),
             realm: realm.clone(),
+            cname: cname.clone(),
+            forwardable: *forwardable,
         }),
     };
     let response = e.responses.first().map(|first| match &first.body {
@@ -408,12 +427,16 @@ pub fn exchange(e: &crate::facts::ExchangeFacts, findings: Vec<Finding>) -> mode
             }
             model::ExchangeResponse::Dns(model::DnsResponse { rcode, addresses })
         }
-        Body::Kerberos { message, error } => {
-            model::ExchangeResponse::Kerberos(model::KerberosResponse {
-                message,
-                error: error.map(|(code, name)| format!("{name} ({code})")),
-            })
-        }
+        Body::Kerberos {
+            message,
+            error,
+            cname,
+        } => model::ExchangeResponse::Kerberos(model::KerberosResponse {
+            message,
+            error: error.map(|(code, name)| format!("{name} ({code})")),
+            error_code: error.map(|(code, _)| code),
+            cname: cname.clone(),
+        }),
     });
     let mut responders: Vec<String> = Vec::new();
     for r in &e.responses {
@@ -424,6 +447,7 @@ pub fn exchange(e: &crate::facts::ExchangeFacts, findings: Vec<Finding>) -> mode
     }
     model::Exchange {
         protocol: e.protocol.as_str(),
+        transport: e.transport.as_str(),
         client: e.client.to_string(),
         server: e.server.to_string(),
         request,

@@ -148,11 +148,38 @@ pub struct Login {
     pub tls_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<&'static str>,
+    /// What the client's SSPI tokens showed in clear (integrated logins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sspi: Option<Sspi>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<LoginError>,
     /// Milliseconds of each login step seen (`handshake`, `prelogin`, `tls`, `login`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub steps_ms: BTreeMap<&'static str, f64>,
+}
+
+/// The identity an integrated login presented (JSON `login.sspi`): from NTLMSSP AUTHENTICATE
+/// (MS-NLMP 2.2.1.3) or the Kerberos AP-REQ's ticket (RFC 4120 5.5.1), possibly inside SPNEGO.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Sspi {
+    /// `ntlm` or `kerberos`.
+    pub mechanism: &'static str,
+    /// The tokens were wrapped in SPNEGO (Negotiate).
+    pub spnego: bool,
+    /// NTLM: the account, its domain and the client's workstation name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workstation: Option<String>,
+    /// NTLM anonymous or null session.
+    pub anonymous: bool,
+    /// Kerberos: the service principal of the ticket (`MSSQLSvc/host:port`) and its realm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
 }
 
 /// The ERROR that failed a login.
@@ -297,7 +324,7 @@ pub struct Finding {
 pub struct Totals {
     pub inputs: Vec<Input>,
     pub servers: Vec<Server>,
-    /// UDP exchanges (SSRP, DNS, Kerberos), in order of their first request.
+    /// Exchanges (SSRP, DNS, Kerberos; UDP and TCP), in order of their first request.
     pub exchanges: Vec<Exchange>,
     /// Exchanges left out of `exchanges` at its limit.
     pub exchanges_not_listed: u64,
@@ -331,12 +358,14 @@ pub struct Summary {
     pub outcomes: BTreeMap<String, u64>,
 }
 
-/// One UDP request (with its retries) and what answered it: SQL Browser (SSRP), DNS or
-/// Kerberos (JSON `exchanges`).
+/// One request (with its UDP retries) and what answered it: SQL Browser (SSRP), DNS or
+/// Kerberos, over UDP or (DNS, Kerberos) TCP (JSON `exchanges`).
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Exchange {
     /// `ssrp`, `dns` or `kerberos`.
     pub protocol: &'static str,
+    /// `udp`, or `tcp` for DNS and Kerberos read from a TCP connection (one request each).
+    pub transport: &'static str,
     /// The first attempt's source, ip:port.
     pub client: String,
     /// Where the request went, ip:port (a broadcast address for CLNT_BCAST_EX).
@@ -358,7 +387,7 @@ pub struct Exchange {
     pub port_unreachable: bool,
     /// Ids of the TCP connections it preceded: from the same client, within 30 s, to an
     /// address it returned (DNS), the host that answered (SSRP) or the port of the SPN
-    /// (Kerberos).
+    /// (Kerberos; also a connection open when the ticket was asked for).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connections: Vec<u32>,
     pub findings: Vec<Finding>,
@@ -399,6 +428,12 @@ pub struct KerberosRequest {
     pub message: &'static str,
     pub sname: String,
     pub realm: String,
+    /// AS-REQ: the client principal's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cname: Option<String>,
+    /// TGS-REQ: the forwardable KDC option (delegation needs it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwardable: Option<bool>,
 }
 
 /// What answered, per protocol.
@@ -450,4 +485,10 @@ pub struct KerberosResponse {
     /// KRB-ERROR's RFC 4120 name (`KDC_ERR_S_PRINCIPAL_UNKNOWN`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// KRB-ERROR's error-code (RFC 4120 7.5.9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i32>,
+    /// AS-REP/TGS-REP: the client principal's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cname: Option<String>,
 }

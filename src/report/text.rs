@@ -157,11 +157,14 @@ impl<W: Write> TextWriter<W> {
             "open" | "half_closed" => Style::new(),
             _ => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
         };
-        let login = c
+        let mut login = c
             .login
             .as_ref()
             .and_then(|l| l.user.as_ref().map(|u| format!(", user {u}")))
             .unwrap_or_default();
+        if let Some(s) = c.login.as_ref().and_then(|l| l.sspi.as_ref()) {
+            login.push_str(&sspi_text(s));
+        }
         format!(
             "{} {} -> {}  {}  {}  {:.3} s, {} frames, {}{}",
             self.paint(Style::new().bold(), &format!("#{}", c.id)),
@@ -282,6 +285,11 @@ impl<W: Write> TextWriter<W> {
                 ),
                 ExchangeRequest::Dns(r) => format!("DNS {} {}", r.types.join("/"), r.name),
                 ExchangeRequest::Kerberos(r) => format!("Kerberos {} {}", r.message, r.sname),
+            };
+            let asked = if e.transport == "tcp" {
+                format!("{asked} (over TCP)")
+            } else {
+                asked
             };
             writeln!(
                 self.out,
@@ -568,4 +576,31 @@ impl<W: Write> ReportWriter for TextWriter<W> {
         }
         self.out.flush()
     }
+}
+
+/// `, NTLM LAB\\alice from WS01` or `, Kerberos ticket for MSSQLSvc/sql:1433@LAB.TEST`.
+fn sspi_text(s: &crate::report::model::Sspi) -> String {
+    let mut out = match s.mechanism {
+        "ntlm" => ", NTLM".to_string(),
+        "kerberos" => ", Kerberos".to_string(),
+        other => format!(", {other}"),
+    };
+    if s.anonymous {
+        out.push_str(" anonymous");
+    }
+    match (&s.domain, &s.user) {
+        (Some(d), Some(u)) => out.push_str(&format!(" {d}\\{u}")),
+        (None, Some(u)) => out.push_str(&format!(" {u}")),
+        _ => {}
+    }
+    if let Some(w) = &s.workstation {
+        out.push_str(&format!(" from {w}"));
+    }
+    if let Some(spn) = &s.spn {
+        out.push_str(&format!(" ticket for {spn}"));
+        if let Some(r) = &s.realm {
+            out.push_str(&format!("@{r}"));
+        }
+    }
+    out
 }

@@ -116,6 +116,13 @@ pub fn timeline(c: &ConnectionFacts) -> Vec<TimelineEntry> {
     for m in &tds.sspi_rounds {
         v.push(entry(*m, "client", "SSPI".to_string()));
     }
+    if let Some((at, what)) = tds
+        .sspi
+        .as_ref()
+        .and_then(|s| Some((s.at?, sspi_identity(s)?)))
+    {
+        v.push(entry(at, "client", format!("SSPI identity: {what}")));
+    }
     if let Some(a) = &tds.login_ack {
         v.push(entry(
             a.at,
@@ -185,11 +192,12 @@ pub fn timeline(c: &ConnectionFacts) -> Vec<TimelineEntry> {
             ),
             _ => ", no answer".to_string(),
         };
-        let kind = match r.kind {
-            RequestKind::SqlBatch => "SQL batch",
-            RequestKind::Rpc => "RPC",
-            RequestKind::TransactionManager => "transaction manager request",
-            RequestKind::BulkLoad => "bulk load",
+        let kind = match (r.kind, &r.procedure) {
+            (RequestKind::SqlBatch, _) => "SQL batch".to_string(),
+            (RequestKind::Rpc, Some(p)) => format!("RPC {p}"),
+            (RequestKind::Rpc, None) => "RPC".to_string(),
+            (RequestKind::TransactionManager, _) => "transaction manager request".to_string(),
+            (RequestKind::BulkLoad, _) => "bulk load".to_string(),
         };
         v.push(entry(
             r.at,
@@ -226,4 +234,35 @@ pub fn timeline(c: &ConnectionFacts) -> Vec<TimelineEntry> {
 fn on_session(sid: Option<u16>) -> String {
     sid.map(|s| format!(" on MARS session {s}"))
         .unwrap_or_default()
+}
+
+/// `NTLM user LAB\alice from WS01` / `Kerberos ticket for MSSQLSvc/sql:1433@LAB.TEST`.
+pub fn sspi_identity(s: &crate::facts::SspiFacts) -> Option<String> {
+    let mech = match s.mechanism? {
+        "ntlm" => "NTLM",
+        "kerberos" => "Kerberos",
+        other => other,
+    };
+    let mut what = mech.to_string();
+    if s.spnego {
+        what.push_str(" (in SPNEGO)");
+    }
+    if s.anonymous {
+        what.push_str(" anonymous (null session)");
+    }
+    match (&s.domain, &s.user) {
+        (Some(d), Some(u)) if !d.is_empty() => what.push_str(&format!(" user {d}\\{u}")),
+        (_, Some(u)) if !u.is_empty() => what.push_str(&format!(" user {u}")),
+        _ => {}
+    }
+    if let Some(w) = s.workstation.as_ref().filter(|w| !w.is_empty()) {
+        what.push_str(&format!(" from {w}"));
+    }
+    if let Some(spn) = &s.spn {
+        what.push_str(&format!(" ticket for {spn}"));
+        if let Some(r) = &s.realm {
+            what.push_str(&format!("@{r}"));
+        }
+    }
+    Some(what)
 }

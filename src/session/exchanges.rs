@@ -1,4 +1,5 @@
 //! UDP request/response exchanges: SQL Browser (SSRP, UDP 1434), DNS (53) and Kerberos (88).
+//! DNS and Kerberos over TCP are read from the connection's stream by `tcp_exchanges`.
 //!
 //! Requests are matched to responses by addresses and ports (DNS also by id); a request
 //! repeated by the same client for the same name or instance within [`RETRY_WINDOW_NS`] is a
@@ -11,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::decode::{IcmpErrorKind, Packet, L4};
 use crate::facts::{
     ExchangeFacts, ExchangeProtocol, ExchangeRequest, ExchangeResponse, ExchangeResponseBody,
-    SsrpAnnouncement, SsrpInstanceFacts,
+    ExchangeTransport, KerberosTicketFacts, SsrpAnnouncement, SsrpInstanceFacts,
 };
 use crate::proto::dns::parse_dns;
 use crate::proto::kerberos::{parse_krb, KrbMessage};
@@ -45,8 +46,52 @@ const ICMP6_PORT_UNREACHABLE: (u8, u8) = (1, 4);
 pub enum ExchangeEvent {
     /// An SSRP answer as it arrives, so a TCP connection right after it can be checked.
     SsrpAnswer(SsrpAnnouncement),
+    /// A KDC's answer to a TGS-REQ as it arrives (over UDP or TCP), so the SQL connection
+    /// right after it can be linked to it before the exchange settles.
+    KerberosTicket(KerberosTicketAnswer),
     /// A settled exchange.
     Done(ExchangeFacts),
+}
+
+/// A TGS-REQ's answer and who asked, for linking to the SQL connection that follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KerberosTicketAnswer {
+    pub client: IpAddr,
+    pub ticket: KerberosTicketFacts,
+}
+
+/// The [`ExchangeEvent::KerberosTicket`] for a response to a TGS-REQ, if it is one.
+pub(crate) fn kerberos_ticket(
+    request: &ExchangeRequest,
+    first: Mark,
+    client: IpAddr,
+    transport: ExchangeTransport,
+    answered: Mark,
+    body: &ExchangeResponseBody,
+) -> Option<ExchangeEvent> {
+    let ExchangeRequest::Kerberos {
+        message: "TGS-REQ",
+        sname,
+        realm,
+        ..
+    } = request
+    else {
+        return None;
+    };
+    let ExchangeResponseBody::Kerberos { error, .. } = body else {
+        return None;
+    };
+    Some(ExchangeEvent::KerberosTicket(KerberosTicketAnswer {
+        client,
+        ticket: KerberosTicketFacts {
+            at: first,
+            spn: sname.clone(),
+            realm: realm.clone(),
+            answered,
+            error: *error,
+            transport,
+        },
+    }))
 }
 
 struct Attempt {
@@ -110,7 +155,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// A request's content, or None when the datagram is no request of the protocol.
-fn parse_request(
+pub(crate) fn parse_request(
     proto: ExchangeProtocol,
     payload: &[u8],
     dst: IpAddr,
@@ -162,19 +207,31 @@ fn parse_request(
             ))
         }
         ExchangeProtocol::Kerberos => match parse_krb(payload).ok()? {
-            KrbMessage::AsReq { realm, sname, .. } => Some((
+            KrbMessage::AsReq {
+                cname,
+                realm,
+                sname,
+            } => Some((
                 ExchangeRequest::Kerberos {
                     message: "AS-REQ",
                     sname,
                     realm,
+                    cname,
+                    forwardable: None,
                 },
                 None,
             )),
-            KrbMessage::TgsReq { sname, realm, .. } => Some((
+            KrbMessage::TgsReq {
+                sname,
+                realm,
+                forwardable,
+            } => Some((
                 ExchangeRequest::Kerberos {
                     message: "TGS-REQ",
                     sname,
                     realm,
+                    cname: None,
+                    forwardable: Some(forwardable),
                 },
                 None,
             )),
@@ -195,7 +252,7 @@ fn instance_facts(i: &crate::proto::ssrp::InstanceInfo) -> SsrpInstanceFacts {
 }
 
 /// A response's content and DNS id, or None when the datagram is no response.
-fn parse_response(
+pub(crate) fn parse_response(
     proto: ExchangeProtocol,
     payload: &[u8],
 ) -> Option<(ExchangeResponseBody, Option<u16>)> {
@@ -240,15 +297,22 @@ fn parse_response(
             ))
         }
         ExchangeProtocol::Kerberos => {
-            let (message, error) = match parse_krb(payload).ok()? {
-                KrbMessage::AsRep { .. } => ("AS-REP", None),
-                KrbMessage::TgsRep { .. } => ("TGS-REP", None),
+            let (message, error, cname) = match parse_krb(payload).ok()? {
+                KrbMessage::AsRep { cname, .. } => ("AS-REP", None, Some(cname)),
+                KrbMessage::TgsRep { cname, .. } => ("TGS-REP", None, Some(cname)),
                 KrbMessage::KrbError {
                     error_code, name, ..
-                } => ("KRB-ERROR", Some((error_code, name))),
+                } => ("KRB-ERROR", Some((error_code, name)), None),
                 _ => return None,
             };
-            Some((ExchangeResponseBody::Kerberos { message, error }, None))
+            Some((
+                ExchangeResponseBody::Kerberos {
+                    message,
+                    error,
+                    cname,
+                },
+                None,
+            ))
         }
     }
 }
@@ -371,6 +435,9 @@ impl ExchangeTracker {
                 && p.facts.server.ip() == server.ip()
                 && at.ts.nanos_since(p.facts.last_attempt.ts) <= RETRY_WINDOW_NS
                 && same_question(&p.facts.request, &req)
+                // A Kerberos request after the KDC answered is the next step (preauthentication
+                // after KDC_ERR_PREAUTH_REQUIRED, RFC 4120 3.1.1), not a retry.
+                && (proto != ExchangeProtocol::Kerberos || p.facts.responses.is_empty())
         });
         if let Some(p) = retry {
             let qtype = match &req {
@@ -422,6 +489,7 @@ impl ExchangeTracker {
             per_type: vec![(qtype, 1)],
             facts: ExchangeFacts {
                 protocol: proto,
+                transport: ExchangeTransport::Udp,
                 client,
                 server,
                 first: at,
@@ -483,6 +551,17 @@ impl ExchangeTracker {
                     instances: instances.clone(),
                 }));
             }
+        }
+        if p.facts.responses.is_empty() {
+            let ev = kerberos_ticket(
+                &p.facts.request,
+                p.facts.first,
+                to.ip(),
+                ExchangeTransport::Udp,
+                at,
+                &body,
+            );
+            self.out.extend(ev);
         }
         if p.facts.responses.len() < MAX_RESPONSES {
             p.facts.responses.push(ExchangeResponse {
@@ -628,7 +707,7 @@ mod tests {
         t.drain()
             .filter_map(|e| match e {
                 ExchangeEvent::Done(f) => Some(f),
-                ExchangeEvent::SsrpAnswer(_) => None,
+                ExchangeEvent::SsrpAnswer(_) | ExchangeEvent::KerberosTicket(_) => None,
             })
             .collect()
     }
@@ -856,7 +935,8 @@ mod tests {
             d[0].responses[0].body,
             ExchangeResponseBody::Kerberos {
                 message: "KRB-ERROR",
-                error: Some((7, "KDC_ERR_S_PRINCIPAL_UNKNOWN"))
+                error: Some((7, "KDC_ERR_S_PRINCIPAL_UNKNOWN")),
+                cname: None,
             }
         );
     }

@@ -4,6 +4,7 @@
 pub mod exchanges;
 pub mod forward;
 pub mod patterns;
+pub mod tcp_exchanges;
 pub mod tds;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -13,6 +14,8 @@ use crate::facts::{Anomaly, AnomalyKind, ConnectionFacts, KnownBy};
 use crate::tcp::{
     ConnId, Direction, Mark, StreamEvent, StreamEventKind, StreamSink, TcpEnd, TcpFacts,
 };
+use exchanges::ExchangeEvent;
+use tcp_exchanges::TcpExchangeStream;
 use tds::TdsSession;
 
 /// The port SQL Server listens on by default; bytes on it that are not TDS are reported.
@@ -24,6 +27,10 @@ pub const SQL_SERVER_PORT: u16 = 1433;
 pub struct Sessions {
     /// Boxed so that growing the table moves pointers, not sessions.
     open: HashMap<ConnId, Box<TdsSession>>,
+    /// Connections to DNS (53) and Kerberos (88) servers, read as exchanges instead of TDS.
+    exchange_streams: HashMap<ConnId, Box<TcpExchangeStream>>,
+    /// Exchange events from those connections, in the order they happened.
+    exchange_events: Vec<ExchangeEvent>,
     finished: VecDeque<ConnectionFacts>,
     /// Server endpoints where TDS was seen (bounded), and the user's `--server` hints.
     tds_servers: HashSet<SocketAddr>,
@@ -81,6 +88,12 @@ impl Sessions {
     pub fn drain_finished(&mut self) -> impl Iterator<Item = ConnectionFacts> + '_ {
         self.finished.drain(..)
     }
+
+    /// DNS and Kerberos exchanges read from TCP connections since the last call: Kerberos
+    /// answers as they come, each connection's exchanges when it ends.
+    pub fn drain_exchange_events(&mut self) -> std::vec::Drain<'_, ExchangeEvent> {
+        self.exchange_events.drain(..)
+    }
 }
 
 /// Swaps client and server when TDS showed TCP's mid-stream guess was wrong.
@@ -98,11 +111,33 @@ fn swap_roles(t: &mut TcpFacts) {
 }
 
 impl StreamSink for Sessions {
-    fn on_open(&mut self, conn: ConnId, _client: SocketAddr, _server: SocketAddr) {
+    fn on_open(&mut self, conn: ConnId, client: SocketAddr, server: SocketAddr) {
+        // DNS and Kerberos go to their own parsers: TDS probing would only waste time on them,
+        // and a user's hint that the address is SQL Server does not make port 53 speak TDS.
+        if let Some(proto) = tcp_exchanges::protocol_of_port(server.port()) {
+            self.exchange_streams.insert(
+                conn,
+                Box::new(TcpExchangeStream::new(proto, client, server)),
+            );
+            return;
+        }
         self.open.insert(conn, Box::default());
     }
 
     fn on_event(&mut self, ev: StreamEvent<'_>) {
+        if let Some(stream) = self.exchange_streams.get_mut(&ev.conn) {
+            let at = Mark {
+                frame: ev.frame,
+                ts: ev.ts,
+            };
+            match ev.kind {
+                StreamEventKind::Data(bytes) => stream.on_data(ev.dir, at, bytes),
+                StreamEventKind::Gap { .. } => stream.on_gap(ev.dir),
+                StreamEventKind::Fin | StreamEventKind::Rst => {}
+            }
+            self.exchange_events.extend(stream.drain_events());
+            return;
+        }
         let session = self.open.entry(ev.conn).or_default();
         let at = Mark {
             frame: ev.frame,
@@ -117,6 +152,20 @@ impl StreamSink for Sessions {
     }
 
     fn on_close(&mut self, mut tcp: TcpFacts) {
+        if let Some(stream) = self.exchange_streams.remove(&tcp.id) {
+            let mut stream = *stream;
+            self.exchange_events.extend(stream.drain_events());
+            self.exchange_events
+                .extend(stream.into_exchanges().map(ExchangeEvent::Done));
+            self.finished.push_back(ConnectionFacts {
+                tcp,
+                tds: None,
+                anomalies: Vec::new(),
+                known_sql_server: None,
+                kerberos: Vec::new(),
+            });
+            return;
+        }
         let session = *self.open.remove(&tcp.id).unwrap_or_default();
         let not_tds = !session.is_tds() && session.probed_bytes() > 0;
         let reversed = session.reversed();
@@ -151,6 +200,7 @@ impl StreamSink for Sessions {
             tds,
             anomalies,
             known_sql_server,
+            kerberos: Vec::new(),
         });
     }
 }

@@ -8,7 +8,8 @@
 use crate::facts::{
     Anomaly, AnomalyKind, AttentionFacts, AuthKind, CertificateFacts, Dialect, EncryptionSetting,
     Login7Facts, LoginAckFacts, PreloginFacts, RequestFacts, RequestKind, RoutingFacts,
-    ServerError, SmpSessionFacts, TdsFacts, TlsFacts, MAX_KEPT_PER_CONNECTION, MAX_SMP_SESSIONS,
+    ServerError, SmpSessionFacts, SspiFacts, TdsFacts, TlsFacts, MAX_KEPT_PER_CONNECTION,
+    MAX_SMP_SESSIONS,
 };
 use crate::proto::tds::framer::{Framer, FramerItem};
 use crate::proto::tds::header::HeaderRepr;
@@ -181,6 +182,49 @@ pub fn sspi_kind(blob: &[u8]) -> AuthKind {
         AuthKind::Negotiate
     } else {
         AuthKind::Integrated
+    }
+}
+
+/// Records what a client security token shows in clear: NTLM AUTHENTICATE's user, domain and
+/// workstation (MS-NLMP 2.2.1.3), or the Kerberos ticket's service and realm (RFC 4120 5.3),
+/// directly or inside SPNEGO. NEGOTIATE messages name only the mechanism (their optional
+/// domain and workstation are usually empty and never the identity used).
+fn note_sspi_identity(facts: &mut TdsFacts, at: Mark, blob: &[u8]) {
+    use crate::proto::ntlm::{parse_security_blob, NtlmMessage, SecurityBlob, Spnego};
+    let parsed = parse_security_blob(blob);
+    let spnego = matches!(parsed, SecurityBlob::Spnego(_));
+    let sspi = facts.sspi.get_or_insert_with(SspiFacts::default);
+    sspi.spnego |= spnego;
+    if let Some(m) = parsed.ntlm() {
+        sspi.mechanism = Some("ntlm");
+        if let NtlmMessage::Authenticate(a) = m {
+            let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            sspi.user = some(&a.user);
+            sspi.domain = some(&a.domain);
+            sspi.workstation = some(&a.workstation);
+            sspi.anonymous = a.anonymous;
+            sspi.at = Some(at);
+        }
+    } else if let Some(ap) = parsed.kerberos_ap_req() {
+        sspi.mechanism = Some("kerberos");
+        sspi.spn = ap.spn.clone();
+        sspi.realm = ap.realm.clone();
+        sspi.at = Some(at);
+    } else if let SecurityBlob::Spnego(Spnego::Init(init)) = &parsed {
+        // An SPNEGO offer without a readable token: the first mechanism it prefers.
+        if sspi.mechanism.is_none() {
+            sspi.mechanism = init.mech_types.first().and_then(|m| {
+                if m.is_kerberos() {
+                    Some("kerberos")
+                } else if *m == crate::proto::ntlm::Mech::Ntlmssp {
+                    Some("ntlm")
+                } else {
+                    None
+                }
+            });
+        }
+    } else if matches!(parsed, SecurityBlob::KerberosApReq(_)) {
+        sspi.mechanism = Some("kerberos");
     }
 }
 
@@ -708,6 +752,9 @@ impl TdsSession {
                 ..ClientMessage::default()
             };
             self.on_client_message_start(at, ptype);
+            if ptype == PacketType::Rpc {
+                self.on_rpc_start(data);
+            }
         }
         let keep = match self.client.ptype {
             Some(PacketType::Login7) => MAX_LOGIN7_LEN,
@@ -722,6 +769,16 @@ impl TdsSession {
         self.client.dropped += data.len() - take;
         if eom {
             self.on_client_message_end();
+        }
+    }
+
+    /// Names the outstanding RPC request's procedure from its first packet.
+    fn on_rpc_start(&mut self, data: &[u8]) {
+        let Ok(p) = crate::proto::tds::rpc::parse_rpc_procedure(data) else {
+            return;
+        };
+        if let Some(r) = self.facts.as_mut().and_then(|f| f.outstanding.as_mut()) {
+            r.procedure = Some(p.display_name());
         }
     }
 
@@ -759,6 +816,7 @@ impl TdsSession {
                 done_status: 0,
                 row_count: None,
                 smp_sid,
+                procedure: None,
             });
             if phase != Phase::LoggedIn {
                 self.phase = Phase::LoggedIn;
@@ -801,6 +859,7 @@ impl TdsSession {
                 let kind = sspi_kind(&body);
                 let facts = facts_entry(&mut self.facts, at, Dialect::Tds7);
                 facts.sspi_auth.get_or_insert(kind);
+                note_sspi_identity(facts, at, &body);
             }
             Some(PacketType::Login7) => {
                 match parse_login7(&body) {
@@ -833,7 +892,11 @@ impl TdsSession {
                             read_only_intent: l.read_only_intent(),
                             client_pid: l.client_pid,
                         };
-                        self.facts_mut(at, Dialect::Tds7).login7 = Some(lf);
+                        let facts = self.facts_mut(at, Dialect::Tds7);
+                        facts.login7 = Some(lf);
+                        if !l.sspi.is_empty() {
+                            note_sspi_identity(facts, at, l.sspi);
+                        }
                     }
                     Err(e) => self.malformed(at, Direction::ToServer, "LOGIN7", &e),
                 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""A tiny DNS responder (UDP 53) for the tdsscope lab: answers, NXDOMAIN, slow answers, silence.
+"""A tiny DNS responder (UDP and TCP 53) for the tdsscope lab: answers, NXDOMAIN, slow answers, silence.
 
     dnsserver.py --behaviour '{"mode": "answer", "records": {"sql.lab.test": ["198.51.100.20"]}, "delay_s": 0}'
 
 Modes: "answer" (A/AAAA from "records"; a known name without a record of the asked type gets an empty
 NOERROR answer, an unknown name NXDOMAIN), "nxdomain" (every query gets rcode 3), "silent" (no reply).
 Only what a stub resolver needs from RFC 1035 4.1: one question, answers by name pointer.
+Over TCP (RFC 1035 4.2.2, RFC 7766) each message has a 2-byte length before it; a connection may
+carry several queries (dig +keepopen), answered in order, until the client closes it.
 """
 
 import argparse
@@ -15,6 +17,7 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
 
 DEFAULTS = {"host": "0.0.0.0", "port": 53, "mode": "answer", "records": {}, "delay_s": 0, "ttl": 60,
@@ -76,6 +79,48 @@ def reply(cfg, msg):
     return header + msg[12:end] + b"".join(answers), (name, qtype, rcode, len(answers))
 
 
+def recv_exact(conn, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def serve_tcp_connection(cfg, conn, peer):
+    with conn:
+        conn.settimeout(float(cfg["max_seconds"]))
+        for _ in range(1000):
+            try:
+                head = recv_exact(conn, 2)
+                if head is None:
+                    return
+                msg = recv_exact(conn, struct.unpack(">H", head)[0])
+            except OSError:
+                return
+            if msg is None:
+                return
+            out, what = reply(cfg, msg)
+            log("query", peer="%s:%d" % peer[:2], question=what, transport="tcp")
+            if out is None or cfg["mode"] == "silent":
+                continue
+            if cfg.get("delay_s"):
+                time.sleep(float(cfg["delay_s"]))
+            conn.sendall(struct.pack(">H", len(out)) + out)
+            log("reply", peer="%s:%d" % peer[:2], transport="tcp")
+
+
+def serve_tcp(cfg, listener):
+    for _ in range(1000):
+        try:
+            conn, peer = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=serve_tcp_connection, args=(cfg, conn, peer), daemon=True).start()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--behaviour", default="{}")
@@ -84,6 +129,12 @@ def main():
     cfg["records"] = {k.lower().rstrip("."): v for k, v in cfg["records"].items()}
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((cfg["host"], int(cfg["port"])))
+    if cfg.get("tcp", True):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((cfg["host"], int(cfg["port"])))
+        listener.listen(16)
+        threading.Thread(target=serve_tcp, args=(cfg, listener), daemon=True).start()
     log("listening", port=cfg["port"], mode=cfg["mode"])
     deadline = time.time() + float(cfg["max_seconds"])
     pending = []  # (due time, reply, peer): slow answers must not hold up later queries

@@ -15,6 +15,11 @@ command -v ethtool >/dev/null || need_apt+=(ethtool)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 # FreeTDS's ODBC driver (built with MARS) and the driver manager, for the MARS scenarios.
 [ -e /usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so ] || need_apt+=(tdsodbc unixodbc)
+# A real MIT Kerberos KDC and its clients (kinit, kvno), and dig for DNS over TCP.
+command -v krb5kdc >/dev/null || need_apt+=(krb5-kdc)
+command -v kadmin.local >/dev/null || need_apt+=(krb5-admin-server)
+command -v kvno >/dev/null || need_apt+=(krb5-user)
+command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 if ((${#need_apt[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"

@@ -264,6 +264,7 @@ mod tests {
     fn dns_exchange(name: &str, rcode: Option<u8>, delay_ms: i64) -> ExchangeFacts {
         ExchangeFacts {
             protocol: ExchangeProtocol::Dns,
+            transport: crate::facts::ExchangeTransport::Udp,
             client: "192.0.2.10:40000".parse().unwrap(),
             server: "198.51.100.20:53".parse().unwrap(),
             first: mark(1, 0),

@@ -86,12 +86,15 @@ pub(super) fn cleartext_login(c: &ConnectionFacts, _: &Settings) -> Option<Findi
     {
         return None;
     }
-    let summary = format!(
-        "The login{} was sent without encryption: the password is only obfuscated and can be read by anyone on the path.",
-        if l7.auth == AuthKind::Sql { " (SQL authentication)" } else { "" }
-    );
+    let summary = if l7.auth == AuthKind::Sql {
+        "The login (SQL authentication) was sent without encryption: the password is only obfuscated and can be read by anyone on the path.".to_string()
+    } else {
+        // An integrated login's LOGIN7 has no password; what it exposes is the rest.
+        "The login (integrated authentication) was sent without encryption: it carries no password, but the user, host and application names, and every query and result after it, can be read by anyone on the path.".to_string()
+    };
     Some(
         FindingBuilder::new(Code::LoginCleartext, summary)
+            .detail("auth", l7.auth.as_str())
             .evidence_at(l7.at, "LOGIN7 in clear")
             .build(),
     )
@@ -141,7 +144,8 @@ pub(super) fn login_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding>
     Some(b.build())
 }
 
-/// `login.sspi_failed`: an integrated login that failed in its SSPI exchange.
+/// `login.sspi_failed`: an integrated login that failed in its SSPI exchange, or whose
+/// Kerberos ticket for the SQL SPN the KDC refused just before the connection.
 pub(super) fn sspi_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = tds7(c)?;
     let integrated = t
@@ -162,21 +166,35 @@ pub(super) fn sspi_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding> 
                 by: Direction::ToClient
             }
         );
-    if sspi_error.is_none() && !closed_during_sspi {
+    // The KDC refused the service ticket for this server's SPN (the latest answer counts: a
+    // refusal followed by a ticket is no failure). A client then fails before it can send
+    // a Kerberos token (SqlClient's "Cannot generate SSPI context") or falls back to NTLM.
+    let krb_refused = c
+        .kerberos
+        .last()
+        .filter(|k| k.error.is_some())
+        .filter(|_| t.login_ack.is_none() && (integrated || t.login7.is_none()));
+    if sspi_error.is_none() && !closed_during_sspi && krb_refused.is_none() {
         return None;
     }
     let auth = t
         .login7
         .as_ref()
         .map(|l| l.auth.as_str())
+        .or(krb_refused.map(|_| "kerberos"))
         .unwrap_or("integrated");
-    let summary = match sspi_error {
-        Some(e) => format!(
+    let summary = match (sspi_error, krb_refused) {
+        (Some(e), _) => format!(
             "The Windows ({auth}) login failed: error {} — {}.",
             e.number,
             login_error(e.number, e.state).meaning
         ),
-        None => format!(
+        (None, Some(k)) => format!(
+            "The Windows ({auth}) login failed: the KDC refused a ticket for {} with {}.",
+            k.spn,
+            k.error.map(|(_, name)| name).unwrap_or("an error")
+        ),
+        (None, None) => format!(
             "The Windows ({auth}) login failed: the server closed the connection during the SSPI exchange ({} round{}).",
             t.sspi_rounds.len(),
             if t.sspi_rounds.len() == 1 { "" } else { "s" }
@@ -188,8 +206,34 @@ pub(super) fn sspi_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding> 
             .detail("number", e.number)
             .detail("state", e.state)
             .evidence_at(e.at, format!("ERROR {}", e.number));
-    } else {
+    } else if krb_refused.is_none() {
         b = b.evidence_at(end_mark(c), "server closed during SSPI");
+    }
+    // The SPN: the one the ticket was asked for, else the one the client's token presented.
+    let refused = c.kerberos.last().filter(|k| k.error.is_some());
+    let spn = refused
+        .map(|k| k.spn.clone())
+        .or_else(|| t.sspi.as_ref().and_then(|s| s.spn.clone()));
+    if let Some(spn) = spn {
+        b = b.detail("spn", spn);
+    }
+    if let Some(k) = refused {
+        if let Some((code, name)) = k.error {
+            b = b
+                .detail("krb_error", name)
+                .detail("krb_error_code", code)
+                .evidence_at(k.at, format!("TGS-REQ for {}", k.spn))
+                .evidence_at(k.answered, format!("KRB-ERROR {name}"));
+        }
+    }
+    if let Some(s) = &t.sspi {
+        if let Some(user) = &s.user {
+            let account = match &s.domain {
+                Some(d) => format!("{d}\\{user}"),
+                None => user.clone(),
+            };
+            b = b.detail("account", account);
+        }
     }
     if let Some(l7) = &t.login7 {
         b = b.evidence_at(l7.at, "LOGIN7 with integrated security");

@@ -4,6 +4,7 @@ pub mod framer;
 pub mod header;
 pub mod login7;
 pub mod prelogin;
+pub mod rpc;
 pub mod smp;
 pub mod tokens;
 
