@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use crate::facts::{Anomaly, AnomalyKind, ConnectionFacts, KnownBy};
 use crate::tcp::{
-    ConnId, Direction, Mark, StreamEvent, StreamEventKind, StreamSink, TcpEnd, TcpFacts,
+    ConnId, Direction, FxBuild, Mark, StreamEvent, StreamEventKind, StreamSink, TcpEnd, TcpFacts,
 };
 use tds::TdsSession;
 
@@ -22,8 +22,9 @@ pub const SQL_SERVER_PORT: u16 = 1433;
 /// they end; the driver drains them after each packet so that nothing accumulates.
 #[derive(Default)]
 pub struct Sessions {
-    /// Boxed so that growing the table moves pointers, not sessions.
-    open: HashMap<ConnId, Box<TdsSession>>,
+    /// Boxed so that growing the table moves pointers, not sessions. Looked up for every
+    /// stream event: hashed with the tracker's cheap hasher (ids are ours, not the input's).
+    open: HashMap<ConnId, Box<TdsSession>, FxBuild>,
     finished: VecDeque<ConnectionFacts>,
     /// Server endpoints where TDS was seen (bounded), and the user's `--server` hints.
     tds_servers: HashSet<SocketAddr>,

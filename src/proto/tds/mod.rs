@@ -40,11 +40,14 @@ pub fn decode_ucs2(bytes: &[u8]) -> String {
     let even = bytes.get(..bytes.len() & !1).unwrap_or_default();
     // Nearly every name and message is ASCII, and then the text is every other byte: taking
     // those costs a fraction of decoding and pushing character by character.
-    if even
-        .chunks_exact(2)
-        .all(|c| matches!(c, [a, 0] if a.is_ascii()))
-    {
-        let ascii: Vec<u8> = even.iter().step_by(2).copied().collect();
+    let mut ascii = Vec::with_capacity(even.len() / 2);
+    for pair in even.chunks_exact(2) {
+        match pair {
+            [a, 0] if a.is_ascii() => ascii.push(*a),
+            _ => break,
+        }
+    }
+    if ascii.len() * 2 == even.len() {
         if let Ok(s) = String::from_utf8(ascii) {
             return s;
         }
