@@ -32,7 +32,9 @@ fn u64_at(buf: &[u8], p: usize) -> Option<u64> {
 }
 
 /// Where the value of `layout` that starts at `p` ends (it may lie beyond `buf`, which the
-/// caller checks), or None when a length prefix is not in `buf`.
+/// caller checks), or None when a length prefix is not in `buf`. Ends past `buf` by more
+/// than a short value's length (64 KiB) are None too, so callers may add up several ends
+/// before checking them.
 #[inline]
 pub fn value_end(buf: &[u8], p: usize, layout: ValueLayout) -> Option<usize> {
     match layout {
@@ -42,7 +44,9 @@ pub fn value_end(buf: &[u8], p: usize, layout: ValueLayout) -> Option<usize> {
             0xFFFF => Some(p + 2), // NULL
             n => Some(p + 2 + n),
         },
-        ValueLayout::LongLen => (p + 4).checked_add(u32_at(buf, p)?),
+        ValueLayout::LongLen => (p + 4)
+            .checked_add(u32_at(buf, p)?)
+            .filter(|&q| q <= buf.len()),
         ValueLayout::Plp => {
             if u64_at(buf, p)? == u64::MAX {
                 return Some(p + 8); // PLP_NULL
@@ -67,7 +71,9 @@ pub fn value_end(buf: &[u8], p: usize, layout: ValueLayout) -> Option<usize> {
             ptr_len => {
                 // Text pointer, 8-byte timestamp, then a 4-byte length and the data.
                 let q = p + 1 + ptr_len + 8;
-                (q + 4).checked_add(u32_at(buf, q)?)
+                (q + 4)
+                    .checked_add(u32_at(buf, q)?)
+                    .filter(|&q| q <= buf.len())
             }
         },
     }
@@ -86,20 +92,16 @@ pub fn row_end(buf: &[u8], p: usize, columns: &[ColumnType], null_bitmap: bool) 
             let is_null = bitmap.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
             if !is_null {
                 q = value_end(buf, q, col.layout)?;
-                if q > buf.len() {
-                    return None;
-                }
             }
         }
     } else {
+        // Checked once at the end: an end past `buf` makes the next length read fail, and
+        // at most 4,096 short values (64 KiB each) cannot overflow.
         for col in columns {
             q = value_end(buf, q, col.layout)?;
-            if q > buf.len() {
-                return None;
-            }
         }
     }
-    Some(q)
+    (q <= buf.len()).then_some(q)
 }
 
 /// Skips the whole ROW and NBCROW tokens at the front of `input`; returns what follows the
