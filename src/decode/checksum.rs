@@ -2,23 +2,24 @@
 //! and IPv6 (RFC 8200 §8.1) pseudo-headers.
 //!
 //! Speed matters here: every fully captured TCP segment is summed. The one's-complement sum
-//! is independent of where the carries are folded (RFC 1071 §2(B), "deferred carries"), so we
-//! read 8 bytes at a time and add their two 32-bit halves into a 64-bit accumulator, which
-//! cannot overflow for any slice shorter than 2^32 × 8 bytes, and fold once at the end.
+//! is independent of where the carries are folded (RFC 1071 §2(B), "deferred carries") and of
+//! byte order (§2(A): summing byte-swapped words gives the byte-swapped sum). So the bulk of a
+//! segment is summed as little-endian 32-bit words into a 64-bit accumulator, which cannot
+//! overflow for any slice shorter than 2^32 × 4 bytes and which the compiler turns into SIMD
+//! adds; the result is folded, swapped to network order, and the tail added word by word.
 
 use std::net::IpAddr;
 
 /// Adds `data` to a running sum of big-endian 16-bit words (an odd last byte is padded with a
 /// zero byte, RFC 1071 §4.1). The result is not folded.
 pub fn add_words(mut acc: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let w = u64::from_be_bytes(w);
-        acc += (w >> 32) + (w & 0xffff_ffff);
-    }
-    let mut pairs = chunks.remainder().chunks_exact(2);
+    let mut words = data.chunks_exact(4);
+    let bulk: u64 = (&mut words)
+        .map(|w| u64::from(u32::from_le_bytes(w.try_into().unwrap_or([0; 4]))))
+        .sum();
+    acc += u64::from(fold(bulk).swap_bytes());
+    // The tail starts at a multiple of 4, so its pairs are the stream's 16-bit words.
+    let mut pairs = words.remainder().chunks_exact(2);
     for pair in &mut pairs {
         if let [a, b] = *pair {
             acc += u64::from(u16::from_be_bytes([a, b]));

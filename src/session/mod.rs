@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use crate::facts::{Anomaly, AnomalyKind, ConnectionFacts, KnownBy};
 use crate::tcp::{
-    ConnId, Direction, Mark, StreamEvent, StreamEventKind, StreamSink, TcpEnd, TcpFacts,
+    ConnId, Direction, FxBuild, Mark, StreamEvent, StreamEventKind, StreamSink, TcpEnd, TcpFacts,
 };
 use exchanges::ExchangeEvent;
 use tcp_exchanges::TcpExchangeStream;
@@ -25,8 +25,9 @@ pub const SQL_SERVER_PORT: u16 = 1433;
 /// they end; the driver drains them after each packet so that nothing accumulates.
 #[derive(Default)]
 pub struct Sessions {
-    /// Boxed so that growing the table moves pointers, not sessions.
-    open: HashMap<ConnId, Box<TdsSession>>,
+    /// Boxed so that growing the table moves pointers, not sessions. Looked up for every
+    /// stream event: hashed with the tracker's cheap hasher (ids are ours, not the input's).
+    open: HashMap<ConnId, Box<TdsSession>, FxBuild>,
     /// Connections to DNS (53) and Kerberos (88) servers, read as exchanges instead of TDS.
     exchange_streams: HashMap<ConnId, Box<TcpExchangeStream>>,
     /// Exchange events from those connections, in the order they happened.

@@ -16,6 +16,7 @@ use crate::proto::tds::header::HeaderRepr;
 use crate::proto::tds::login7::{parse_login7, MAX_LOGIN7_LEN};
 use crate::proto::tds::prelogin::{is_tls_record, parse_prelogin, Encryption, Prelogin};
 use crate::proto::tds::smp::{starts_smp, SmpFlags, SmpItem, SmpRepr, SmpSplitter, SMID};
+use crate::proto::tds::rows::skip_rows;
 use crate::proto::tds::tokens::{done_status, parse_token, EnvChange, Token, TokenContext};
 use crate::proto::tds::{PacketType, TdsVersion};
 use crate::proto::tls::{TlsFlow, TlsMessage};
@@ -995,6 +996,11 @@ impl TdsSession {
         let mut guard = input.len() + 1;
         while !rest.is_empty() && guard > 0 {
             guard -= 1;
+            // Rows carry nothing the session keeps: a run of them is skipped in one go.
+            rest = skip_rows(rest, &self.tokens.columns);
+            if rest.is_empty() {
+                break;
+            }
             match parse_token(rest, &mut self.tokens) {
                 Ok((after, token)) => {
                     rest = after;

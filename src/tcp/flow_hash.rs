@@ -62,26 +62,29 @@ impl Hasher for FxHasher {
 pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;
 
 /// A TCP 5-tuple with its two endpoints in a canonical order, so both directions of a
-/// connection find the same entry.
+/// connection find the same entry. Addresses are IPv6 (IPv4 mapped) as 128-bit integers in
+/// network byte order, so that building, ordering and hashing a key (once per packet) are a
+/// few register operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct FlowKey {
-    lo: [u8; 16],
-    hi: [u8; 16],
+    lo: u128,
+    hi: u128,
     /// `lo` port in the high half, `hi` port in the low half; bit 32 marks IPv6.
     ports: u64,
 }
 
-fn addr_bytes(ip: IpAddr) -> ([u8; 16], bool) {
+/// The address as an IPv6 integer (RFC 4291 §2.5.5.2 for IPv4), and whether it was IPv6.
+fn addr_bits(ip: IpAddr) -> (u128, bool) {
     match ip {
-        IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), false),
-        IpAddr::V6(a) => (a.octets(), true),
+        IpAddr::V4(a) => (0xffff_u128 << 32 | u128::from(u32::from(a)), false),
+        IpAddr::V6(a) => (u128::from(a), true),
     }
 }
 
 impl FlowKey {
     pub(crate) fn new(a: SocketAddr, b: SocketAddr) -> FlowKey {
-        let (ab, a6) = addr_bytes(a.ip());
-        let (bb, b6) = addr_bytes(b.ip());
+        let (ab, a6) = addr_bits(a.ip());
+        let (bb, b6) = addr_bits(b.ip());
         let v6 = u64::from(a6 || b6) << 32;
         if (ab, a.port()) <= (bb, b.port()) {
             FlowKey {
@@ -101,17 +104,10 @@ impl FlowKey {
 
 impl Hash for FlowKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let half = |b: &[u8; 16], i: usize| {
-            let mut w = [0u8; 8];
-            if let Some(src) = b.get(i..i + 8) {
-                w.copy_from_slice(src);
-            }
-            u64::from_le_bytes(w)
-        };
-        state.write_u64(half(&self.lo, 0));
-        state.write_u64(half(&self.lo, 8));
-        state.write_u64(half(&self.hi, 0));
-        state.write_u64(half(&self.hi, 8));
+        state.write_u64(self.lo as u64);
+        state.write_u64((self.lo >> 64) as u64);
+        state.write_u64(self.hi as u64);
+        state.write_u64((self.hi >> 64) as u64);
         state.write_u64(self.ports);
     }
 }
@@ -127,5 +123,15 @@ mod tests {
         assert_eq!(FlowKey::new(a, b), FlowKey::new(b, a));
         let c: SocketAddr = "10.0.0.2:1434".parse().unwrap_or_else(|_| unreachable!());
         assert_ne!(FlowKey::new(a, b), FlowKey::new(a, c));
+    }
+
+    #[test]
+    fn ipv4_is_mapped_and_ordered_like_its_bytes() {
+        let v4: IpAddr = "10.1.2.3".parse().unwrap_or_else(|_| unreachable!());
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(addr_bits(v4).0, addr_bits(mapped).0);
+        let lower: IpAddr = "10.1.2.255".parse().unwrap_or_else(|_| unreachable!());
+        let higher: IpAddr = "10.1.3.0".parse().unwrap_or_else(|_| unreachable!());
+        assert!(addr_bits(lower).0 < addr_bits(higher).0);
     }
 }

@@ -14,6 +14,7 @@ mod reassembly;
 mod state;
 
 pub use conn_table::{Tracker, TrackerStats};
+pub(crate) use flow_hash::FxBuild;
 
 use std::net::SocketAddr;
 

@@ -172,13 +172,7 @@ fn ucs2(body: &[u8], f: Field, what: &'static str) -> Result<String, ParseError>
         .checked_add(usize::from(f.len) * 2)
         .and_then(|end| body.get(start..end))
         .ok_or(ParseError::Malformed { what, at: start })?;
-    let units = bytes.chunks_exact(2).map(|c| match c {
-        [a, b] => u16::from_le_bytes([*a, *b]),
-        _ => 0,
-    });
-    Ok(char::decode_utf16(units)
-        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect())
+    Ok(super::decode_ucs2(bytes))
 }
 
 fn features(body: &[u8], at: usize) -> Result<Vec<FeatureExt>, ParseError> {

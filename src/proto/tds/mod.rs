@@ -4,6 +4,7 @@ pub mod framer;
 pub mod header;
 pub mod login7;
 pub mod prelogin;
+pub mod rows;
 pub mod rpc;
 pub mod smp;
 pub mod tokens;
@@ -34,6 +35,34 @@ impl PacketType {
     }
 }
 
+/// UCS-2LE text as TDS carries names and messages (MS-TDS 2.2.5.1.3: B_VARCHAR, US_VARCHAR,
+/// LOGIN7's strings); read as UTF-16LE, an unpaired surrogate becomes U+FFFD and an odd last
+/// byte is ignored.
+pub fn decode_ucs2(bytes: &[u8]) -> String {
+    let even = bytes.get(..bytes.len() & !1).unwrap_or_default();
+    // Nearly every name and message is ASCII, and then the text is every other byte: taking
+    // those costs a fraction of decoding and pushing character by character.
+    let mut ascii = Vec::with_capacity(even.len() / 2);
+    for pair in even.chunks_exact(2) {
+        match pair {
+            [a, 0] if a.is_ascii() => ascii.push(*a),
+            _ => break,
+        }
+    }
+    if ascii.len() * 2 == even.len() {
+        if let Ok(s) = String::from_utf8(ascii) {
+            return s;
+        }
+    }
+    let units = even.chunks_exact(2).map(|c| match c {
+        [a, b] => u16::from_le_bytes([*a, *b]),
+        _ => 0,
+    });
+    char::decode_utf16(units)
+        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
+}
+
 /// A TDS protocol version as LOGIN7 and LOGINACK carry it (`0x74000004` = 7.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TdsVersion(pub u32);
@@ -61,5 +90,27 @@ impl TdsVersion {
     /// 7.2 and later: 8-byte row counts in DONE, 4-byte user types in COLMETADATA.
     pub fn at_least_7_2(self) -> bool {
         self.0 == Self::V8_0.0 || self.0 >= 0x7200_0000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf16le(s: &str) -> Vec<u8> {
+        s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+
+    #[test]
+    fn ucs2_ascii_and_beyond() {
+        assert_eq!(decode_ucs2(&utf16le("master")), "master");
+        assert_eq!(decode_ucs2(&utf16le("Größe €")), "Größe €");
+        assert_eq!(decode_ucs2(&utf16le("𝄞 clef")), "𝄞 clef");
+        // An odd last byte is ignored; an unpaired surrogate is replaced.
+        let mut odd = utf16le("ab");
+        odd.push(b'c');
+        assert_eq!(decode_ucs2(&odd), "ab");
+        assert_eq!(decode_ucs2(&[0x00, 0xD8, b'x', 0]), "\u{FFFD}x");
+        assert_eq!(decode_ucs2(&[]), "");
     }
 }

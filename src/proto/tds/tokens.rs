@@ -233,13 +233,7 @@ fn take(input: &[u8], n: usize) -> Result<(&[u8], &[u8]), ParseError> {
 }
 
 fn ucs2_string(bytes: &[u8]) -> String {
-    let units = bytes.chunks_exact(2).map(|c| match c {
-        [a, b] => u16::from_le_bytes([*a, *b]),
-        _ => 0,
-    });
-    char::decode_utf16(units)
-        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect()
+    super::decode_ucs2(bytes)
 }
 
 /// B_VARCHAR: one length byte (characters), UCS-2LE.
@@ -588,65 +582,15 @@ fn col_metadata<'a>(
 
 /// Skips one column value of `layout`.
 fn skip_value(input: &[u8], layout: ValueLayout) -> Result<&[u8], ParseError> {
-    match layout {
-        ValueLayout::Fixed(n) => Ok(take(input, usize::from(n))?.0),
-        ValueLayout::ByteLen => {
-            let (rest, n) = u8_at(input)?;
-            Ok(take(rest, usize::from(n))?.0)
-        }
-        ValueLayout::UShortLen => {
-            let (rest, n) = u16_at(input)?;
-            if n == 0xFFFF {
-                return Ok(rest);
-            }
-            Ok(take(rest, usize::from(n))?.0)
-        }
-        ValueLayout::LongLen => {
-            let (rest, n) = u32_at(input)?;
-            Ok(take(rest, usize::try_from(n).unwrap_or(usize::MAX))?.0)
-        }
-        ValueLayout::Plp => {
-            let parsed: R<u64> = le_u64(input);
-            let (mut rest, total) = parsed.map_err(incomplete)?;
-            if total == u64::MAX {
-                return Ok(rest); // PLP_NULL
-            }
-            loop {
-                let (r, chunk) = u32_at(rest)?;
-                if chunk == 0 {
-                    return Ok(r);
-                }
-                rest = take(r, usize::try_from(chunk).unwrap_or(usize::MAX))?.0;
-            }
-        }
-        ValueLayout::TextPtr => {
-            let (rest, ptr_len) = u8_at(input)?;
-            if ptr_len == 0 {
-                return Ok(rest); // NULL
-            }
-            let (rest, _ptr_and_timestamp) = take(rest, usize::from(ptr_len) + 8)?;
-            let (rest, n) = u32_at(rest)?;
-            Ok(take(rest, usize::try_from(n).unwrap_or(usize::MAX))?.0)
-        }
-    }
+    super::rows::value_end(input, 0, layout)
+        .and_then(|end| input.get(end..))
+        .ok_or(ParseError::Incomplete { needed: None })
 }
 
 fn row<'a>(input: &'a [u8], ctx: &TokenContext, null_bitmap: bool) -> Result<&'a [u8], ParseError> {
-    let mut rest = input;
-    let bitmap: &[u8] = if null_bitmap {
-        let (r, b) = take(rest, ctx.columns.len().div_ceil(8))?;
-        rest = r;
-        b
-    } else {
-        &[]
-    };
-    for (i, col) in ctx.columns.iter().enumerate() {
-        let is_null = bitmap.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
-        if !is_null {
-            rest = skip_value(rest, col.layout)?;
-        }
-    }
-    Ok(rest)
+    super::rows::row_end(input, 0, &ctx.columns, null_bitmap)
+        .and_then(|end| input.get(end..))
+        .ok_or(ParseError::Incomplete { needed: None })
 }
 
 fn return_value<'a>(input: &'a [u8], ctx: &TokenContext) -> Result<&'a [u8], ParseError> {
