@@ -1800,6 +1800,248 @@ def sc_chatty(lab):
     expect(rc == 0 and "chatty done" in out, "pytds chatty ok: " + out[-300:])
 
 
+# --- Kerberos (a real MIT KDC) and DNS over TCP ------------------------------------------------------
+
+REALM = "LAB.TEST"
+KRB_USER = "labuser"
+# The lab user's Kerberos password (never on the wire: preauthentication sends a timestamp encrypted
+# with a key derived from it). Listed in the manifest's passwords all the same.
+KRB_PASSWORD = "Lab-Krb-4mW8p2"
+SQL_SPN = "MSSQLSvc/sql.lab.test:1433"
+MISSING_SPN = "MSSQLSvc/missing.lab.test:1433"
+
+
+def krb5_conf(lab, tcp):
+    """The client's krb5.conf: the KDC by address (no DNS), and udp_preference_limit = 1 to force TCP
+    (RFC 4120 7.2.1 lets a client pick; MIT uses UDP below the limit)."""
+    path = os.path.join(lab.dir, "krb5-%s.conf" % ("tcp" if tcp else "udp"))
+    with open(path, "w") as fh:
+        fh.write("[libdefaults]\n default_realm = %s\n dns_lookup_kdc = false\n dns_lookup_realm = false\n"
+                 " rdns = false\n forwardable = true\n%s"
+                 "[realms]\n %s = {\n  kdc = %s\n }\n[domain_realm]\n .lab.test = %s\n lab.test = %s\n"
+                 % (REALM, " udp_preference_limit = 1\n" if tcp else " udp_preference_limit = 65535\n",
+                    REALM, S4, REALM, REALM))
+    return path
+
+
+def start_kdc(lab, seconds=60):
+    """A throwaway MIT KDC for LAB.TEST in the server namespace: database, stash and log in the scenario
+    directory; principals labuser (preauth required) and MSSQLSvc/sql.lab.test:1433 (random key)."""
+    d = os.path.join(lab.dir, "kdc")
+    os.makedirs(d, exist_ok=True)
+    kdc_conf = os.path.join(d, "kdc.conf")
+    with open(kdc_conf, "w") as fh:
+        fh.write("[kdcdefaults]\n kdc_ports = 88\n kdc_tcp_ports = 88\n[realms]\n %s = {\n"
+                 "  database_name = %s/principal\n  key_stash_file = %s/stash\n  acl_file = %s/kadm5.acl\n"
+                 "  supported_enctypes = aes256-cts-hmac-sha1-96:normal\n }\n[logging]\n kdc = FILE:%s/kdc.log\n"
+                 % (REALM, d, d, d, d))
+    open(os.path.join(d, "kadm5.acl"), "w").close()
+    env = dict(os.environ, KRB5_CONFIG=krb5_conf(lab, tcp=True), KRB5_KDC_PROFILE=kdc_conf)
+    sh_env = lambda cmd: subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    r = sh_env(["kdb5_util", "create", "-s", "-r", REALM, "-P", "lab-master-" + str(os.getpid())])
+    if r.returncode != 0:
+        raise LabError("kdb5_util create: " + r.stderr[-300:])
+    for q in ("addprinc +requires_preauth -pw %s %s" % (KRB_PASSWORD, KRB_USER), "addprinc -randkey " + SQL_SPN):
+        r = sh_env(["kadmin.local", "-r", REALM, "-q", q])
+        if r.returncode != 0 or "created" not in r.stdout + r.stderr:
+            raise LabError("kadmin.local %s: %s" % (q.split()[0], (r.stdout + r.stderr)[-300:]))
+    lab.spawn("s", ["krb5kdc", "-n", "-r", REALM], seconds + 5, "kdc.out", env=env)
+    for _ in range(100):
+        try:
+            with open(os.path.join(d, "kdc.log")) as fh:
+                if "commencing operation" in fh.read():
+                    break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.1)
+    else:
+        raise LabError("krb5kdc did not start: " + lab.read_log("kdc.out")[-300:])
+    lab.notes.append("server: MIT krb5kdc for %s, principals %s (+requires_preauth), %s" % (REALM, KRB_USER, SQL_SPN))
+
+
+def krb_client(lab, cmd, tcp=True, stdin=None, timeout=20):
+    env = dict(os.environ, KRB5_CONFIG=krb5_conf(lab, tcp), KRB5CCNAME="FILE:" + os.path.join(lab.dir, "ccache"))
+    r = lab.run("c", cmd, timeout=timeout, env=env, stdin=stdin, check=False)
+    out = r.stdout + r.stderr
+    with open(os.path.join(lab.dir, "client.log"), "a") as fh:
+        fh.write("$ %s\n%s\n" % (" ".join(cmd), out))
+    return r.returncode, out
+
+
+def kinit(lab, password=KRB_PASSWORD, tcp=True):
+    return krb_client(lab, ["kinit", KRB_USER], tcp=tcp, stdin=password + "\n")
+
+
+def hosts_file(lab, names):
+    """/etc/netns/<client ns>/hosts: the SQL host names resolve to the server without DNS traffic."""
+    d = os.path.join("/etc/netns", lab.ns["c"])
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "hosts"), "w") as fh:
+        fh.write("127.0.0.1 localhost\n" + "".join("%s %s\n" % (S4, n) for n in names))
+    lab.notes.append("client /etc/hosts: %s -> %s" % (", ".join(names), S4))
+
+
+def krb_exchange(message, sname, response, error=None, findings=(), transport="tcp", **extra):
+    req = {"message": message, "sname": sname, "realm": REALM}
+    req.update(extra)
+    resp = {"message": response}
+    if error:
+        resp["error"] = error
+    return {"protocol": "kerberos", "transport": transport, "server": S4 + ":88", "request": req,
+            "response": resp, "findings": list(findings)}
+
+
+def kinit_exchanges(transport):
+    return [krb_exchange("AS-REQ", "krbtgt/" + REALM, "KRB-ERROR", "KDC_ERR_PREAUTH_REQUIRED (25)",
+                         transport=transport, cname=KRB_USER),
+            krb_exchange("AS-REQ", "krbtgt/" + REALM, "AS-REP", transport=transport, cname=KRB_USER)]
+
+
+def kerberos_spn_ok(transport):
+    tcp = transport == "tcp"
+
+    def run(lab):
+        start_kdc(lab)
+        lab.start_capture(bpf="port 88")
+        rc, out = kinit(lab, tcp=tcp)
+        expect(rc == 0, "kinit: " + out[-300:])
+        rc, out = krb_client(lab, ["kvno", SQL_SPN], tcp=tcp)
+        expect(rc == 0 and "kvno" in out, "kvno: " + out[-300:])
+    return run
+
+
+for _transport in ("tcp", "udp"):
+    scenario("kerberos-%s-spn-ok" % _transport, "MIT kinit + kvno",
+             "MIT Kerberos clients against a real MIT KDC (realm %s) over %s%s: kinit %s (AS-REQ, "
+             "KDC_ERR_PREAUTH_REQUIRED, AS-REQ with encrypted timestamp, AS-REP), then kvno %s (TGS-REQ, "
+             "forwardable, TGS-REP). No SQL connection." % (
+                 REALM, _transport.upper(), " (krb5.conf udp_preference_limit = 1)" if _transport == "tcp" else "",
+                 KRB_USER, SQL_SPN),
+             exchanges=kinit_exchanges(_transport) + [
+                 krb_exchange("TGS-REQ", SQL_SPN, "TGS-REP", transport=_transport, forwardable=True)],
+             checks=[chk("kerberos.msg_type == 10", 2, 2), chk("kerberos.msg_type == 11", 1, 1),
+                     chk("kerberos.msg_type == 12", 1, 1), chk("kerberos.msg_type == 13", 1, 1),
+                     chk("kerberos.error_code == 25", 1, 1),
+                     chk("tcp.port == 88 && kerberos" if _transport == "tcp" else "udp.port == 88 && kerberos", 6, 6)],
+             decode_port=1433)(kerberos_spn_ok(_transport))
+
+
+@scenario("kerberos-spn-unknown", "MIT kinit + kvno",
+          "kinit %s over TCP, then kvno %s: the KDC has no such principal and answers KRB-ERROR "
+          "KDC_ERR_S_PRINCIPAL_UNKNOWN (7), the error a SQL Server without its SPN registered gives "
+          "integrated logins." % (KRB_USER, MISSING_SPN),
+          exchanges=kinit_exchanges("tcp") + [
+              krb_exchange("TGS-REQ", MISSING_SPN, "KRB-ERROR", "KDC_ERR_S_PRINCIPAL_UNKNOWN (7)", forwardable=True)] * 2,
+          checks=[chk("kerberos.error_code == 7", 2, 2, note="MIT asks twice: with and without name canonicalization"),
+                  chk("kerberos.msg_type == 12", 2, 2), chk("tcp.port == 88 && kerberos", 8, 8)])
+def sc_kerberos_spn_unknown(lab):
+    start_kdc(lab)
+    lab.start_capture(bpf="port 88")
+    rc, out = kinit(lab)
+    expect(rc == 0, "kinit: " + out[-300:])
+    rc, out = krb_client(lab, ["kvno", MISSING_SPN])
+    expect(rc != 0 and "not found in Kerberos database" in out, "kvno refused: " + out[-300:])
+
+
+@scenario("kerberos-preauth-failed", "MIT kinit",
+          "kinit %s over TCP with a wrong password: the KDC answers the encrypted timestamp with KRB-ERROR "
+          "KDC_ERR_PREAUTH_FAILED (24)." % KRB_USER,
+          exchanges=[kinit_exchanges("tcp")[0],
+                     krb_exchange("AS-REQ", "krbtgt/" + REALM, "KRB-ERROR", "KDC_ERR_PREAUTH_FAILED (24)",
+                                  cname=KRB_USER)],
+          checks=[chk("kerberos.error_code == 24", 1, 1), chk("kerberos.error_code == 25", 1, 1),
+                  chk("kerberos.msg_type == 11", 0, 0)])
+def sc_kerberos_preauth_failed(lab):
+    start_kdc(lab)
+    lab.start_capture(bpf="port 88")
+    rc, out = kinit(lab, password=WRONG_PASSWORD)
+    expect(rc != 0 and "incorrect" in out.lower(), "kinit refused: " + out[-300:])
+
+
+def tsql_kerberos(lab, host, tcp=True):
+    """FreeTDS tsql with no user name: integrated security through GSSAPI (Kerberos, raw krb5 mechanism),
+    SPN MSSQLSvc/<host>:1433 from the name in freetds.conf."""
+    env = dict(os.environ, FREETDSCONF=freetds_conf(lab, host, 1433, "off"), KRB5_CONFIG=krb5_conf(lab, tcp),
+               KRB5CCNAME="FILE:" + os.path.join(lab.dir, "ccache"))
+    r = lab.run("c", ["tsql", "-S", "lab"], timeout=25, env=env, stdin="select 1\ngo\nquit\n", check=False)
+    out = r.stdout + r.stderr
+    with open(os.path.join(lab.dir, "client.log"), "a") as fh:
+        fh.write("$ tsql -S lab (%s, kerberos)\n%s\n" % (host, out))
+    return r.returncode, out
+
+
+@scenario("kerberos-sql-login-18452", "tsql (FreeTDS, GSSAPI) + MIT kinit",
+          "kinit %s, then FreeTDS tsql without a user name (integrated security via GSSAPI) to sql.lab.test "
+          "(client /etc/hosts): TGS-REQ for %s over TCP, TGS-REP, LOGIN7 whose SSPI field holds the Kerberos "
+          "AP-REQ for that SPN; the lab server refuses integrated logins with ERROR 18452." % (KRB_USER, SQL_SPN),
+          connections=[conn(S4 + ":1433", "login_failed",
+                            [f("login.sspi_failed", number=18452, spn=SQL_SPN),
+                             f("login.failed", number=18452), f("login.cleartext", auth="kerberos")],
+                            login={"sspi": {"mechanism": "kerberos", "spn": SQL_SPN, "realm": REALM}})],
+          exchanges=kinit_exchanges("tcp") + [krb_exchange("TGS-REQ", SQL_SPN, "TGS-REP", forwardable=True)],
+          checks=[chk("kerberos.msg_type == 12", 1, 1), chk("kerberos.msg_type == 13", 1, 1),
+                  chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x10 && kerberos.msg_type == 14", 1, 1),
+                  chk("tds.type == 0x10 && kerberos.SNameString == \"%s\"" % SQL_SPN.split("/")[1], 1, 1),
+                  chk("tds.error.number == 18452", 1, 1)])
+def sc_kerberos_sql_login(lab):
+    start_kdc(lab)
+    hosts_file(lab, ["sql.lab.test"])
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = kinit(lab)
+    expect(rc == 0, "kinit: " + out[-300:])
+    rc, out = tsql_kerberos(lab, "sql.lab.test")
+    expect("[18452, 1]" in lab.read_log("server.log"), "server refused the Kerberos login: " + out[-300:])
+
+
+@scenario("kerberos-sql-spn-unknown", "tsql (FreeTDS, GSSAPI) + MIT kinit",
+          "kinit %s, then FreeTDS tsql (integrated security) to missing.lab.test, which /etc/hosts maps to the "
+          "SQL server but whose SPN %s is not registered: the KDC answers the TGS-REQ with "
+          "KDC_ERR_S_PRINCIPAL_UNKNOWN and the client gives up on the connection it had opened, before LOGIN7."
+          % (KRB_USER, MISSING_SPN),
+          connections=[conn(S4 + ":1433", "login_timeout",
+                            [f("login.sspi_failed", spn=MISSING_SPN, krb_error="KDC_ERR_S_PRINCIPAL_UNKNOWN"),
+                             f("login.timeout", pending_step="login")],
+                            note="the TGS-REQ comes after PRELOGIN, on the open connection; no LOGIN7 is sent")],
+          exchanges=kinit_exchanges("tcp") + [
+              krb_exchange("TGS-REQ", MISSING_SPN, "KRB-ERROR", "KDC_ERR_S_PRINCIPAL_UNKNOWN (7)", forwardable=True)] * 2,
+          checks=[chk("kerberos.error_code == 7", 2, 2), chk("tds.type == 0x12", 1, 1), chk("tds.type == 0x10", 0, 0)])
+def sc_kerberos_sql_spn_unknown(lab):
+    start_kdc(lab)
+    hosts_file(lab, ["missing.lab.test"])
+    lab.start_server({"encryption": "off"})
+    lab.start_capture()
+    rc, out = kinit(lab)
+    expect(rc == 0, "kinit: " + out[-300:])
+    rc, out = tsql_kerberos(lab, "missing.lab.test")
+    expect(rc != 0, "tsql failed: " + out[-300:])
+
+
+@scenario("dns-tcp", "dig +tcp",
+          "dig +tcp +keepopen asks the lab's DNS server (UDP and TCP 53) three questions on one TCP connection: "
+          "sql.lab.test A, sql.lab.test AAAA, missing.lab.test A (NXDOMAIN). No SQL connection.",
+          exchanges=[{"protocol": "dns", "transport": "tcp", "server": S4 + ":53",
+                      "request": {"name": DNS_NAME, "types": ["A"]}, "response": {"rcode": 0, "addresses": [S4]},
+                      "findings": []},
+                     {"protocol": "dns", "transport": "tcp", "server": S4 + ":53",
+                      "request": {"name": DNS_NAME, "types": ["AAAA"]}, "response": {"rcode": 0, "addresses": [S6]},
+                      "findings": []},
+                     {"protocol": "dns", "transport": "tcp", "server": S4 + ":53",
+                      "request": {"name": "missing.lab.test", "types": ["A"]}, "response": {"rcode": 3},
+                      "findings": [f("dns.error", name="missing.lab.test", rcode=3)]}],
+          checks=[chk("tcp.port == 53 && dns.flags.response == 0", 3, 3),
+                  chk("tcp.port == 53 && dns.flags.response == 1", 3, 3), chk("dns.flags.rcode == 3", 1, 1),
+                  chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", 1, 1), chk("udp.port == 53", 0, 0)])
+def sc_dns_tcp(lab):
+    lab.start_dns({})
+    lab.start_capture()
+    r = lab.run("c", ["dig", "+tcp", "+keepopen", "+tries=1", "+time=3", "@" + S4, DNS_NAME, "A", DNS_NAME, "AAAA",
+                      "missing.lab.test", "A"], timeout=20, check=False)
+    with open(os.path.join(lab.dir, "client.log"), "w") as fh:
+        fh.write(r.stdout + r.stderr)
+    expect(r.returncode == 0 and "NXDOMAIN" in r.stdout and S4 in r.stdout, "dig answers: " + r.stdout[-400:])
+
+
 # --- manifest ----------------------------------------------------------------------------------------
 
 
