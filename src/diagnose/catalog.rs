@@ -52,6 +52,8 @@ pub enum Code {
     SsrpSlow,
     SsrpOversizedRequest,
     SsrpPortMismatch,
+    /// An addition to the contract: the KDC refused a Kerberos request.
+    KerberosError,
 }
 
 impl Code {
@@ -103,6 +105,7 @@ impl Code {
             Code::SsrpSlow => "ssrp.slow",
             Code::SsrpOversizedRequest => "ssrp.oversized_request",
             Code::SsrpPortMismatch => "ssrp.port_mismatch",
+            Code::KerberosError => "kerberos.error",
         }
     }
 
@@ -150,6 +153,10 @@ impl Code {
             Code::DnsNoResponse | Code::DnsSlow | Code::SsrpSlow | Code::SsrpOversizedRequest => {
                 Severity::Warning
             }
+            // A refused service ticket often ends in an NTLM fallback that logs in: at risk
+            // (delegation, double hops), not necessarily broken; login.sspi_failed says when it
+            // broke a login.
+            Code::KerberosError => Severity::Warning,
         }
     }
 
@@ -322,6 +329,10 @@ impl Code {
             Code::SsrpPortMismatch => &[
                 "The client connected to a TCP port other than the one the SQL Browser announced for the instance: look for a client alias (SQL Server Configuration Manager, cliconfg) or a port hard-coded in the connection string, and compare with \"Server is listening on\" in the instance's ERRORLOG.",
                 "If the instance moved to a new dynamic port, give it a static port and update the clients.",
+            ],
+            Code::KerberosError => &[
+                "For a SQL Server SPN (MSSQLSvc/host:port): setspn -Q MSSQLSvc/<fqdn>:<port> must find exactly one account, the one running the SQL Server service (setspn -S to add it; remove duplicates).",
+                "Check the client's and domain controllers' clocks (Kerberos allows 5 minutes of skew by default) and the account's state (disabled, locked, password expired) in Active Directory.",
             ],
         }
     }

@@ -84,6 +84,9 @@ pub fn outcome(c: &ConnectionFacts, findings: &[Finding]) -> Outcome {
     if has(Code::PreloginEncryptionMismatch) {
         return Outcome::Aborted;
     }
+    if has(Code::LoginSspiFailed) {
+        return Outcome::LoginFailed;
+    }
     match super::login::login_outcome(c) {
         Some(super::login::LoginOutcome::Failed) => return Outcome::LoginFailed,
         Some(super::login::LoginOutcome::Timeout) => return Outcome::LoginTimeout,

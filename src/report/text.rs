@@ -254,7 +254,8 @@ impl<W: Write> TextWriter<W> {
         Ok(())
     }
 
-    /// Name lookups and SQL Browser requests: the ones with a problem, and a count of the rest.
+    /// Name lookups, SQL Browser and Kerberos requests: the ones with a problem, and a count of
+    /// the rest.
     fn exchanges(&mut self, totals: &Totals) -> io::Result<()> {
         if totals.exchanges.is_empty() {
             return Ok(());
@@ -265,7 +266,7 @@ impl<W: Write> TextWriter<W> {
         let problems: Vec<_> = totals.exchanges.iter().filter(problem).collect();
         writeln!(self.out)?;
         let title = format!(
-            "Name lookups and SQL Browser: {} with problems",
+            "Name lookups, SQL Browser and Kerberos: {} with problems",
             problems.len()
         );
         writeln!(

@@ -1931,7 +1931,9 @@ for _transport in ("tcp", "udp"):
           "KDC_ERR_S_PRINCIPAL_UNKNOWN (7), the error a SQL Server without its SPN registered gives "
           "integrated logins." % (KRB_USER, MISSING_SPN),
           exchanges=kinit_exchanges("tcp") + [
-              krb_exchange("TGS-REQ", MISSING_SPN, "KRB-ERROR", "KDC_ERR_S_PRINCIPAL_UNKNOWN (7)", forwardable=True)] * 2,
+              krb_exchange("TGS-REQ", MISSING_SPN, "KRB-ERROR", "KDC_ERR_S_PRINCIPAL_UNKNOWN (7)",
+                           findings=[f("kerberos.error", krb_error="KDC_ERR_S_PRINCIPAL_UNKNOWN", krb_error_code=7)],
+                           forwardable=True)] * 2,
           checks=[chk("kerberos.error_code == 7", 2, 2, note="MIT asks twice: with and without name canonicalization"),
                   chk("kerberos.msg_type == 12", 2, 2), chk("tcp.port == 88 && kerberos", 8, 8)])
 def sc_kerberos_spn_unknown(lab):
@@ -1948,6 +1950,8 @@ def sc_kerberos_spn_unknown(lab):
           "KDC_ERR_PREAUTH_FAILED (24)." % KRB_USER,
           exchanges=[kinit_exchanges("tcp")[0],
                      krb_exchange("AS-REQ", "krbtgt/" + REALM, "KRB-ERROR", "KDC_ERR_PREAUTH_FAILED (24)",
+                                  findings=[f("kerberos.error", krb_error="KDC_ERR_PREAUTH_FAILED",
+                                              krb_error_code=24, meaning="the password is wrong")],
                                   cname=KRB_USER)],
           checks=[chk("kerberos.error_code == 24", 1, 1), chk("kerberos.error_code == 25", 1, 1),
                   chk("kerberos.msg_type == 11", 0, 0)])
@@ -1999,12 +2003,14 @@ def sc_kerberos_sql_login(lab):
           "SQL server but whose SPN %s is not registered: the KDC answers the TGS-REQ with "
           "KDC_ERR_S_PRINCIPAL_UNKNOWN and the client gives up on the connection it had opened, before LOGIN7."
           % (KRB_USER, MISSING_SPN),
-          connections=[conn(S4 + ":1433", "login_timeout",
-                            [f("login.sspi_failed", spn=MISSING_SPN, krb_error="KDC_ERR_S_PRINCIPAL_UNKNOWN"),
-                             f("login.timeout", pending_step="login")],
-                            note="the TGS-REQ comes after PRELOGIN, on the open connection; no LOGIN7 is sent")],
+          connections=[conn(S4 + ":1433", "login_failed",
+                            [f("login.sspi_failed", spn=MISSING_SPN, krb_error="KDC_ERR_S_PRINCIPAL_UNKNOWN")],
+                            note="the TGS-REQ comes after PRELOGIN, on the open connection; no LOGIN7 is sent: "
+                                 "the refused ticket, not a timeout, ended the login")],
           exchanges=kinit_exchanges("tcp") + [
-              krb_exchange("TGS-REQ", MISSING_SPN, "KRB-ERROR", "KDC_ERR_S_PRINCIPAL_UNKNOWN (7)", forwardable=True)] * 2,
+              krb_exchange("TGS-REQ", MISSING_SPN, "KRB-ERROR", "KDC_ERR_S_PRINCIPAL_UNKNOWN (7)",
+                           findings=[f("kerberos.error", krb_error="KDC_ERR_S_PRINCIPAL_UNKNOWN", krb_error_code=7)],
+                           forwardable=True)] * 2,
           checks=[chk("kerberos.error_code == 7", 2, 2), chk("tds.type == 0x12", 1, 1), chk("tds.type == 0x10", 0, 0)])
 def sc_kerberos_sql_spn_unknown(lab):
     start_kdc(lab)

@@ -32,6 +32,9 @@ pub(crate) fn exchange_findings(e: &ExchangeFacts) -> Vec<Finding> {
             },
             ExchangeProtocol::Ssrp,
         ) => ssrp(e, *opcode, instance.as_deref(), *length, *oversized),
+        (ExchangeRequest::Kerberos { message, sname, .. }, ExchangeProtocol::Kerberos) => {
+            kerberos(e, message, sname)
+        }
         _ => Vec::new(),
     }
 }
@@ -245,6 +248,56 @@ pub(crate) fn port_mismatch(c: &ConnectionFacts, a: &SsrpAnnouncement) -> Option
     )
 }
 
+/// What a KRB-ERROR code means for a SQL Server login (RFC 4120 7.5.9;
+/// `knowledge/sspi-kerberos.md` §3). `None` for the codes that are steps, not failures.
+fn kerberos_error_meaning(code: i32) -> Option<&'static str> {
+    Some(match code {
+        // PREAUTH_REQUIRED is the KDC's normal first answer; RESPONSE_TOO_BIG sends the
+        // client to TCP.
+        25 | 52 => return None,
+        6 => "the client's account does not exist in the realm",
+        7 => "no account has this service principal name registered (a missing SPN: the client falls back to NTLM where it may)",
+        8 => "several accounts hold this name (a duplicate SPN)",
+        12 => "the KDC's policy refused the request",
+        13 => "an option the request asked for is not allowed (delegation not permitted for the service)",
+        14 => "no common encryption type (RC4 disabled, or the account has no AES keys)",
+        18 => "the account is disabled or locked out",
+        23 => "the account's password has expired",
+        24 => "the password is wrong",
+        32 => "the ticket has expired",
+        37 => "the clocks of client and KDC differ too much (more than 5 minutes by default)",
+        41 => "the ticket could not be decrypted: the SPN is registered on another account than the one running the service",
+        68 => "the request went to the wrong realm (a trust or referral problem)",
+        _ => "the KDC refused the request",
+    })
+}
+
+fn kerberos(e: &ExchangeFacts, message: &str, sname: &str) -> Vec<Finding> {
+    let refusal = e.responses.iter().find_map(|r| match &r.body {
+        ExchangeResponseBody::Kerberos {
+            error: Some((code, name)),
+            ..
+        } => kerberos_error_meaning(*code).map(|m| (r, *code, *name, m)),
+        _ => None,
+    });
+    let Some((r, code, name, meaning)) = refusal else {
+        return Vec::new();
+    };
+    let summary = format!(
+        "The KDC {} refused the {message} for {sname} with {name} ({code}): {meaning}.",
+        e.server.ip()
+    );
+    vec![FindingBuilder::new(Code::KerberosError, summary)
+        .detail("message", message)
+        .detail("sname", sname)
+        .detail("krb_error", name)
+        .detail("krb_error_code", code)
+        .detail("meaning", meaning)
+        .evidence_at(e.first, format!("{message} for {sname}"))
+        .evidence_at(r.at, format!("KRB-ERROR {name}"))
+        .build()]
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -315,5 +368,41 @@ mod tests {
             "{}",
             f[0].summary
         );
+    }
+
+    #[test]
+    fn a_kdc_refusal_is_reported_and_its_normal_steps_are_not() {
+        let krb = |code: i32, name: &'static str| ExchangeFacts {
+            protocol: ExchangeProtocol::Kerberos,
+            request: ExchangeRequest::Kerberos {
+                message: "TGS-REQ",
+                sname: "MSSQLSvc/sql.lab.test:1433".into(),
+                realm: "LAB.TEST".into(),
+                cname: None,
+                forwardable: Some(true),
+            },
+            responses: vec![ExchangeResponse {
+                at: mark(2, 1),
+                from: "198.51.100.20:88".parse().unwrap(),
+                delay_ns: 1_000_000,
+                body: ExchangeResponseBody::Kerberos {
+                    message: "KRB-ERROR",
+                    error: Some((code, name)),
+                    cname: None,
+                },
+            }],
+            ..dns_exchange("unused", None, 0)
+        };
+        let f = exchange_findings(&krb(7, "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+        assert_eq!(codes(&f), ["kerberos.error"]);
+        assert_eq!(f[0].detail["krb_error_code"], 7);
+        assert!(
+            f[0].summary.contains("MSSQLSvc/sql.lab.test:1433"),
+            "{}",
+            f[0].summary
+        );
+        assert_eq!(f[0].evidence.len(), 2);
+        assert!(exchange_findings(&krb(25, "KDC_ERR_PREAUTH_REQUIRED")).is_empty());
+        assert!(exchange_findings(&krb(52, "KRB_ERR_RESPONSE_TOO_BIG")).is_empty());
     }
 }

@@ -273,6 +273,9 @@ pub(super) fn login_timed_out(c: &ConnectionFacts, _: &Settings) -> Option<Findi
     if step == "tls" {
         return None; // tls.handshake_failed says it
     }
+    if c.kerberos.iter().any(|k| k.error.is_some()) {
+        return None; // login.sspi_failed says it: the client gave up for want of a ticket
+    }
     if connection_encryption(t) == Some(EncryptionMode::Mismatch) {
         return None; // prelogin.encryption_mismatch says it
     }
@@ -291,7 +294,14 @@ pub(super) fn login_timed_out(c: &ConnectionFacts, _: &Settings) -> Option<Findi
         .detail("pending_step", step)
         .detail("waited_s", secs(waited))
         .detail("cancelled_with_attention", cancel.is_some())
-        .evidence_at(since, format!("{step} sent"));
+        .evidence_at(
+            since,
+            if step == "login" && t.login7.is_none() && t.login7_encrypted.is_none() {
+                "PRELOGIN answered; no LOGIN7 followed".to_string()
+            } else {
+                format!("{step} sent")
+            },
+        );
     if let Some(a) = cancel {
         b = b.evidence_at(a.at, "ATTENTION: the client cancelled the login");
     }
