@@ -55,3 +55,48 @@ fn middlebox_reset_of_an_idle_connection() {
 fn browser_and_dns_failures_in_a_mixed_capture() {
     insta::assert_snapshot!(text_report(&["tests/captures/mixed.pcapng"]));
 }
+
+/// Every shared public capture, the findings tdsscope reports on it, counted per code (on
+/// connections, on exchanges and across the capture) with the outcomes: reviewed once by eye
+/// against what each capture holds (its README), so that any change in what is found shows up.
+#[test]
+fn findings_on_every_shared_capture() {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+    let mut text = String::new();
+    for path in crate::util::all_shared_captures() {
+        let (report, code) = crate::util::analyze_json(&[&path]);
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let mut add = |prefix: &str, findings: &serde_json::Value| {
+            for f in findings.as_array().into_iter().flatten() {
+                *counts
+                    .entry(format!("{prefix}{}", f["code"].as_str().unwrap_or("?")))
+                    .or_default() += 1;
+            }
+        };
+        let connections = report["connections"].as_array().unwrap();
+        let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+        for c in connections {
+            add("", &c["findings"]);
+            *outcomes
+                .entry(c["outcome"].as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
+        }
+        for e in report["exchanges"].as_array().into_iter().flatten() {
+            add("exchange ", &e["findings"]);
+        }
+        add("capture ", &report["findings"]);
+        let sql = connections.iter().filter(|c| c["sql"] == true).count();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        writeln!(
+            text,
+            "{name}: exit {code}, {} connections ({sql} SQL), outcomes {outcomes:?}",
+            connections.len()
+        )
+        .unwrap();
+        for (k, n) in counts {
+            writeln!(text, "    {n:>5}  {k}").unwrap();
+        }
+    }
+    insta::assert_snapshot!(text);
+}

@@ -140,6 +140,12 @@ impl FindingBuilder {
         self
     }
 
+    /// Next steps that replace the catalogue's, where the facts make its general advice wrong.
+    pub(crate) fn instead_steps(mut self, steps: &[&'static str]) -> Self {
+        self.finding.next_steps = steps.iter().map(|s| (*s).into()).collect();
+        self
+    }
+
     /// The evidence in capture order, as a user walks through it in Wireshark.
     pub(crate) fn build(mut self) -> Finding {
         self.finding.evidence.sort_by_key(|e| (e.input, e.frame));

@@ -410,3 +410,40 @@ fn a_kdc_refusal_does_not_fail_a_login_that_succeeded() {
     assert_eq!(f.detail["account"], "LAB\\alice");
     assert_eq!(f.detail["spn"], "MSSQLSvc/sql.lab.test:1433");
 }
+
+#[test]
+fn a_storm_needs_the_silent_side_in_the_capture() {
+    let mut c = connection();
+    let server = &mut c.tcp.dirs[1];
+    server.retransmission_run = 8;
+    server.retransmission_run_marks = Some((mark(10, 1.0), mark(17, 60.0)));
+    c.tcp.last = mark(17, 60.0);
+    assert!(codes(&c).contains(&"tcp.retransmission_storm"));
+    // The client's side missing from the capture: its ACKs may simply not be in the file.
+    c.tcp.dirs[0].frames = 0;
+    assert!(
+        !codes(&c).contains(&"tcp.retransmission_storm"),
+        "{:?}",
+        codes(&c)
+    );
+}
+
+#[test]
+fn a_client_that_closes_at_once_abandons_the_login_rather_than_timing_out() {
+    let mut c = connection();
+    let t = logged_in(&mut c);
+    t.login_ack = None;
+    c.tcp.dirs[0].fin = Some(mark(7, 0.05));
+    c.tcp.end = TcpEnd::Fin {
+        first: Direction::ToServer,
+    };
+    let f = finding(&c, "login.timeout");
+    assert!(f.summary.contains("abandoned"), "{}", f.summary);
+    assert!(
+        !f.next_steps
+            .iter()
+            .any(|s| s.contains("raise the connect timeout")),
+        "{:?}",
+        f.next_steps
+    );
+}

@@ -110,13 +110,21 @@ fn gave_up_on_dead_path(d: &DirFacts) -> bool {
         || d.retransmission_run >= MIN_STORM_RETRANSMISSIONS
 }
 
+/// Whether the peer of `dir` was captured at all: with one direction missing from the capture,
+/// "no answer" is what the capture shows, not what happened.
+fn peer_captured(c: &ConnectionFacts, dir: Direction) -> bool {
+    c.tcp.dir(dir.reverse()).frames > 0
+}
+
 /// `tcp.keepalive_unanswered`: keep-alive probes with no answer, then the sender gave up.
 pub(super) fn keepalive_unanswered(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = &c.tcp;
     let (dir, d) = [Direction::ToServer, Direction::ToClient]
         .into_iter()
         .map(|dir| (dir, t.dir(dir)))
-        .find(|(_, d)| d.unanswered_keepalives >= MIN_UNANSWERED_PROBES)?;
+        .find(|(dir, d)| {
+            d.unanswered_keepalives >= MIN_UNANSWERED_PROBES && peer_captured(c, *dir)
+        })?;
     if matches!(t.end, TcpEnd::Open) {
         return None;
     }
@@ -146,7 +154,9 @@ pub(super) fn retransmission_storm(c: &ConnectionFacts, _: &Settings) -> Option<
     let (dir, d) = [Direction::ToServer, Direction::ToClient]
         .into_iter()
         .map(|dir| (dir, t.dir(dir)))
-        .find(|(_, d)| d.retransmission_run >= MIN_STORM_RETRANSMISSIONS)?;
+        .find(|(dir, d)| {
+            d.retransmission_run >= MIN_STORM_RETRANSMISSIONS && peer_captured(c, *dir)
+        })?;
     let (first, last) = d.retransmission_run_marks?;
     // Ended by it: nothing but the end followed the storm.
     let ended_after = !matches!(t.end, TcpEnd::Open) || t.last.frame == last.frame;

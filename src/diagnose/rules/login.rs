@@ -92,12 +92,15 @@ pub(super) fn cleartext_login(c: &ConnectionFacts, _: &Settings) -> Option<Findi
         // An integrated login's LOGIN7 has no password; what it exposes is the rest.
         "The login (integrated authentication) was sent without encryption: it carries no password, but the user, host and application names, and every query and result after it, can be read by anyone on the path.".to_string()
     };
-    Some(
-        FindingBuilder::new(Code::LoginCleartext, summary)
-            .detail("auth", l7.auth.as_str())
-            .evidence_at(l7.at, "LOGIN7 in clear")
-            .build(),
-    )
+    let mut b = FindingBuilder::new(Code::LoginCleartext, summary)
+        .detail("auth", l7.auth.as_str())
+        .evidence_at(l7.at, "LOGIN7 in clear");
+    if l7.auth != AuthKind::Sql {
+        b = b.instead_steps(&[
+            "Integrated authentication keeps the password off the wire, but without TLS the login's names and every query and result can be read on the path: enable encryption (Encrypt=True or Mandatory in the connection string, a certificate on the server).",
+        ]);
+    }
+    Some(b.build())
 }
 
 fn failing_error(t: &TdsFacts) -> Option<&ServerError> {
@@ -263,6 +266,10 @@ fn pending_step(t: &TdsFacts) -> Option<(&'static str, Mark)> {
     t.prelogin_server.as_ref().map(|p| ("login", p.at))
 }
 
+/// A client that closes this soon after its last login step was not waiting on a timeout
+/// (drivers wait 15 s or more for a login: `knowledge/tcp-timing.md`).
+const QUICK_CLOSE_NS: i64 = 1_000_000_000;
+
 /// `login.timeout`: the client closed before the login finished.
 pub(super) fn login_timed_out(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = tds7(c)?;
@@ -284,13 +291,29 @@ pub(super) fn login_timed_out(c: &ConnectionFacts, _: &Settings) -> Option<Findi
     }
     let end = end_mark(c);
     let waited = end.ts.nanos_since(since.ts);
-    let summary = format!(
-        "The client gave up on the login after waiting {:.1} s for the server's answer to its {} step.",
-        waited as f64 / 1e9,
-        step
-    );
+    // Under a second is no driver's login timeout (15 s and more): the client abandoned the
+    // login on its own (an application error, a probe that only tests the handshake).
+    let abandoned = waited < QUICK_CLOSE_NS;
+    let summary = if abandoned {
+        format!(
+            "The client closed the connection {} ms after its {step} step, without waiting for the server's answer: it abandoned the login rather than timing out.",
+            waited / 1_000_000
+        )
+    } else {
+        format!(
+            "The client gave up on the login after waiting {:.1} s for the server's answer to its {step} step.",
+            waited as f64 / 1e9
+        )
+    };
     let cancel = t.attentions.iter().find(|a| a.during_login);
-    let mut b = FindingBuilder::new(Code::LoginTimeout, summary)
+    let mut b = FindingBuilder::new(Code::LoginTimeout, summary);
+    if abandoned {
+        b = b.instead_steps(&[
+            "The client did not wait for the server: look at the client application's own logs and error handling for this connection (a wait this short is not the driver's login timeout).",
+            "If the connection came from a monitor or load-balancer health check that only tests the handshake, it is expected: exclude that source when reading the report.",
+        ]);
+    }
+    let mut b = b
         .detail("pending_step", step)
         .detail("waited_s", secs(waited))
         .detail("cancelled_with_attention", cancel.is_some())
