@@ -5,6 +5,9 @@
 //! [`tcp`] tracking and reassembly → protocol parsers → connection facts → diagnosis rules →
 //! report renderers.
 #![forbid(unsafe_code)]
+// Production code never unwraps: what it handles comes from capture files and the network.
+// (Test modules, compiled only under cfg(test), may.)
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod analyze;
 pub mod capture;

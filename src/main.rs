@@ -1,4 +1,5 @@
 //! Glue only: parse flags, run the library, print errors, choose the exit code.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
