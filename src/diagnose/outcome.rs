@@ -60,9 +60,7 @@ pub fn outcome(c: &ConnectionFacts, findings: &[Finding]) -> Outcome {
     let t = &c.tcp;
     let client = t.dir(Direction::ToServer);
     let server = t.dir(Direction::ToClient);
-    // A client that sends data after its SYN got a SYN-ACK the capture missed.
-    let handshake_unseen = client.payload_bytes > 0;
-    if client.syn.is_some() && t.syn_ack.is_none() && !handshake_unseen {
+    if client.syn.is_some() && t.syn_ack.is_none() && !t.handshake_unseen() {
         if server.rst.is_some() {
             return Outcome::Refused;
         }
@@ -119,8 +117,5 @@ fn cancelled_then_closed(c: &ConnectionFacts) -> bool {
     let Some(closed) = c.tcp.end.closed_by() else {
         return false;
     };
-    closed == Direction::ToServer
-        && t.attentions
-            .iter()
-            .any(|a| !a.during_login && a.acknowledged.is_none())
+    closed == Direction::ToServer && t.cancel_pending()
 }

@@ -419,6 +419,17 @@ impl TdsFacts {
             gaps: 0,
         }
     }
+
+    /// The ATTENTIONs that cancelled a request; those sent during the login cancelled the
+    /// login and belong to it.
+    pub fn request_attentions(&self) -> impl Iterator<Item = &AttentionFacts> {
+        self.attentions.iter().filter(|a| !a.during_login)
+    }
+
+    /// A request cancel (ATTENTION) the server has not acknowledged (DONE with ATTN) yet.
+    pub fn cancel_pending(&self) -> bool {
+        self.request_attentions().any(|a| a.acknowledged.is_none())
+    }
 }
 
 /// A capture input's damage, as the reader reported it.

@@ -244,6 +244,14 @@ impl TcpFacts {
             Direction::ToClient => &self.dirs[1],
         }
     }
+
+    /// No SYN-ACK was captured, yet the client went on sending after its SYNs (ACKs, data):
+    /// the handshake completed out of the capture's sight (one direction captured). A
+    /// capture's second copies of the SYN are not "going on".
+    pub fn handshake_unseen(&self) -> bool {
+        let c = self.dir(Direction::ToServer);
+        self.syn_ack.is_none() && c.frames > u64::from(c.syn_count) + u64::from(c.flags.duplicate)
+    }
 }
 
 #[cfg(test)]

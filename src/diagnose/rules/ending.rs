@@ -63,11 +63,7 @@ fn phase(c: &ConnectionFacts) -> &'static str {
             Some(_) => return "login",
         }
         // A request still unanswered, or cancelled and the cancel not yet acknowledged.
-        let cancelling = t
-            .attentions
-            .iter()
-            .any(|a| !a.during_login && a.acknowledged.is_none());
-        return if cancelling || t.outstanding.as_ref().is_some_and(|r| r.done.is_none()) {
+        return if t.cancel_pending() || t.outstanding.as_ref().is_some_and(|r| r.done.is_none()) {
             "request"
         } else {
             "idle"

@@ -3,7 +3,9 @@
 use crate::diagnose::login::{connection_encryption, login_outcome, EncryptionMode, LoginOutcome};
 use crate::diagnose::meaning::{is_sspi_error, login_error};
 use crate::diagnose::{secs, Code, FindingBuilder, Settings};
-use crate::facts::{AuthKind, ConnectionFacts, Dialect, ServerError, TdsFacts};
+use crate::facts::{
+    AuthKind, ConnectionFacts, Dialect, KerberosTicketFacts, ServerError, TdsFacts,
+};
 use crate::report::model::Finding;
 use crate::tcp::{Direction, Mark, TcpEnd};
 
@@ -147,14 +149,28 @@ pub(super) fn login_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding>
     Some(b.build())
 }
 
+/// LOGIN7 asked for Windows (SSPI) authentication.
+fn integrated_login(t: &TdsFacts) -> bool {
+    t.login7
+        .as_ref()
+        .is_some_and(|l| l.auth != AuthKind::Sql && l.auth != AuthKind::FedAuth)
+}
+
+/// The KDC refused the service ticket for this server's SPN and no login followed (the latest
+/// answer counts: a refusal followed by a ticket is no failure). A client then fails before it
+/// can send a Kerberos token (SqlClient's "Cannot generate SSPI context") or falls back to NTLM.
+fn kdc_refused_login<'a>(c: &'a ConnectionFacts, t: &TdsFacts) -> Option<&'a KerberosTicketFacts> {
+    c.kerberos
+        .last()
+        .filter(|k| k.error.is_some())
+        .filter(|_| t.login_ack.is_none() && (integrated_login(t) || t.login7.is_none()))
+}
+
 /// `login.sspi_failed`: an integrated login that failed in its SSPI exchange, or whose
 /// Kerberos ticket for the SQL SPN the KDC refused just before the connection.
 pub(super) fn sspi_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     let t = tds7(c)?;
-    let integrated = t
-        .login7
-        .as_ref()
-        .is_some_and(|l| l.auth != AuthKind::Sql && l.auth != AuthKind::FedAuth);
+    let integrated = integrated_login(t);
     let sspi_error = t.login_errors.iter().find(|e| is_sspi_error(e.number));
     // Closed by the server in the middle of the SSPI rounds, with no error at all.
     let closed_during_sspi = integrated
@@ -169,14 +185,7 @@ pub(super) fn sspi_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding> 
                 by: Direction::ToClient
             }
         );
-    // The KDC refused the service ticket for this server's SPN (the latest answer counts: a
-    // refusal followed by a ticket is no failure). A client then fails before it can send
-    // a Kerberos token (SqlClient's "Cannot generate SSPI context") or falls back to NTLM.
-    let krb_refused = c
-        .kerberos
-        .last()
-        .filter(|k| k.error.is_some())
-        .filter(|_| t.login_ack.is_none() && (integrated || t.login7.is_none()));
+    let krb_refused = kdc_refused_login(c, t);
     if sspi_error.is_none() && !closed_during_sspi && krb_refused.is_none() {
         return None;
     }
@@ -280,7 +289,7 @@ pub(super) fn login_timed_out(c: &ConnectionFacts, _: &Settings) -> Option<Findi
     if step == "tls" {
         return None; // tls.handshake_failed says it
     }
-    if c.kerberos.iter().any(|k| k.error.is_some()) {
+    if kdc_refused_login(c, t).is_some() {
         return None; // login.sspi_failed says it: the client gave up for want of a ticket
     }
     if connection_encryption(t) == Some(EncryptionMode::Mismatch) {

@@ -21,13 +21,9 @@ pub(super) fn attention(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
     // An ATTENTION that cancelled the login belongs to login.timeout.
     let cancelled_logins = t.attentions.iter().filter(|a| a.during_login).count();
     let count = t.attention_count.saturating_sub(cancelled_logins as u64);
-    let first = t.attentions.iter().find(|a| !a.during_login)?;
+    let first = t.request_attentions().next()?;
     let after = first.request_at.map(|r| first.at.ts.nanos_since(r.ts));
-    let acknowledged = t
-        .attentions
-        .iter()
-        .filter(|a| !a.during_login)
-        .all(|a| a.acknowledged.is_some());
+    let acknowledged = !t.cancel_pending();
     let timeout_like = after.is_some_and(|ns| {
         let s = ns as f64 / 1e9;
         DRIVER_TIMEOUTS_S.iter().any(|d| (s - d).abs() < 0.5)

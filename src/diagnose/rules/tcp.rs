@@ -95,10 +95,8 @@ pub(super) fn syn_unanswered(c: &ConnectionFacts, _: &Settings) -> Option<Findin
     if t.syn_ack.is_some() || t.dir(Direction::ToClient).frames > 0 || t.icmp_error.is_some() {
         return None;
     }
-    // The client went on sending after its SYN: the handshake completed out of the
-    // capture's sight (one direction captured), it was not unanswered.
-    if client.frames > u64::from(client.syn_count) {
-        return None;
+    if t.handshake_unseen() {
+        return None; // not unanswered: completed out of the capture's sight
     }
     let attempts = client.syn_count.max(1);
     let waited = t.last.ts.nanos_since(syn.ts);
