@@ -912,6 +912,15 @@ def impacket_windows_auth(lab):
     return out
 
 
+def ntlm_round_checks(*outcome):
+    """The tshark checks of an NTLM SSPI round (CHALLENGE from the server in an SSPI token, the
+    client's AUTHENTICATE in an SSPI packet), then the checks of how the login ended."""
+    return [chk("tds.type == 0x11", 1, 1), chk("tcp.srcport == 1433 && tds.sspi", 1, 1),
+            chk("tcp.srcport == 1433 && tds.sspi && tcp.payload contains 4e:54:4c:4d:53:53:50:00:02:00:00:00", 1, 1,
+                note=NTLM_CHALLENGE_NOTE),
+            chk("ntlmssp.messagetype == 3 && ntlmssp.auth.username == \"%s\"" % USER, 1, 1)] + list(outcome)
+
+
 @scenario("sspi-ntlm-challenge-failed", "impacket mssqlclient",
           "impacket mssqlclient -windows-auth: LOGIN7 with integrated security and an NTLM NEGOTIATE (inside "
           "login-only TLS); the server answers an SSPI token with an NTLM CHALLENGE, impacket sends the NTLM "
@@ -921,11 +930,7 @@ def impacket_windows_auth(lab):
                             [f("login.sspi_failed", number=18452),
                              f("login.failed", number=18452, state=1, **{"class": 14}),
                              f("tls.certificate_problem", problem="self_signed_fallback")])],
-          checks=[chk("tds.type == 0x11", 1, 1), chk("tcp.srcport == 1433 && tds.sspi", 1, 1),
-                  chk("tcp.srcport == 1433 && tds.sspi && tcp.payload contains 4e:54:4c:4d:53:53:50:00:02:00:00:00", 1, 1,
-                      note=NTLM_CHALLENGE_NOTE),
-                  chk("ntlmssp.messagetype == 3 && ntlmssp.auth.username == \"%s\"" % USER, 1, 1),
-                  chk("tds.error.number == 18452", 1, 1), chk("tds.loginack", 0, 0)],
+          checks=ntlm_round_checks(chk("tds.error.number == 18452", 1, 1), chk("tds.loginack", 0, 0)),
           tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
 def sc_sspi_ntlm_failed(lab):
     lab.start_server({"encryption": "off", "ntlm": "challenge-then-fail"})
@@ -942,11 +947,7 @@ def sc_sspi_ntlm_failed(lab):
           connections=[conn(S4 + ":1433", "ok",
                             [f("login.ok"),
                              f("tls.certificate_problem", problem="self_signed_fallback")])],
-          checks=[chk("tds.type == 0x11", 1, 1), chk("tcp.srcport == 1433 && tds.sspi", 1, 1),
-                  chk("tcp.srcport == 1433 && tds.sspi && tcp.payload contains 4e:54:4c:4d:53:53:50:00:02:00:00:00", 1, 1,
-                      note=NTLM_CHALLENGE_NOTE),
-                  chk("ntlmssp.messagetype == 3 && ntlmssp.auth.username == \"%s\"" % USER, 1, 1),
-                  chk("tds.loginack", 1, 1), chk("tds.error.number == 18452", 0, 0)],
+          checks=ntlm_round_checks(chk("tds.loginack", 1, 1), chk("tds.error.number == 18452", 0, 0)),
           tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
 def sc_sspi_ntlm_ok(lab):
     lab.start_server({"encryption": "off", "ntlm": "challenge-then-success"})
