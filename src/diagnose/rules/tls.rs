@@ -49,14 +49,15 @@ pub(super) fn handshake_failed(c: &ConnectionFacts, _: &Settings) -> Option<Find
         Some(Direction::ToClient) => "server",
         None => "nobody",
     };
+    let alert_from = match t.alert_from {
+        Some(Direction::ToServer) => "client",
+        _ => "server",
+    };
+    let level_name = |level: u8| if level == 2 { "fatal" } else { "warning" };
     let summary = match (stage, t.alert) {
         ("alert", Some((_, level, desc))) => format!(
-            "The TLS handshake failed: the {} sent a {} alert '{}'.",
-            match t.alert_from {
-                Some(Direction::ToServer) => "client",
-                _ => "server",
-            },
-            if level == 2 { "fatal" } else { "warning" },
+            "The TLS handshake failed: the {alert_from} sent a {} alert '{}'.",
+            level_name(level),
             alert_description_name(desc)
         ),
         ("after_finished", _) => "The client finished the TLS handshake and then closed the connection without logging in: it rejected the server's certificate.".to_string(),
@@ -68,15 +69,11 @@ pub(super) fn handshake_failed(c: &ConnectionFacts, _: &Settings) -> Option<Find
         .detail("stage", stage)
         .detail("closed_by", closer);
     if let Some((at, level, desc)) = t.alert {
-        let from = match t.alert_from {
-            Some(Direction::ToServer) => "client",
-            _ => "server",
-        };
         b = b
             .detail("alert", alert_description_name(desc))
-            .detail("alert_level", if level == 2 { "fatal" } else { "warning" })
-            .detail("alert_from", from)
-            .evidence_at(at, format!("TLS alert from the {from}"));
+            .detail("alert_level", level_name(level))
+            .detail("alert_from", alert_from)
+            .evidence_at(at, format!("TLS alert from the {alert_from}"));
     }
     if let Some(m) = t.client_hello {
         b = b.evidence_at(m, "ClientHello");
@@ -99,9 +96,8 @@ fn rejected_without_sni(
     cert: &crate::facts::CertificateFacts,
 ) -> bool {
     t.sni.is_none()
-        && t.alert.is_none()
         && t.application_data.is_none()
-        && t.client_finished.is_none()
+        && stage(t) == "after_certificate"
         && cert.at.is_some()
         && c.tcp.end.closed_by() == Some(Direction::ToServer)
         && !cert.names_address(c.tcp.server.ip())
