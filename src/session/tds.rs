@@ -32,6 +32,9 @@ const MAX_SMALL_MESSAGE: usize = 64 * 1024;
 const MAX_TOKEN_CARRY: usize = 1 << 20;
 /// Buffer capacity a connection keeps between messages; larger buffers are released.
 const KEEP_CAPACITY: usize = 4096;
+
+/// The first share of the next piece lent to a cut token; doubled until the token is whole.
+const CARRY_STEP: usize = 256;
 /// Anomalies kept per connection.
 const MAX_ANOMALIES: usize = 16;
 
@@ -982,44 +985,42 @@ impl TdsSession {
     }
 
     fn walk_tokens(&mut self, at: Mark, data: &[u8]) {
-        // Tokens are parsed straight from the packet's bytes; only a token cut by a packet
-        // boundary is carried over (copied) to be completed by the next packet.
-        let mut carry = std::mem::take(&mut self.server.carry);
-        let from_carry = !carry.is_empty();
-        if from_carry {
-            carry.extend_from_slice(data);
-        }
-        let input: &[u8] = if from_carry { &carry } else { data };
+        // Tokens are parsed straight from the packet's bytes. Only a token cut by a packet
+        // boundary is carried over, and completed by borrowing just enough of the next bytes
+        // (in doubling steps) rather than copying the whole next piece behind it: rows are
+        // cut at almost every segment boundary of a large result.
         let mut events: Vec<TokenEvent> = Vec::new();
         let mut failure: Option<ParseError> = None;
-        let mut rest = input;
-        let mut guard = input.len() + 1;
-        while !rest.is_empty() && guard > 0 {
-            guard -= 1;
-            // Rows carry nothing the session keeps: a run of them is skipped in one go.
-            rest = skip_rows(rest, &self.tokens.columns);
-            if rest.is_empty() {
-                break;
-            }
-            match parse_token(rest, &mut self.tokens) {
-                Ok((after, token)) => {
-                    rest = after;
-                    if let Some(ev) = TokenEvent::from_token(token) {
-                        events.push(ev);
-                    }
+        let mut carry = std::mem::take(&mut self.server.carry);
+        let mut data_from = 0;
+        if !carry.is_empty() {
+            let mut held = carry.len();
+            let mut taken = 0;
+            data_from = data.len();
+            while taken < data.len() {
+                let add = carry.len().max(CARRY_STEP).min(data.len() - taken);
+                carry.extend_from_slice(data.get(taken..taken + add).unwrap_or_default());
+                taken += add;
+                let consumed = self.walk_buffer(&carry, &mut events, &mut failure);
+                if failure.is_some() {
+                    carry.clear();
+                    break;
                 }
-                Err(ParseError::Incomplete { .. }) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    rest = &[];
+                if consumed >= held {
+                    // The cut token is whole; what follows it is walked in place below.
+                    data_from = consumed - held;
+                    carry.clear();
+                    break;
                 }
+                carry.drain(..consumed);
+                held -= consumed;
             }
         }
-        let consumed = input.len() - rest.len();
-        if from_carry {
-            carry.drain(..consumed);
-        } else {
-            carry.extend_from_slice(data.get(consumed..).unwrap_or(&[]));
+        if let Some(rest) = data.get(data_from..).filter(|r| !r.is_empty()) {
+            if failure.is_none() {
+                let consumed = self.walk_buffer(rest, &mut events, &mut failure);
+                carry.extend_from_slice(rest.get(consumed..).unwrap_or_default());
+            }
         }
         if carry.is_empty() && carry.capacity() > KEEP_CAPACITY {
             // A large token passed; do not hold its buffer for the rest of the connection.
@@ -1054,6 +1055,41 @@ impl TdsSession {
         for ev in events {
             self.on_token(at, ev);
         }
+    }
+
+    /// Walks whole tokens at the front of `input`, collecting their events; returns how many
+    /// bytes they took. A token cut by the end of `input` is left unconsumed; a token that does
+    /// not parse sets `failure` and counts the whole input as consumed.
+    fn walk_buffer(
+        &mut self,
+        input: &[u8],
+        events: &mut Vec<TokenEvent>,
+        failure: &mut Option<ParseError>,
+    ) -> usize {
+        let mut rest = input;
+        let mut guard = input.len() + 1;
+        while !rest.is_empty() && guard > 0 {
+            guard -= 1;
+            // Rows carry nothing the session keeps: a run of them is skipped in one go.
+            rest = skip_rows(rest, &self.tokens.columns);
+            if rest.is_empty() {
+                break;
+            }
+            match parse_token(rest, &mut self.tokens) {
+                Ok((after, token)) => {
+                    rest = after;
+                    if let Some(ev) = TokenEvent::from_token(token) {
+                        events.push(ev);
+                    }
+                }
+                Err(ParseError::Incomplete { .. }) => break,
+                Err(e) => {
+                    *failure = Some(e);
+                    rest = &[];
+                }
+            }
+        }
+        input.len() - rest.len()
     }
 
     fn on_token(&mut self, at: Mark, ev: TokenEvent) {
