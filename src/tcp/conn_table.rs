@@ -95,9 +95,12 @@ impl Tracker {
         let dst = SocketAddr::new(pkt.ip.dst, seg.dst_port);
         let key = FlowKey::new(src, dst);
 
-        // Only a SYN can start a new connection on a known 5-tuple; other segments take one
-        // lookup here and one below.
-        let exists = if seg.flags.syn() {
+        // Only a SYN can start a new connection on a known 5-tuple; any other segment of a
+        // known connection takes a single table lookup.
+        if !seg.flags.syn() && self.to_known(key, pkt, seg, src, sink) {
+            return;
+        }
+        if seg.flags.syn() {
             let replace = match self.table.get(&key) {
                 None => false,
                 Some(c) if !seg.flags.ack() => c.syn_starts_new(src, seg.seq),
@@ -108,11 +111,8 @@ impl Tracker {
                     self.close(old, sink, false);
                 }
             }
-            self.table.contains_key(&key)
-        } else {
-            self.table.contains_key(&key)
-        };
-        if !exists {
+        }
+        if !self.table.contains_key(&key) {
             while self.table.len() >= self.limits.max_connections.max(1) {
                 if !self.evict_one(sink) {
                     break;
@@ -129,8 +129,20 @@ impl Tracker {
             self.stats.peak_open_connections =
                 self.stats.peak_open_connections.max(self.table.len());
         }
+        self.to_known(key, pkt, seg, src, sink);
+    }
+
+    /// Hands a segment to the connection at `key`; false when there is none.
+    fn to_known(
+        &mut self,
+        key: FlowKey,
+        pkt: &Packet<'_>,
+        seg: &crate::decode::TcpSegment<'_>,
+        src: SocketAddr,
+        sink: &mut dyn StreamSink,
+    ) -> bool {
         let Some(conn) = self.table.get_mut(&key) else {
-            return;
+            return false;
         };
         conn.touch = self.packets;
         let was_ended = conn.ended;
@@ -147,6 +159,7 @@ impl Tracker {
         if self.stats.buffered_bytes > self.limits.total_buffer_bytes {
             self.relieve_global(sink);
         }
+        true
     }
 
     fn account(&mut self, eff: Effect) {
