@@ -97,7 +97,7 @@ impl Tracker {
 
         // Only a SYN can start a new connection on a known 5-tuple; any other segment of a
         // known connection takes a single table lookup.
-        if !seg.flags.syn() && self.to_known(key, pkt, seg, src, sink) {
+        if !seg.flags.syn() && self.segment_of_known(key, pkt, seg, src, sink) {
             return;
         }
         if seg.flags.syn() {
@@ -129,11 +129,11 @@ impl Tracker {
             self.stats.peak_open_connections =
                 self.stats.peak_open_connections.max(self.table.len());
         }
-        self.to_known(key, pkt, seg, src, sink);
+        self.segment_of_known(key, pkt, seg, src, sink);
     }
 
     /// Hands a segment to the connection at `key`; false when there is none.
-    fn to_known(
+    fn segment_of_known(
         &mut self,
         key: FlowKey,
         pkt: &Packet<'_>,
