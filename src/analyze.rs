@@ -430,7 +430,7 @@ pub fn analyze(
 
     result.connections = reported.connections;
     result.error_findings = reported.error_findings;
-    let (mut servers, clients) = reported.patterns.into_facts();
+    let (mut servers, clients, probes) = reported.patterns.into_facts();
     for (addr, (instance, version)) in reported.ssrp_servers {
         let known = servers.iter_mut().find(|s| s.address == Some(addr));
         let s = match known {
@@ -452,6 +452,7 @@ pub fn analyze(
     }
     capture_facts.servers = servers;
     capture_facts.clients = clients;
+    capture_facts.probes = probes;
     let findings = diagnose::capture_findings(&capture_facts);
     result.error_findings |= findings.iter().any(|f| f.severity == Severity::Error);
     out.finish(&Totals {

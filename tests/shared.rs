@@ -4,7 +4,11 @@
 
 use serde_json::Value;
 
-use crate::util::{all_shared_captures, analyze_json, shared_capture};
+use std::collections::BTreeSet;
+
+use crate::util::{
+    all_shared_captures, analyze_json, shared_capture, tdsscope, tshark_fields, tshark_or_skip,
+};
 
 fn connection<'a>(report: &'a Value, server: &str, client_port: u16) -> &'a Value {
     report["connections"]
@@ -57,6 +61,96 @@ fn unanswered_syns_to_1433_in_the_synscan() {
         assert_eq!(c["sql"], true, "port 1433 makes it a SQL connection");
         assert_eq!(codes(c), ["tcp.no_answer"]);
     }
+}
+
+/// The synscan capture is an nmap SYN scan of 1,000 ports: one `pattern.port_scan` names the
+/// scanner, the host, how many ports it probed and which answered, agreeing with tshark's
+/// view of the SYNs and SYN-ACKs; the text report lists the scan once instead of 1,991
+/// failed connections.
+#[test]
+fn the_synscan_is_one_port_scan_and_the_text_report_folds_it() {
+    let file = shared_capture("tcp1433-syn-unanswered-pcapng_chrissanders_synscan.pcapng");
+    let (report, _) = analyze_json(&[&file]);
+    let scans: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "pattern.port_scan")
+        .collect();
+    assert_eq!(scans.len(), 1, "{:#}", report["findings"]);
+    let scan = scans[0];
+    let d = &scan["detail"];
+    assert_eq!(d["client"], "172.16.0.8");
+    assert_eq!(d["server"], "64.13.134.52");
+    assert_eq!(d["hosts"], 1);
+    assert_eq!(scan["severity"], "warning");
+    let probes = d["probes"].as_u64().unwrap();
+    assert_eq!(
+        d["answered"].as_u64().unwrap()
+            + d["refused"].as_u64().unwrap()
+            + d["unanswered"].as_u64().unwrap(),
+        probes
+    );
+    assert_eq!(scan["connections"].as_array().unwrap().len() as u64, probes);
+    let no_answer = report["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "no_answer")
+        .count() as u64;
+    assert_eq!(d["unanswered"].as_u64().unwrap(), no_answer);
+
+    if tshark_or_skip("the_synscan_is_one_port_scan_and_the_text_report_folds_it") {
+        let syn_ports: BTreeSet<String> = tshark_fields(
+            &file,
+            &[
+                "-Y",
+                "ip.src == 172.16.0.8 && tcp.flags.syn == 1 && tcp.flags.ack == 0",
+            ],
+            &["tcp.dstport"],
+        )
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+        assert_eq!(d["ports"].as_u64().unwrap(), syn_ports.len() as u64);
+        let open: BTreeSet<String> = tshark_fields(
+            &file,
+            &[
+                "-Y",
+                "ip.dst == 172.16.0.8 && tcp.flags.syn == 1 && tcp.flags.ack == 1",
+            ],
+            &["ip.src", "tcp.srcport"],
+        )
+        .into_iter()
+        .map(|r| format!("{}:{}", r[0], r[1]))
+        .collect();
+        let reported: BTreeSet<String> = d["open"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(reported, open);
+        let refused = tshark_fields(
+            &file,
+            &["-Y", "ip.dst == 172.16.0.8 && tcp.flags.reset == 1"],
+            &["tcp.srcport"],
+        );
+        assert_eq!(d["refused"].as_u64().unwrap(), refused.len() as u64);
+    }
+
+    let out = tdsscope().arg("analyze").arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().count() < 80, "{text}");
+    assert!(
+        text.contains("besides the 1991 connection attempts of a port scan"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pattern.port_scan 172.16.0.8 probed"),
+        "{text}"
+    );
+    assert!(!text.contains("== 64.13.134.52:"), "{text}");
 }
 
 #[test]

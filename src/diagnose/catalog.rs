@@ -54,6 +54,8 @@ pub enum Code {
     SsrpPortMismatch,
     /// An addition to the contract: the KDC refused a Kerberos request.
     KerberosError,
+    /// An addition to the contract: one client probed many ports or hosts without sending data.
+    PatternPortScan,
 }
 
 impl Code {
@@ -106,6 +108,7 @@ impl Code {
             Code::SsrpOversizedRequest => "ssrp.oversized_request",
             Code::SsrpPortMismatch => "ssrp.port_mismatch",
             Code::KerberosError => "kerberos.error",
+            Code::PatternPortScan => "pattern.port_scan",
         }
     }
 
@@ -157,6 +160,9 @@ impl Code {
             // (delegation, double hops), not necessarily broken; login.sspi_failed says when it
             // broke a login.
             Code::KerberosError => Severity::Warning,
+            // A scan breaks nothing by itself; its own attempts are reported as errors on their
+            // connections, and this finding says why there are so many.
+            Code::PatternPortScan => Severity::Warning,
         }
     }
 
@@ -333,6 +339,11 @@ impl Code {
             Code::KerberosError => &[
                 "For a SQL Server SPN (MSSQLSvc/host:port): setspn -Q MSSQLSvc/<fqdn>:<port> must find exactly one account, the one running the SQL Server service (setspn -S to add it; remove duplicates).",
                 "Check the client's and domain controllers' clocks (Kerberos allows 5 minutes of skew by default) and the account's state (disabled, locked, password expired) in Active Directory.",
+            ],
+            Code::PatternPortScan => &[
+                "Find out what runs on the probing host: a vulnerability scanner or inventory tool on a schedule is expected; anything else probing the network is a security incident.",
+                "Its refused and unanswered attempts are reported on each connection (tcp.refused, tcp.no_answer) but are not an application failing to connect: judge the other connections on their own. The text report lists the scan's connections here instead of one by one.",
+                "Every port that answered is reachable from that host: if SQL Server's ports (1433, the instance's port, UDP 1434) are among them and should not be, restrict them in the firewall.",
             ],
         }
     }

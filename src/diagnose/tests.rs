@@ -447,3 +447,193 @@ fn a_client_that_closes_at_once_abandons_the_login_rather_than_timing_out() {
         f.next_steps
     );
 }
+
+/// A connection attempt from `client` to `server` that carried no client data, answered as
+/// `answer` says: "open" (SYN-ACK, then the client left), "refused" (RST) or "none".
+fn probe(id: u32, client: &str, server: &str, answer: &str, at: f64) -> ConnectionFacts {
+    let mut c = connection();
+    c.tcp.id = ConnId(id);
+    c.tcp.client = addr(client);
+    c.tcp.server = addr(server);
+    c.tcp.first = mark(u64::from(id) + 1, at);
+    c.tcp.dirs[0].syn = Some(c.tcp.first);
+    c.tcp.dirs[0].first_data = None;
+    c.tcp.dirs[0].last_data = None;
+    match answer {
+        "open" => {}
+        "refused" => {
+            c.tcp.syn_ack = None;
+            c.tcp.dirs[1].rst = Some(mark(u64::from(id) + 2, at + 0.0001));
+        }
+        _ => {
+            c.tcp.syn_ack = None;
+            c.tcp.dirs[1] = DirFacts::default();
+        }
+    }
+    c
+}
+
+fn scan_findings(conns: &[ConnectionFacts]) -> Vec<Finding> {
+    let mut p = crate::session::patterns::Patterns::default();
+    for c in conns {
+        p.on_connection(c);
+    }
+    let (servers, clients, probes) = p.into_facts();
+    let facts = crate::facts::CaptureFacts {
+        servers,
+        clients,
+        probes,
+        ..Default::default()
+    };
+    super::capture_findings(&facts)
+        .into_iter()
+        .filter(|f| f.code == "pattern.port_scan")
+        .collect()
+}
+
+#[test]
+fn many_ports_probed_without_data_are_one_port_scan() {
+    let mut conns = Vec::new();
+    for port in 1..=25u16 {
+        let answer = match port {
+            22 | 3 => "open",
+            5..=7 => "refused",
+            _ => "none",
+        };
+        let id = u32::from(port);
+        conns.push(probe(
+            id,
+            "192.0.2.66:40000",
+            &format!("198.51.100.20:{port}"),
+            answer,
+            f64::from(port) * 0.01,
+        ));
+    }
+    // The scanner retries an unanswered port: a second probe, not a second target.
+    conns.push(probe(
+        26,
+        "192.0.2.66:40001",
+        "198.51.100.20:9",
+        "none",
+        0.5,
+    ));
+    let found = scan_findings(&conns);
+    assert_eq!(found.len(), 1);
+    let d = &found[0].detail;
+    assert_eq!(d["client"], "192.0.2.66");
+    assert_eq!(d["server"], "198.51.100.20");
+    assert_eq!(d["ports"], 25);
+    assert_eq!(d["targets"], 25);
+    assert_eq!(d["probes"], 26);
+    assert_eq!(d["answered"], 2);
+    assert_eq!(d["refused"], 3);
+    assert_eq!(d["unanswered"], 21);
+    assert_eq!(
+        d["open"],
+        serde_json::json!(["198.51.100.20:3", "198.51.100.20:22"])
+    );
+    assert!(d.get("port").is_none());
+    assert_eq!(found[0].connections.len(), 26);
+    assert!(found[0].summary.contains("25 TCP ports on 198.51.100.20"));
+    assert!(found[0].summary.contains("2 answered (3, 22)"));
+}
+
+#[test]
+fn one_port_on_many_hosts_is_a_sweep() {
+    let conns: Vec<ConnectionFacts> = (1..=22u32)
+        .map(|h| {
+            let answer = if h == 7 { "open" } else { "none" };
+            probe(
+                h,
+                "192.0.2.66:40000",
+                &format!("10.0.0.{h}:1433"),
+                answer,
+                0.0,
+            )
+        })
+        .collect();
+    let found = scan_findings(&conns);
+    assert_eq!(found.len(), 1);
+    let d = &found[0].detail;
+    assert_eq!(d["port"], 1433);
+    assert_eq!(d["hosts"], 22);
+    assert!(d.get("server").is_none());
+    assert!(found[0].summary.contains("port 1433 on 22 hosts"));
+    assert!(found[0].summary.contains("1 answered (10.0.0.7)"));
+}
+
+#[test]
+fn failing_applications_and_busy_clients_are_not_scans() {
+    // An application retrying one server 40 times.
+    let retries: Vec<ConnectionFacts> = (0..40u32)
+        .map(|i| {
+            probe(
+                i,
+                "192.0.2.10:50000",
+                "198.51.100.20:1433",
+                "none",
+                f64::from(i),
+            )
+        })
+        .collect();
+    assert!(scan_findings(&retries).is_empty());
+    // A client that talks to 30 servers (it sends data on each).
+    let busy: Vec<ConnectionFacts> = (1..=30u32)
+        .map(|h| {
+            let mut c = probe(
+                h,
+                "192.0.2.10:50000",
+                &format!("10.0.0.{h}:1433"),
+                "open",
+                0.0,
+            );
+            c.tcp.dirs[0].payload_bytes = 200;
+            c
+        })
+        .collect();
+    assert!(scan_findings(&busy).is_empty());
+    // Nineteen ports: below the threshold.
+    let few: Vec<ConnectionFacts> = (1..=19u16)
+        .map(|p| {
+            probe(
+                u32::from(p),
+                "192.0.2.66:40000",
+                &format!("198.51.100.20:{p}"),
+                "none",
+                0.0,
+            )
+        })
+        .collect();
+    assert!(scan_findings(&few).is_empty());
+}
+
+/// nmap -sS: a SYN with a TTL of nmap's choosing, the server's SYN-ACK, and the scanning
+/// host's kernel answering it with a RST of the kernel's TTL. Not a forged reset: the client
+/// never completed the handshake, so its SYN's TTL says nothing about its usual one.
+#[test]
+fn a_syn_scanners_reset_is_the_clients_not_a_middleboxs() {
+    let mut c = connection();
+    let client = &mut c.tcp.dirs[0];
+    client.ttl = Some(53);
+    client.frames = 2;
+    client.first_data = None;
+    client.last_data = None;
+    client.rst = Some(mark(3, 0.001));
+    client.rst_ttl = Some(64);
+    client.rst_count = 1;
+    c.tcp.end = TcpEnd::Rst {
+        by: Direction::ToServer,
+    };
+    let f = finding(&c, "reset.by_client");
+    assert_eq!(f.detail["phase"], "handshake");
+    assert!(f.summary.contains("SYN-ACK"), "{}", f.summary);
+    assert!(!codes(&c).contains(&"reset.by_middlebox"));
+
+    // Once the client has sent more than its SYN, a RST with another TTL is forged.
+    let mut talked = c.clone();
+    talked.tcp.dirs[0].frames = 4;
+    talked.tcp.dirs[0].first_data = Some(mark(3, 0.001));
+    talked.tcp.dirs[0].payload_bytes = 10;
+    let f = finding(&talked, "reset.by_middlebox");
+    assert_eq!(f.detail["why"], "ttl");
+}

@@ -487,6 +487,35 @@ pub struct ClientFacts {
     pub port_reuse_example: Option<Mark>,
 }
 
+/// One client's connection attempts that carried no data from it (a SYN, perhaps a handshake,
+/// then nothing or a reset), over all the servers it tried: what a port scan or a sweep for a
+/// service looks like on the wire (nmap -sS and -sT, masscan, inventory tools).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeFacts {
+    pub client: std::net::IpAddr,
+    /// Connection attempts without client data.
+    pub probes: u64,
+    /// Distinct server ip:port, hosts and ports probed. Counting stops at a cap
+    /// (`targets_capped`), so on a huge scan these are lower bounds.
+    pub targets: u64,
+    pub hosts: u64,
+    pub ports: u64,
+    pub targets_capped: bool,
+    /// The one host or the one port, when all probes went to it.
+    pub only_host: Option<std::net::IpAddr>,
+    pub only_port: Option<u16>,
+    /// How the probed servers answered: SYN-ACK, RST, nothing (or ICMP unreachable).
+    pub answered: u64,
+    pub refused: u64,
+    pub unanswered: u64,
+    /// The first few ip:ports that answered with a SYN-ACK, sorted.
+    pub open: Vec<std::net::SocketAddr>,
+    pub first: Mark,
+    pub last: Mark,
+    /// Report ids of the probing connections (the first ones, up to a cap).
+    pub connections: Vec<u32>,
+}
+
 /// Facts about the capture as a whole, for capture-level findings.
 #[derive(Clone, Debug, Default)]
 pub struct CaptureFacts {
@@ -495,6 +524,8 @@ pub struct CaptureFacts {
     pub truncated: Vec<(u16, u64, Option<u32>)>,
     pub servers: Vec<ServerFacts>,
     pub clients: Vec<ClientFacts>,
+    /// Clients that made connection attempts without data to several targets.
+    pub probes: Vec<ProbeFacts>,
 }
 
 /// How an exchange travelled: one datagram per message, or length-prefixed messages on a

@@ -6,17 +6,21 @@
 //! Connections arrive as they end; the ones with problems are held until the end so that they
 //! can be grouped (up to [`MAX_HELD`]; beyond, they are counted and the JSON report has them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
 
 use anstyle::{AnsiColor, Style};
 
 use super::model::{Connection, ExchangeRequest, Finding, Severity, Totals};
 use super::ReportWriter;
+use crate::diagnose::Code;
 
 /// Problem connections held for grouping. 10,000 of them is ~30 MB; a capture with more is
 /// better read as JSON, which streams.
 const MAX_HELD: usize = 10_000;
+/// Connection ids printed under a capture-level finding; the JSON report has them all.
+const IDS_LISTED: usize = 40;
+
 /// Rows of the healthy-connections table.
 const HEALTHY_ROWS: usize = 40;
 
@@ -449,10 +453,35 @@ impl<W: Write> ReportWriter for TextWriter<W> {
 
     fn finish(&mut self, totals: &Totals) -> io::Result<()> {
         self.header(totals)?;
-        let problems = std::mem::take(&mut self.problems);
+        let mut problems = std::mem::take(&mut self.problems);
+        // A scan's attempts are listed under its finding, not one by one: thousands of
+        // identical refusals would bury the connections that matter.
+        let scanned: HashSet<u32> = totals
+            .findings
+            .iter()
+            .filter(|f| f.code == Code::PatternPortScan.as_str())
+            .flat_map(|f| f.connections.iter().copied())
+            .collect();
+        let mut folded = 0usize;
+        for conns in problems.values_mut() {
+            let before = conns.len();
+            conns.retain(|c| !scanned.contains(&c.id));
+            folded += before - conns.len();
+        }
+        problems.retain(|_, conns| !conns.is_empty());
         let count: usize = problems.values().map(Vec::len).sum();
-        if count == 0 {
+        let scan_note = format!(
+            "{folded} connection attempt{} of a port scan (see pattern.port_scan under \"Across the capture\"; --format json lists them)",
+            if folded == 1 { "" } else { "s" }
+        );
+        if count == 0 && folded == 0 {
             writeln!(self.out, "No connection with a problem.")?;
+        } else if count == 0 {
+            self.wrapped(
+                "",
+                2,
+                &format!("No connection with a problem besides the {scan_note}."),
+            )?;
         } else {
             let title = format!("Connections with problems: {count}, by server");
             writeln!(
@@ -460,6 +489,9 @@ impl<W: Write> ReportWriter for TextWriter<W> {
                 "{}",
                 self.paint(Style::new().bold().underline(), &title)
             )?;
+            if folded > 0 {
+                self.wrapped("", 2, &format!("Not listed here: the {scan_note}."))?;
+            }
         }
         for (server, mut conns) in problems {
             // Failures before connections that are only at risk; then in capture order.
@@ -538,7 +570,15 @@ impl<W: Write> ReportWriter for TextWriter<W> {
             for f in &totals.findings {
                 self.finding(f, 0, None)?;
                 if !f.connections.is_empty() {
-                    let ids: Vec<String> = f.connections.iter().map(|i| format!("#{i}")).collect();
+                    let mut ids: Vec<String> = f
+                        .connections
+                        .iter()
+                        .take(IDS_LISTED)
+                        .map(|i| format!("#{i}"))
+                        .collect();
+                    if f.connections.len() > IDS_LISTED {
+                        ids.push(format!("… and {} more", f.connections.len() - IDS_LISTED));
+                    }
                     self.wrapped("      connections: ", 19, &ids.join(" "))?;
                 }
             }

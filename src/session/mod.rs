@@ -4,6 +4,7 @@
 pub mod exchanges;
 pub mod forward;
 pub mod patterns;
+pub mod probes;
 pub mod tcp_exchanges;
 pub mod tds;
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::facts::{Burst, ClientFacts, ConnectionFacts, Dialect, ServerFacts};
+use crate::facts::{Burst, ClientFacts, ConnectionFacts, Dialect, ProbeFacts, ServerFacts};
 use crate::tcp::{Direction, Mark, TcpEnd};
 use crate::time::Timestamp;
 
@@ -197,6 +197,7 @@ pub struct Patterns {
     servers: HashMap<SocketAddr, ServerState>,
     clients: HashMap<IpAddr, ClientState>,
     ports: RecentPorts,
+    probes: super::probes::Probes,
     /// Endpoints not tracked because of [`MAX_ENDPOINTS`].
     pub untracked: u64,
 }
@@ -218,6 +219,7 @@ fn short_sql_connection(c: &ConnectionFacts) -> bool {
 
 impl Patterns {
     pub fn on_connection(&mut self, c: &ConnectionFacts) {
+        self.probes.on_connection(c);
         let t = &c.tcp;
         let id = t.id.0 + 1;
         let tds = c.tds.as_ref().filter(|t| t.dialect == Dialect::Tds7);
@@ -302,11 +304,11 @@ impl Patterns {
     }
 
     /// The aggregates, sorted by address so that reports are stable.
-    pub fn into_facts(self) -> (Vec<ServerFacts>, Vec<ClientFacts>) {
+    pub fn into_facts(self) -> (Vec<ServerFacts>, Vec<ClientFacts>, Vec<ProbeFacts>) {
         let mut servers: Vec<ServerFacts> = self.servers.into_values().map(|s| s.facts).collect();
         servers.sort_by_key(|s| s.address);
         let mut clients: Vec<ClientFacts> = self.clients.into_values().map(|c| c.facts).collect();
         clients.sort_by_key(|c| c.address);
-        (servers, clients)
+        (servers, clients, self.probes.into_facts())
     }
 }

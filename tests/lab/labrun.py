@@ -767,6 +767,41 @@ def sc_listen_backlog(lab):
         p.wait(30)
 
 
+SCAN_PORTS = list(range(1, 101)) + [1433]
+SCAN_FILTERED = list(range(20, 25))
+
+
+@scenario("port-scan-nmap", "nmap -sS",
+          "nmap SYN-scans ports 1-100 and 1433 of the server once each (--max-retries 0): 1433 answers "
+          "(tdsserver listens; nmap's kernel resets the half-open connection), the router drops SYNs to "
+          "ports 20-24, the server's kernel refuses the rest.",
+          connections=[conn(S4 + ":%d" % p, "no_answer", [f("tcp.no_answer", attempts=1, waited_s=0)])
+                       for p in SCAN_PORTS if p in SCAN_FILTERED] +
+                      [conn(S4 + ":%d" % p, "refused", [f("tcp.refused", attempts=1)])
+                       for p in SCAN_PORTS if p not in SCAN_FILTERED and p != 1433] +
+                      [conn(S4 + ":1433", "reset", [f("reset.by_client", phase="handshake")],
+                            note="nmap never completes the handshake: its kernel answers the SYN-ACK with RST "
+                                 "(TTL 64, while nmap's own SYN had a TTL of nmap's choosing: not a forged reset)")],
+          capture_findings=[f("pattern.port_scan", client=C4, server=S4, ports=len(SCAN_PORTS),
+                              targets=len(SCAN_PORTS), hosts=1, probes=len(SCAN_PORTS), answered=1,
+                              refused=len(SCAN_PORTS) - len(SCAN_FILTERED) - 1,
+                              unanswered=len(SCAN_FILTERED), open=[S4 + ":1433"])],
+          checks=[chk("tcp.flags.syn == 1 && tcp.flags.ack == 0", len(SCAN_PORTS), len(SCAN_PORTS)),
+                  chk("tcp.flags.syn == 1 && tcp.flags.ack == 1", 1, 1),
+                  chk("tcp.flags.reset == 1 && ip.src == %s" % S4, len(SCAN_PORTS) - len(SCAN_FILTERED) - 1,
+                      len(SCAN_PORTS) - len(SCAN_FILTERED) - 1),
+                  chk("tcp.flags.reset == 1 && ip.src == %s" % C4, 1, 1),
+                  chk("tcp.len > 0", 0, 0)])
+def sc_port_scan_nmap(lab):
+    lab.start_server({"encryption": "off"})
+    lab.iptables("r", ["-A", "FORWARD", "-p", "tcp", "--syn", "--dport", "20:24", "-j", "DROP"])
+    lab.start_capture()
+    ports = ",".join(str(p) for p in SCAN_PORTS)
+    r = lab.run("c", ["nmap", "-sS", "-Pn", "-n", "--max-retries", "0", "--max-rtt-timeout", "300ms",
+                      "-p", ports, S4], timeout=60, check=False)
+    expect(r.returncode == 0 and "1433/tcp open" in r.stdout, "nmap found 1433 open: " + r.stdout[-400:])
+
+
 @scenario("syn-retry-then-success", "tsql",
           "The router drops SYNs to 1433 for the first 2.5 s: the SYNs at 0, 1 and 2 s go unanswered, the "
           "retry at 3 s gets through, then a normal cleartext login and query.",
@@ -2071,6 +2106,9 @@ def client_versions():
         m2.group(1) if m2 else "?", v["tsql"].split()[-1], m.group(1) if m else "?")
     r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "krb5-user"], capture_output=True, text=True)
     v["kinit"] = "MIT Kerberos " + (r.stdout.strip() or "?")
+    r = subprocess.run(["nmap", "--version"], capture_output=True, text=True)
+    m = re.search(r"Nmap version (\S+)", r.stdout)
+    v["nmap"] = "Nmap " + (m.group(1) if m else "?")
     r = subprocess.run(["dig", "-v"], capture_output=True, text=True)
     v["dig"] = (r.stdout + r.stderr).strip() or "dig ?"
     for mod, pkg in (("pytds", "python-tds"), ("impacket", "impacket")):

@@ -36,10 +36,25 @@ fn ttl_mismatch(d: &DirFacts) -> Option<(u8, u8)> {
     (rst != usual).then_some((rst, usual))
 }
 
+/// The side sent nothing but SYNs and RSTs. A client like that never completed the
+/// handshake, and its "usual" TTL is the SYN's: a SYN scanner (nmap -sS, masscan) crafts that
+/// SYN with a TTL of its own, and its kernel's RST answering the SYN-ACK then looks forged.
+fn only_syns_and_rsts(d: &DirFacts) -> bool {
+    d.frames <= u64::from(d.syn_count) + u64::from(d.rst_count)
+}
+
+/// The connection ended before the client completed the handshake: the server's SYN-ACK came
+/// and the client sent no ACK, only a reset (or nothing).
+fn handshake_unfinished(c: &ConnectionFacts) -> bool {
+    let client = c.tcp.dir(Direction::ToServer);
+    client.syn.is_some() && c.tcp.syn_ack.is_some() && only_syns_and_rsts(client)
+}
+
 /// Why a reset was forged by a device in the path, if it was.
 fn forged(c: &ConnectionFacts, by: Direction) -> Option<(&'static str, Option<(u8, u8)>)> {
     let t = &c.tcp;
-    if let Some(m) = ttl_mismatch(t.dir(by)) {
+    let ttl_known = !(by == Direction::ToServer && only_syns_and_rsts(t.dir(by)));
+    if let Some(m) = ttl_mismatch(t.dir(by)).filter(|_| ttl_known) {
         return Some(("ttl", Some(m)));
     }
     let (a, b) = (
@@ -49,8 +64,12 @@ fn forged(c: &ConnectionFacts, by: Direction) -> Option<(&'static str, Option<(u
     (b.ts.nanos_since(a.ts).abs() <= BOTH_ENDS_WINDOW_NS).then_some(("both_ends", None))
 }
 
-/// What the connection was doing when it ended: `login`, `request` or `idle`.
+/// What the connection was doing when it ended: `handshake` (an addition: the client never
+/// completed the TCP handshake), `login`, `request` or `idle`.
 fn phase(c: &ConnectionFacts) -> &'static str {
+    if handshake_unfinished(c) {
+        return "handshake";
+    }
     if let Some(t) = c.tds.as_ref().filter(|t| t.dialect == Dialect::Tds7) {
         match login_outcome(c) {
             Some(
@@ -83,6 +102,7 @@ fn phase(c: &ConnectionFacts) -> &'static str {
 /// The phase as words after "reset the connection …".
 fn during(phase: &str) -> &'static str {
     match phase {
+        "handshake" => "before completing the TCP handshake",
         "login" => "during the login",
         "request" => "while a request was in progress",
         _ => "while it was idle",
@@ -230,6 +250,7 @@ pub(super) fn reset(c: &ConnectionFacts, settings: &Settings) -> Option<Finding>
     // close, not the reset, was the decision.
     let closed_before = c.tcp.dir(by).fin.filter(|fin| fin.ts <= at.ts);
     let summary = match closed_before {
+        None if phase == "handshake" && by == Direction::ToServer => "The client answered the server's SYN-ACK with a reset instead of completing the handshake: it had given up on the attempt (a connect timeout shorter than the server's answer), or it is a SYN scanner, which never completes one.".to_string(),
         Some(fin) => format!(
             "The {sender} reset the connection {when}, {:.1} s after it had closed its side (FIN): data from the other side arrived on a socket the {sender} had already closed.",
             at.ts.nanos_since(fin.ts) as f64 / 1e9
@@ -275,7 +296,7 @@ fn idle_gap(c: &ConnectionFacts, end: Mark) -> Option<(Mark, Mark)> {
 
 /// `idle.killed`: reset, or silently dropped, after sitting idle.
 pub(super) fn idle_killed(c: &ConnectionFacts, s: &Settings) -> Option<Finding> {
-    if refused(c) || phase(c) == "login" {
+    if refused(c) || matches!(phase(c), "login" | "handshake") {
         return None;
     }
     let t = &c.tcp;

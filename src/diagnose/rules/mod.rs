@@ -62,4 +62,5 @@ pub(super) const CAPTURE_RULES: &[CaptureRule] = &[
     pattern::listen_backlog,
     pattern::no_pooling,
     pattern::port_exhaustion,
+    pattern::port_scan,
 ];

@@ -1,7 +1,8 @@
-//! Patterns across connections: no pooling, mass resets, listen backlog, port exhaustion.
+//! Patterns across connections: no pooling, mass resets, listen backlog, port exhaustion,
+//! port scans.
 
 use crate::diagnose::{secs, Code, FindingBuilder};
-use crate::facts::{Burst, CaptureFacts};
+use crate::facts::{Burst, CaptureFacts, ProbeFacts};
 use crate::report::model::Finding;
 
 /// Resets of this many connections to one server within the window make a mass reset.
@@ -15,6 +16,12 @@ const NO_POOLING_MIN: u64 = 20;
 const NO_POOLING_PER_MINUTE: f64 = 20.0;
 /// Client ports reused for the same server within TIME_WAIT.
 const PORT_REUSE_MIN: u64 = 10;
+/// Distinct ip:port targets one client probed without sending data that make a scan. An
+/// application that cannot connect retries one server (or the few of a failover list); nmap's
+/// default scan probes 1,000 ports, a sweep for SQL Servers one port on every host.
+const SCAN_MIN_TARGETS: u64 = 20;
+/// Open targets named in a scan's summary (the detail lists up to 32).
+const SCAN_OPEN_NAMED: usize = 8;
 
 fn with_burst(mut b: FindingBuilder, burst: &Burst, what: &str) -> FindingBuilder {
     b = b
@@ -123,6 +130,87 @@ pub(super) fn port_exhaustion(c: &CaptureFacts) -> Vec<Finding> {
                 b = b.evidence_at(m, "a port reused");
             }
             Some(b.build())
+        })
+        .collect()
+}
+
+/// What a scan's probes went to, for its summary.
+fn scan_scope(p: &ProbeFacts) -> String {
+    let at_least = if p.targets_capped { "at least " } else { "" };
+    match (p.only_host, p.only_port) {
+        (Some(h), _) => format!("{at_least}{} TCP ports on {h}", p.ports),
+        (None, Some(port)) => format!("port {port} on {at_least}{} hosts", p.hosts),
+        (None, None) => format!(
+            "{at_least}{} targets ({} ports on {} hosts)",
+            p.targets, p.ports, p.hosts
+        ),
+    }
+}
+
+/// The open targets as a reader wants them: ports of the one host, hosts of the one port,
+/// else ip:port.
+fn open_names(p: &ProbeFacts) -> Vec<String> {
+    p.open
+        .iter()
+        .map(|a| match (p.only_host, p.only_port) {
+            (Some(_), _) => a.port().to_string(),
+            (None, Some(_)) => a.ip().to_string(),
+            (None, None) => a.to_string(),
+        })
+        .collect()
+}
+
+/// `pattern.port_scan` (an addition to the contract): one client made connection attempts
+/// without data to many ports or hosts.
+pub(super) fn port_scan(c: &CaptureFacts) -> Vec<Finding> {
+    c.probes
+        .iter()
+        .filter(|p| p.targets >= SCAN_MIN_TARGETS)
+        .map(|p| {
+            let span = p.last.ts.nanos_since(p.first.ts);
+            let open = open_names(p);
+            let named: Vec<&str> = open.iter().take(SCAN_OPEN_NAMED).map(String::as_str).collect();
+            let open_text = match open.len() {
+                0 => "none answered".to_string(),
+                n if n > named.len() => format!("{n} answered ({}, …)", named.join(", ")),
+                n => format!("{n} answered ({})", named.join(", ")),
+            };
+            let summary = format!(
+                "{} probed {} within {:.1} s ({} connection attempts without data): a port scan, not an application failing to connect. Targets: {open_text}; attempts refused: {}, unanswered: {}.",
+                p.client,
+                scan_scope(p),
+                span as f64 / 1e9,
+                p.probes,
+                p.refused,
+                p.unanswered,
+            );
+            let mut b = FindingBuilder::new(Code::PatternPortScan, summary)
+                .detail("client", p.client.to_string())
+                .detail("probes", p.probes)
+                .detail("targets", p.targets)
+                .detail("hosts", p.hosts)
+                .detail("ports", p.ports)
+                .detail("answered", p.answered)
+                .detail("refused", p.refused)
+                .detail("unanswered", p.unanswered)
+                .detail("span_s", secs(span))
+                .detail(
+                    "open",
+                    p.open.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                );
+            if let Some(h) = p.only_host {
+                b = b.detail("server", h.to_string());
+            }
+            if let Some(port) = p.only_port {
+                b = b.detail("port", port);
+            }
+            if p.targets_capped {
+                b = b.detail("targets_capped", true);
+            }
+            b.evidence_at(p.first, "first probe")
+                .evidence_at(p.last, "last probe")
+                .connections(p.connections.clone())
+                .build()
         })
         .collect()
 }
