@@ -637,3 +637,26 @@ fn a_syn_scanners_reset_is_the_clients_not_a_middleboxs() {
     let f = finding(&talked, "reset.by_middlebox");
     assert_eq!(f.detail["why"], "ttl");
 }
+
+/// Only the client's direction was captured: its SYN, then data, then its RST. The handshake
+/// completed out of sight, so this is no refused attempt: the client's reset is reported.
+#[test]
+fn a_reset_in_a_one_direction_capture_is_not_hidden_as_a_refusal() {
+    let mut c = connection();
+    c.tcp.syn_ack = None;
+    c.tcp.handshake_rtt_ns = None;
+    c.tcp.dirs[1] = DirFacts::default();
+    let client = &mut c.tcp.dirs[0];
+    client.frames = 5;
+    client.payload_bytes = 300;
+    client.rst = Some(mark(5, 2.0));
+    client.rst_ttl = Some(64);
+    client.rst_count = 1;
+    c.tcp.end = TcpEnd::Rst {
+        by: Direction::ToServer,
+    };
+    assert!(c.tcp.handshake_unseen());
+    let found = codes(&c);
+    assert!(found.contains(&"reset.by_client"), "{found:?}");
+    assert!(!found.contains(&"tcp.refused") && !found.contains(&"tcp.no_answer"));
+}

@@ -109,8 +109,12 @@ fn during(phase: &str) -> &'static str {
     }
 }
 
+/// The connection never got past its SYN: no SYN-ACK, and the client did not go on either (a
+/// client that goes on completed the handshake out of the capture's sight).
 fn refused(c: &ConnectionFacts) -> bool {
-    c.tcp.dir(Direction::ToServer).syn.is_some() && c.tcp.syn_ack.is_none()
+    c.tcp.dir(Direction::ToServer).syn.is_some()
+        && c.tcp.syn_ack.is_none()
+        && !c.tcp.handshake_unseen()
 }
 
 /// Keep-alives this side sent without an answer before the connection ended.
