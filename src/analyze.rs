@@ -483,6 +483,7 @@ fn read_inputs(
     let mut tracker = Tracker::new(&opts.limits);
     let mut exchanges = ExchangeTracker::new();
     let mut bytes_before = 0u64;
+    let mut capture_last: Option<Timestamp> = None;
     for (index, path) in ordered.iter().enumerate() {
         let input_no = u16::try_from(index).unwrap_or(u16::MAX);
         let mut input = Input::new(path.display().to_string());
@@ -544,6 +545,7 @@ fn read_inputs(
         }
         input.compressed = source.compressed();
         input.snaplen = source.snaplen();
+        capture_last = capture_last.max(last);
         input.first_time = first.map(Timestamp::to_rfc3339);
         input.last_time = last.map(Timestamp::to_rfc3339);
         capture_facts
@@ -559,6 +561,9 @@ fn read_inputs(
     exchanges.finish();
     for ev in exchanges.drain() {
         forwarder.on_exchange(ev);
+    }
+    if let Some(last) = capture_last {
+        forwarder.on_capture_end(last);
     }
     // Connections still open (or lingering) at the end are closed in batches, so their facts
     // never all sit in memory at once.

@@ -37,6 +37,9 @@ enum Event {
     Close(Box<TcpFacts>),
     /// A UDP exchange event, kept in capture order with the TCP events.
     Exchange(Box<ExchangeEvent>),
+    /// Every input was read; the last frame's time. Connections closed after this are the
+    /// ones still open when the capture stopped.
+    CaptureEnd(Timestamp),
 }
 
 enum Kind {
@@ -80,6 +83,11 @@ impl Forwarder {
     }
 
     /// Carries a UDP exchange event in order with the stream events.
+    /// Every input was read; `last` is the capture's last frame time.
+    pub fn on_capture_end(&mut self, last: Timestamp) {
+        self.current.events.push(Event::CaptureEnd(last));
+    }
+
     pub fn on_exchange(&mut self, ev: ExchangeEvent) {
         self.current.events.push(Event::Exchange(Box::new(ev)));
     }
@@ -178,6 +186,7 @@ pub fn replay(batch: &mut Batch, sessions: &mut Sessions, exchanges: &mut Vec<Ex
             }
             Event::Close(facts) => sessions.on_close(*facts),
             Event::Exchange(ev) => exchanges.push(*ev),
+            Event::CaptureEnd(ts) => sessions.on_capture_end(ts),
         }
     }
     batch.bytes.clear();

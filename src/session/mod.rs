@@ -37,6 +37,8 @@ pub struct Sessions {
     /// Server endpoints where TDS was seen (bounded), and the user's `--server` hints.
     tds_servers: HashSet<SocketAddr>,
     hints: Vec<ServerHint>,
+    /// The capture's last frame time, once every input was read.
+    capture_end: Option<crate::time::Timestamp>,
 }
 
 /// Server endpoints remembered as SQL Server because TDS was seen on them.
@@ -84,6 +86,11 @@ impl Sessions {
             hints,
             ..Self::default()
         }
+    }
+
+    /// Every input was read; `last` is the capture's last frame time.
+    pub fn on_capture_end(&mut self, last: crate::time::Timestamp) {
+        self.capture_end = Some(last);
     }
 
     /// Connections that ended since the last call.
@@ -157,8 +164,11 @@ impl StreamSink for Sessions {
         if let Some(stream) = self.exchange_streams.remove(&tcp.id) {
             let mut stream = *stream;
             self.exchange_events.extend(stream.drain_events());
+            // Still open when the capture stopped: an unanswered request may only have been
+            // asked too late for its answer to be captured.
+            let cut_at = self.capture_end.filter(|_| matches!(tcp.end, TcpEnd::Open));
             self.exchange_events
-                .extend(stream.into_exchanges().map(ExchangeEvent::Done));
+                .extend(stream.into_exchanges(cut_at).map(ExchangeEvent::Done));
             self.finished.push_back(ConnectionFacts {
                 tcp,
                 tds: None,

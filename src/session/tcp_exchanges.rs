@@ -18,6 +18,7 @@ use crate::facts::{
 };
 use crate::proto::{dns, kerberos, ParseError};
 use crate::tcp::{Direction, Mark};
+use crate::time::Timestamp;
 
 /// Requests kept per connection; a resolver pipelining more than this on one connection
 /// is counted, not listed (RFC 7766 allows many, real stubs send one or two).
@@ -222,9 +223,20 @@ impl TcpExchangeStream {
         self.events.drain(..)
     }
 
-    /// The connection ended: its exchanges, in request order.
-    pub fn into_exchanges(self) -> impl Iterator<Item = ExchangeFacts> {
-        self.exchanges.into_iter().map(|e| e.facts)
+    /// The connection ended: its exchanges, in request order. `capture_end` is given when the
+    /// connection was still open as the capture stopped: unanswered requests then carry how
+    /// long before the end they were sent.
+    pub fn into_exchanges(
+        self,
+        capture_end: Option<Timestamp>,
+    ) -> impl Iterator<Item = ExchangeFacts> {
+        self.exchanges.into_iter().map(move |e| {
+            let mut f = e.facts;
+            if let Some(end) = capture_end.filter(|_| f.responses.is_empty()) {
+                f.cut_by_capture_end_ns = Some(end.nanos_since(f.first.ts).max(0));
+            }
+            f
+        })
     }
 }
 
@@ -288,6 +300,43 @@ mod tests {
         )
     }
 
+    /// A query on a connection still open when the capture stopped: unanswered, and marked
+    /// with how long before the end it was sent (the report then says the answer may have come
+    /// after the capture). An answered one, or a closed connection, carries no such mark.
+    #[test]
+    fn an_unanswered_query_at_the_capture_end_is_marked() {
+        let mut s = dns_stream();
+        s.on_data(
+            Direction::ToServer,
+            mark(1),
+            &framed(2, &dns(1, false, "a.lab.test")),
+        );
+        s.on_data(
+            Direction::ToClient,
+            mark(2),
+            &framed(2, &dns(1, true, "a.lab.test")),
+        );
+        s.on_data(
+            Direction::ToServer,
+            mark(30),
+            &framed(2, &dns(2, false, "b.lab.test")),
+        );
+        let end = mark(100).ts;
+        let ex: Vec<_> = s.into_exchanges(Some(end)).collect();
+        assert_eq!(ex.len(), 2);
+        assert_eq!(ex[0].cut_by_capture_end_ns, None);
+        assert_eq!(ex[1].cut_by_capture_end_ns, Some(70_000_000));
+
+        let mut closed = dns_stream();
+        closed.on_data(
+            Direction::ToServer,
+            mark(1),
+            &framed(2, &dns(3, false, "c.lab.test")),
+        );
+        let ex: Vec<_> = closed.into_exchanges(None).collect();
+        assert_eq!(ex[0].cut_by_capture_end_ns, None);
+    }
+
     #[test]
     fn pipelined_dns_queries_split_across_segments_answered_out_of_order() {
         let mut s = dns_stream();
@@ -302,7 +351,7 @@ mod tests {
         let (one, two) = back.split_at(7);
         s.on_data(Direction::ToClient, mark(500), one);
         s.on_data(Direction::ToClient, mark(501), two);
-        let ex: Vec<_> = s.into_exchanges().collect();
+        let ex: Vec<_> = s.into_exchanges(None).collect();
         assert_eq!(ex.len(), 2);
         let names: Vec<_> = ex
             .iter()
@@ -351,7 +400,7 @@ mod tests {
         assert_eq!(t.ticket.spn, "MSSQLSvc/sql01.corp.example:1433");
         assert_eq!(t.ticket.error, Some((7, "KDC_ERR_S_PRINCIPAL_UNKNOWN")));
         assert_eq!(t.ticket.transport, ExchangeTransport::Tcp);
-        let ex: Vec<_> = s.into_exchanges().collect();
+        let ex: Vec<_> = s.into_exchanges(None).collect();
         assert_eq!(ex.len(), 1);
         assert_eq!(ex[0].responses[0].at.frame.no, 3);
     }
@@ -379,7 +428,7 @@ mod tests {
             mark(2),
             &framed(2, &dns(1, false, "x.test")),
         );
-        assert_eq!(d.into_exchanges().count(), 0);
+        assert_eq!(d.into_exchanges(None).count(), 0);
     }
 
     #[test]
@@ -390,12 +439,12 @@ mod tests {
             s.on_data(Direction::ToServer, mark(i as u64), &q);
         }
         assert_eq!(s.not_kept, 3);
-        assert_eq!(s.into_exchanges().count(), MAX_EXCHANGES_PER_CONNECTION);
+        assert_eq!(s.into_exchanges(None).count(), MAX_EXCHANGES_PER_CONNECTION);
     }
 
     /// The exchanges a stream gives, as (request frame, name, answer frame).
     fn summary(s: TcpExchangeStream) -> Vec<(u64, String, Option<u64>)> {
-        s.into_exchanges()
+        s.into_exchanges(None)
             .map(|e| {
                 let name = match &e.request {
                     ExchangeRequest::Dns { name, .. } => name.clone(),
