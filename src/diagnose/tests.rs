@@ -246,6 +246,7 @@ fn login_failure_names_the_18456_state() {
         server: String::new(),
         procedure: String::new(),
         line: 1,
+        smp_sid: None,
     });
     c.tcp.end = TcpEnd::Fin {
         first: Direction::ToServer,
@@ -404,6 +405,7 @@ fn a_kdc_refusal_does_not_fail_a_login_that_succeeded() {
         server: String::new(),
         procedure: String::new(),
         line: 1,
+        smp_sid: None,
     });
     let f = finding(&c, "login.sspi_failed");
     assert_eq!(f.detail["number"], 18452);

@@ -163,6 +163,8 @@ pub struct ServerError {
     pub server: String,
     pub procedure: String,
     pub line: u32,
+    /// The MARS (SMP) session whose reply carried the error, on a MARS connection.
+    pub smp_sid: Option<u16>,
 }
 
 /// LOGINACK.

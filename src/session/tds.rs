@@ -1118,7 +1118,7 @@ impl TdsSession {
                 self.phase = Phase::LoggedIn;
             }
             TokenEvent::Error(e) => {
-                let err = ServerError { at, ..e };
+                let err = ServerError { at, smp_sid, ..e };
                 if phase == Phase::LoggedIn || facts.login_ack.is_some() {
                     facts.error_count += 1;
                     if facts.errors.len() < MAX_KEPT_PER_CONNECTION {
@@ -1477,6 +1477,7 @@ impl TokenEvent {
                 server: e.server,
                 procedure: e.procedure,
                 line: e.line,
+                smp_sid: None,
             })),
             Token::EnvChange(EnvChange::Database { new, .. }) => Some(TokenEvent::Database(new)),
             Token::EnvChange(EnvChange::Routing { server, port, .. }) => {

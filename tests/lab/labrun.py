@@ -1769,6 +1769,28 @@ def sc_mars_two_sessions(lab):
     expect('"smp_syn"' in log_text and '"sid": 1' in log_text, "FreeTDS opened SMP session 1")
 
 
+@scenario("mars-error", "pyodbc + FreeTDS ODBC",
+          "As mars-two-sessions, but the server answers SELECT second_table on SMP session 1 with 3 rows, then "
+          "ERROR 8134 (class 16) and DONE(ERROR); pyodbc raises it, reads the first SELECT's rows on session 0 "
+          "and closes.",
+          connections=[conn(S4 + ":1433", "ok", [f("login.ok"), f("login.cleartext"),
+                                                  f("request.attention", count=4, acknowledged=True, smp_session=0),
+                                                  f("request.error", number=8134, state=1, smp_session=1,
+                                                    **{"class": 16})],
+                            smp_sessions=[{"sid": 0, "requests": 5, "attentions": 4},
+                                          {"sid": 1, "requests": 1, "attentions": 0}])],
+          checks=[chk("smp.flags.syn == 1 && smp.sid == 1", 1, 1),
+                  chk("smp.flags.data == 1 && smp.sid == 1 && tds.error.number == 8134", 1, 1),
+                  chk("tds.error.number == 8134", 1, 1), chk("tcp.flags.reset == 1", 0, 0)])
+def sc_mars_error(lab):
+    lab.start_server({"encryption": "off", "mars": True, "query_rules": [
+        {"match": "second_table", "error_after_rows": {
+            "number": 8134, "state": 1, "class": 16, "message": "Divide by zero error encountered."}}]})
+    lab.start_capture()
+    rc, out = odbc_mars(lab, "error")
+    expect(rc == 5 and "8134" in out, "pyodbc MARS saw the error on the second session: " + out[-300:])
+
+
 @scenario("mars-interleaved", "pyodbc + FreeTDS ODBC",
           "pyodbc over FreeTDS ODBC with MARS_Connection=Yes: SELECT big_table on SMP session 0 answers 1500 rows "
           "(9 TDS packets), more than the 4-packet window FreeTDS grants, so the server sends 4 and queues the rest; "

@@ -44,15 +44,19 @@ pub(super) fn attention(c: &ConnectionFacts, _: &Settings) -> Option<Finding> {
             ),
             None => String::new(),
         },
-        if acknowledged {
-            "; the server acknowledged it"
-        } else {
-            "; the server never acknowledged it"
+        match (acknowledged, count == 1) {
+            (true, true) => "; the server acknowledged it",
+            (true, false) => "; the server acknowledged them",
+            (false, true) => "; the server never acknowledged it",
+            (false, false) => "; the server did not acknowledge them all",
         }
     );
     let mut b = FindingBuilder::new(Code::RequestAttention, summary)
         .detail("count", count)
         .detail("acknowledged", acknowledged);
+    if let Some(sid) = first.smp_sid {
+        b = b.detail("smp_session", sid);
+    }
     if let Some(ns) = after {
         b = b.detail("after_s", secs(ns));
     }
@@ -93,8 +97,18 @@ pub(super) fn server_error(c: &ConnectionFacts, _: &Settings) -> Option<Finding>
             .detail("procedure", e.procedure.clone())
             .detail("line", e.line);
     }
+    if let Some(sid) = e.smp_sid {
+        b = b.detail("smp_session", sid);
+    }
     for err in t.errors.iter().take(5) {
-        b = b.evidence_at(err.at, format!("ERROR {} class {}", err.number, err.class));
+        let on_session = err
+            .smp_sid
+            .map(|sid| format!(" on MARS session {sid}"))
+            .unwrap_or_default();
+        b = b.evidence_at(
+            err.at,
+            format!("ERROR {} class {}{on_session}", err.number, err.class),
+        );
     }
     Some(b.build())
 }

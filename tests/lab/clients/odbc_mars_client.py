@@ -4,11 +4,13 @@
 FreeTDS opens one SMP session per ODBC statement that has a pending result [MC-SMP], so two cursors
 with results open at once put their requests on two SMP sessions of one TCP connection.
 
-    odbc_mars_client.py --server 198.51.100.20 --port 1433 --password … --mode two-sessions|interleaved|attention
+    odbc_mars_client.py --server 198.51.100.20 --port 1433 --password … --mode two-sessions|interleaved|attention|error
 
 interleaved: the first SELECT's result is larger than the 4-packet SMP window FreeTDS grants, so the
 server has to wait for the client's ACKs; the second SELECT on another session runs meanwhile.
-Exit codes: 0 done, 1 connect failed, 3 the attention mode saw its timeout (expected), 4 other error.
+error: as two-sessions, but the server answers the second SELECT (on session 1) with rows and an ERROR.
+Exit codes: 0 done, 1 connect failed, 3 the attention mode saw its timeout (expected), 4 other error,
+5 the error mode saw the server's error (expected).
 """
 import argparse
 import sys
@@ -23,7 +25,7 @@ def main():
     ap.add_argument("--port", type=int, default=1433)
     ap.add_argument("--user", default="labuser")
     ap.add_argument("--password", required=True)
-    ap.add_argument("--mode", choices=("two-sessions", "interleaved", "attention"), default="two-sessions")
+    ap.add_argument("--mode", choices=("two-sessions", "interleaved", "attention", "error"), default="two-sessions")
     ap.add_argument("--timeout", type=int, default=2)
     a = ap.parse_args()
     cs = ("DRIVER={FreeTDS};SERVER=%s;PORT=%d;UID=%s;PWD=%s;DATABASE=master;TDS_Version=7.4;"
@@ -47,6 +49,17 @@ def main():
         conn.close()
         print("interleaved done")
         return 0
+    if a.mode == "error":
+        code = 4
+        try:
+            second.execute("select id, name from second_table")
+            print("second:", second.fetchall())
+        except pyodbc.Error as e:
+            print("second failed: %s" % e)
+            code = 5
+        print("first:", first.fetchall())
+        conn.close()
+        return code
     if a.mode == "two-sessions":
         second.execute("select id, name from second_table")
         print("second:", second.fetchall())
