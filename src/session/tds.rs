@@ -1701,4 +1701,89 @@ mod tests {
         s.on_data(Direction::ToServer, at(2), &smp(0x01, 0, 0, &[]));
         assert!(s.smp.iter().all(Option::is_none));
     }
+
+    /// UCS-2 of an ASCII string.
+    fn ucs2(text: &str) -> Vec<u8> {
+        text.bytes().flat_map(|b| [b, 0]).collect()
+    }
+
+    /// A result set of INTN(4) and NVARCHAR(200) columns with these rows, an ERROR token after
+    /// `error_after` rows, and DONE(COUNT): the token stream of one server reply.
+    fn result_tokens(names: &[String], error_after: usize) -> Vec<u8> {
+        let mut t = vec![0x81, 2, 0];
+        t.extend_from_slice(&[0, 0, 0, 0, 0x01, 0x00, 0x26, 4, 1, b'a', 0]);
+        t.extend_from_slice(&[
+            0, 0, 0, 0, 0x01, 0x00, 0xE7, 200, 0, 0x09, 0x04, 0xD0, 0x00, 0x34,
+        ]);
+        t.extend_from_slice(&[1, b'b', 0]);
+        for (i, name) in names.iter().enumerate() {
+            if i == error_after {
+                let msg = ucs2("Divide by zero error encountered.");
+                let mut e = Vec::new();
+                e.extend_from_slice(&8134i32.to_le_bytes());
+                e.extend_from_slice(&[1, 16]);
+                e.extend_from_slice(&((msg.len() / 2) as u16).to_le_bytes());
+                e.extend_from_slice(&msg);
+                e.extend_from_slice(&[0, 0]);
+                e.extend_from_slice(&7i32.to_le_bytes());
+                t.push(0xAA);
+                t.extend_from_slice(&(e.len() as u16).to_le_bytes());
+                t.extend_from_slice(&e);
+            }
+            let value = ucs2(name);
+            t.extend_from_slice(&[0xD1, 4]);
+            t.extend_from_slice(&(i as u32).to_le_bytes());
+            t.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            t.extend_from_slice(&value);
+        }
+        t.extend_from_slice(&[0xFD, 0x12, 0x00, 0xC1, 0x00]);
+        t.extend_from_slice(&(names.len() as u64).to_le_bytes());
+        t
+    }
+
+    /// Tokens cut into TDS reply packets of at most `size` payload bytes, EOM on the last.
+    fn reply_packets(tokens: &[u8], size: usize) -> Vec<u8> {
+        let chunks: Vec<&[u8]> = tokens.chunks(size).collect();
+        let mut out = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            let eom = u8::from(i + 1 == chunks.len());
+            out.extend_from_slice(&[0x04, eom]);
+            out.extend_from_slice(&((8 + c.len()) as u16).to_be_bytes());
+            out.extend_from_slice(&[0, 0, (i % 256) as u8, 0]);
+            out.extend_from_slice(c);
+        }
+        out
+    }
+
+    /// A session that saw a SQL batch, then `reply` in the given pieces; its facts as text.
+    fn facts_after(reply: &[u8], cuts: &[usize]) -> String {
+        let mut s = TdsSession::new();
+        s.on_data(Direction::ToServer, at(1), &tds(0x01, BATCH));
+        let mut from = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&reply.len())) {
+            let to = cut.clamp(from, reply.len());
+            s.on_data(Direction::ToClient, at(2), &reply[from..to]);
+            from = to;
+        }
+        format!("{:?}", s.into_facts())
+    }
+
+    proptest::proptest! {
+        /// Rows cut anywhere by TDS packets and by TCP segments, including tokens longer than
+        /// the piece that starts them, walk to the same facts as the reply in one piece.
+        #[test]
+        fn a_reply_walks_the_same_however_it_is_cut(
+            names in proptest::collection::vec("[a-z]{0,120}", 1..40),
+            error_at in 0usize..40,
+            packet in 16usize..700,
+            mut cuts in proptest::collection::vec(0usize..20_000, 0..30),
+        ) {
+            let reply = reply_packets(&result_tokens(&names, error_at), packet);
+            cuts.sort_unstable();
+            let whole = facts_after(&reply, &[]);
+            proptest::prop_assert!(whole.contains("number: 8134") == (error_at < names.len()));
+            proptest::prop_assert!(whole.contains(&format!("row_count: Some({})", names.len())), "{}", whole);
+            proptest::prop_assert_eq!(facts_after(&reply, &cuts), whole);
+        }
+    }
 }
