@@ -1299,7 +1299,61 @@ const EXPLAINED: &[Explanation] = &[
         why: "where tshark's token walk stops ('Token - Unknown'): after RETURNSTATUS without \
               a TDS version, in TDS 5 tokens, after ENVCHANGE routing (see the entries above)",
     },
+    Explanation {
+        capture: "kerberos-spnego-impacket",
+        kind: "error",
+        applies: error_line_number_of_tds_7_1,
+        why: "impacket logs in with TDS 7.1 and the login fails before any LOGINACK: the \
+              ERROR's LineNumber is then a USHORT (MS-TDS 2.2.7.10, LONG only from 7.2), as \
+              the server sent it (bytes 01 00, then the DONE token 0xFD); tshark 4.0 reads four \
+              bytes (line 50135041 = 0x02FD0001, the DONE's first bytes) and loses the DONE \
+              ('Token - Unknown')",
+    },
+    Explanation {
+        capture: "kerberos-spnego-impacket",
+        kind: "session.error",
+        applies: error_line_number_of_tds_7_1,
+        why: "impacket logs in with TDS 7.1 and the login fails before any LOGINACK: the \
+              ERROR's LineNumber is then a USHORT (MS-TDS 2.2.7.10, LONG only from 7.2), as \
+              the server sent it (bytes 01 00, then the DONE token 0xFD); tshark 4.0 reads four \
+              bytes (line 50135041 = 0x02FD0001, the DONE's first bytes) and loses the DONE \
+              ('Token - Unknown')",
+    },
+    Explanation {
+        capture: "kerberos-spnego-impacket",
+        kind: "done",
+        applies: only_ours,
+        why: "the TDS 7.1 DONE after that ERROR, which tshark lost by reading a 4-byte \
+              LineNumber (see the entry above)",
+    },
+    Explanation {
+        capture: "kerberos-spnego-impacket",
+        kind: "unknown_token",
+        applies: only_theirs,
+        why: "the TDS 7.1 DONE after that ERROR, which tshark lost by reading a 4-byte \
+              LineNumber (see the entry above)",
+    },
 ];
+
+/// The same ERROR but for its LineNumber: ours is line 1 read as a USHORT, tshark's the
+/// USHORT and the next token's first two bytes read as one LONG.
+fn error_line_number_of_tds_7_1(d: &Diff) -> bool {
+    let (Some(ours), Some(theirs)) = (&d.ours, &d.theirs) else {
+        return false;
+    };
+    let without_line = |r: &Rec| {
+        let mut f = r.fields.clone();
+        f.remove("linenumber");
+        f
+    };
+    ours.fields.get("linenumber").map(String::as_str) == Some("1")
+        && theirs
+            .fields
+            .get("linenumber")
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some_and(|v| v & 0xFFFF == 1 && v >> 16 == 0x02FD)
+        && without_line(ours) == without_line(theirs)
+}
 
 // ---------------------------------------------------------------- the session's facts
 

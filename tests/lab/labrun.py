@@ -2056,6 +2056,46 @@ def sc_kerberos_sql_login(lab):
     expect("[18452, 1]" in lab.read_log("server.log"), "server refused the Kerberos login: " + out[-300:])
 
 
+@scenario("kerberos-spnego-impacket", "impacket MSSQL kerberosLogin + MIT kinit",
+          "kinit %s and kvno %s (MIT, over TCP), then impacket's MSSQL client logs in with Kerberos as "
+          "mssqlclient.py -k does (clients/impacket_kerberos_login.py): it takes the service ticket from the MIT "
+          "ccache and sends a cleartext LOGIN7 (its TLS set-up switched off) whose SSPI field is a SPNEGO "
+          "NegTokenInit wrapping the Kerberos AP-REQ, as Windows clients do; the lab server refuses integrated "
+          "logins with ERROR 18452." % (KRB_USER, SQL_SPN),
+          connections=[conn(S4 + ":1433", "login_failed",
+                            [f("login.sspi_failed", number=18452, spn=SQL_SPN),
+                             f("login.failed", number=18452), f("login.cleartext", auth="negotiate")],
+                            login={"auth": "negotiate",
+                                   "sspi": {"mechanism": "kerberos", "spnego": True, "spn": SQL_SPN, "realm": REALM}})],
+          exchanges=kinit_exchanges("tcp") + [krb_exchange("TGS-REQ", SQL_SPN, "TGS-REP", forwardable=True)],
+          checks=[chk("kerberos.msg_type == 12", 1, 1), chk("kerberos.msg_type == 13", 1, 1),
+                  chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x10 && spnego.negTokenInit_element", 1, 1),
+                  chk("tds.type == 0x10 && kerberos.msg_type == 14", 1, 1),
+                  chk("tds.type == 0x10 && kerberos.SNameString == \"%s\"" % SQL_SPN.split("/")[1], 1, 1),
+                  chk("tds.error.number == 18452", 1, 1)])
+def sc_kerberos_spnego_impacket(lab):
+    start_kdc(lab)
+    hosts_file(lab, ["sql.lab.test"])
+    # NOT_SUP: with impacket's TLS switched off, client OFF against server NOT_SUP is no encryption.
+    lab.start_server({"encryption": "not_sup"})
+    lab.start_capture()
+    rc, out = kinit(lab)
+    expect(rc == 0, "kinit: " + out[-300:])
+    # The service ticket comes from MIT's kvno: impacket's own TGS-REQ carries a checksum type this
+    # aes256-only KDC refuses (KRB_AP_ERR_INAPP_CKSUM); from the ccache it builds the AP-REQ itself.
+    rc, out = krb_client(lab, ["kvno", SQL_SPN])
+    expect(rc == 0, "kvno: " + out[-300:])
+    # impacket reads the MIT ccache by plain path (no "FILE:" prefix).
+    env = dict(os.environ, KRB5CCNAME=os.path.join(lab.dir, "ccache"))
+    cmd = [sys.executable, os.path.join(HERE, "clients", "impacket_kerberos_login.py"), "--server", "sql.lab.test",
+           "--kdc", S4, "--realm", REALM, "--user", KRB_USER]
+    r = lab.run("c", cmd, timeout=25, env=env, check=False)
+    out = r.stdout + r.stderr
+    with open(os.path.join(lab.dir, "client.log"), "a") as fh:
+        fh.write("$ impacket_kerberos_login.py (rc %d)\n%s\n" % (r.returncode, out))
+    expect("[18452, 1]" in lab.read_log("server.log"), "server refused the SPNEGO Kerberos login: " + out[-400:])
+
+
 @scenario("kerberos-sql-spn-unknown", "tsql (FreeTDS, GSSAPI) + MIT kinit",
           "kinit %s, then FreeTDS tsql (integrated security) to missing.lab.test, which /etc/hosts maps to the "
           "SQL server but whose SPN %s is not registered: the KDC answers the TGS-REQ with "
