@@ -1303,37 +1303,36 @@ const EXPLAINED: &[Explanation] = &[
         capture: "kerberos-spnego-impacket",
         kind: "error",
         applies: error_line_number_of_tds_7_1,
-        why: "impacket logs in with TDS 7.1 and the login fails before any LOGINACK: the \
-              ERROR's LineNumber is then a USHORT (MS-TDS 2.2.7.10, LONG only from 7.2), as \
-              the server sent it (bytes 01 00, then the DONE token 0xFD); tshark 4.0 reads four \
-              bytes (line 50135041 = 0x02FD0001, the DONE's first bytes) and loses the DONE \
-              ('Token - Unknown')",
+        why: TDS_7_1_LINE_NUMBER,
     },
     Explanation {
         capture: "kerberos-spnego-impacket",
         kind: "session.error",
         applies: error_line_number_of_tds_7_1,
-        why: "impacket logs in with TDS 7.1 and the login fails before any LOGINACK: the \
-              ERROR's LineNumber is then a USHORT (MS-TDS 2.2.7.10, LONG only from 7.2), as \
-              the server sent it (bytes 01 00, then the DONE token 0xFD); tshark 4.0 reads four \
-              bytes (line 50135041 = 0x02FD0001, the DONE's first bytes) and loses the DONE \
-              ('Token - Unknown')",
+        why: TDS_7_1_LINE_NUMBER,
     },
     Explanation {
         capture: "kerberos-spnego-impacket",
         kind: "done",
         applies: only_ours,
-        why: "the TDS 7.1 DONE after that ERROR, which tshark lost by reading a 4-byte \
-              LineNumber (see the entry above)",
+        why: TDS_7_1_DONE_LOST,
     },
     Explanation {
         capture: "kerberos-spnego-impacket",
         kind: "unknown_token",
         applies: only_theirs,
-        why: "the TDS 7.1 DONE after that ERROR, which tshark lost by reading a 4-byte \
-              LineNumber (see the entry above)",
+        why: TDS_7_1_DONE_LOST,
     },
 ];
+
+const TDS_7_1_LINE_NUMBER: &str = "impacket logs in with TDS 7.1 and the login fails before any \
+    LOGINACK: the ERROR's LineNumber is then a USHORT (MS-TDS 2.2.7.10, LONG only from 7.2), as the \
+    server sent it (bytes 01 00, then the DONE token 0xFD); tshark 4.0 reads four bytes (line \
+    50135041 = 0x02FD0001, the DONE's first bytes) and loses the DONE ('Token - Unknown')";
+
+const TDS_7_1_DONE_LOST: &str =
+    "the TDS 7.1 DONE after that ERROR, which tshark lost by reading a \
+    4-byte LineNumber (see the entry above)";
 
 /// The same ERROR but for its LineNumber: ours is line 1 read as a USHORT, tshark's the
 /// USHORT and the next token's first two bytes read as one LONG.

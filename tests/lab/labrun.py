@@ -2032,6 +2032,24 @@ def tsql_kerberos(lab, host, tcp=True):
     return r.returncode, out
 
 
+def kerberos_login_checks():
+    """A ticket fetched over TCP, then a LOGIN7 carrying the AP-REQ for the SQL SPN, refused with 18452."""
+    return [chk("kerberos.msg_type == 12", 1, 1), chk("kerberos.msg_type == 13", 1, 1),
+            chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x10 && kerberos.msg_type == 14", 1, 1),
+            chk("tds.type == 0x10 && kerberos.SNameString == \"%s\"" % SQL_SPN.split("/")[1], 1, 1),
+            chk("tds.error.number == 18452", 1, 1)]
+
+
+def kerberos_sql_start(lab, encryption):
+    """The KDC, sql.lab.test in the client's hosts file, the SQL server, the capture, then kinit."""
+    start_kdc(lab)
+    hosts_file(lab, ["sql.lab.test"])
+    lab.start_server({"encryption": encryption})
+    lab.start_capture()
+    rc, out = kinit(lab)
+    expect(rc == 0, "kinit: " + out[-300:])
+
+
 @scenario("kerberos-sql-login-18452", "tsql (FreeTDS, GSSAPI) + MIT kinit",
           "kinit %s, then FreeTDS tsql without a user name (integrated security via GSSAPI) to sql.lab.test "
           "(client /etc/hosts): TGS-REQ for %s over TCP, TGS-REP, LOGIN7 whose SSPI field holds the Kerberos "
@@ -2041,17 +2059,9 @@ def tsql_kerberos(lab, host, tcp=True):
                              f("login.failed", number=18452), f("login.cleartext", auth="kerberos")],
                             login={"sspi": {"mechanism": "kerberos", "spn": SQL_SPN, "realm": REALM}})],
           exchanges=kinit_exchanges("tcp") + [krb_exchange("TGS-REQ", SQL_SPN, "TGS-REP", forwardable=True)],
-          checks=[chk("kerberos.msg_type == 12", 1, 1), chk("kerberos.msg_type == 13", 1, 1),
-                  chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x10 && kerberos.msg_type == 14", 1, 1),
-                  chk("tds.type == 0x10 && kerberos.SNameString == \"%s\"" % SQL_SPN.split("/")[1], 1, 1),
-                  chk("tds.error.number == 18452", 1, 1)])
+          checks=kerberos_login_checks())
 def sc_kerberos_sql_login(lab):
-    start_kdc(lab)
-    hosts_file(lab, ["sql.lab.test"])
-    lab.start_server({"encryption": "off"})
-    lab.start_capture()
-    rc, out = kinit(lab)
-    expect(rc == 0, "kinit: " + out[-300:])
+    kerberos_sql_start(lab, "off")
     rc, out = tsql_kerberos(lab, "sql.lab.test")
     expect("[18452, 1]" in lab.read_log("server.log"), "server refused the Kerberos login: " + out[-300:])
 
@@ -2068,19 +2078,10 @@ def sc_kerberos_sql_login(lab):
                             login={"auth": "negotiate",
                                    "sspi": {"mechanism": "kerberos", "spnego": True, "spn": SQL_SPN, "realm": REALM}})],
           exchanges=kinit_exchanges("tcp") + [krb_exchange("TGS-REQ", SQL_SPN, "TGS-REP", forwardable=True)],
-          checks=[chk("kerberos.msg_type == 12", 1, 1), chk("kerberos.msg_type == 13", 1, 1),
-                  chk("tds.type == 0x10", 1, 1), chk("tds.type == 0x10 && spnego.negTokenInit_element", 1, 1),
-                  chk("tds.type == 0x10 && kerberos.msg_type == 14", 1, 1),
-                  chk("tds.type == 0x10 && kerberos.SNameString == \"%s\"" % SQL_SPN.split("/")[1], 1, 1),
-                  chk("tds.error.number == 18452", 1, 1)])
+          checks=kerberos_login_checks() + [chk("tds.type == 0x10 && spnego.negTokenInit_element", 1, 1)])
 def sc_kerberos_spnego_impacket(lab):
-    start_kdc(lab)
-    hosts_file(lab, ["sql.lab.test"])
     # NOT_SUP: with impacket's TLS switched off, client OFF against server NOT_SUP is no encryption.
-    lab.start_server({"encryption": "not_sup"})
-    lab.start_capture()
-    rc, out = kinit(lab)
-    expect(rc == 0, "kinit: " + out[-300:])
+    kerberos_sql_start(lab, "not_sup")
     # The service ticket comes from MIT's kvno: impacket's own TGS-REQ carries a checksum type this
     # aes256-only KDC refuses (KRB_AP_ERR_INAPP_CKSUM); from the ccache it builds the AP-REQ itself.
     rc, out = krb_client(lab, ["kvno", SQL_SPN])
