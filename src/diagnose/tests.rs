@@ -662,3 +662,42 @@ fn a_reset_in_a_one_direction_capture_is_not_hidden_as_a_refusal() {
     assert!(found.contains(&"reset.by_client"), "{found:?}");
     assert!(!found.contains(&"tcp.refused") && !found.contains(&"tcp.no_answer"));
 }
+
+/// A scan larger than what is remembered: distinct targets stop being counted at the cap (the
+/// finding says "at least"), connection ids stop at theirs, and every probe is still counted.
+#[test]
+fn a_huge_scan_is_counted_within_bounds() {
+    let mut p = crate::session::patterns::Patterns::default();
+    let total = 70_000u32;
+    for i in 0..total {
+        let host = 1 + i / 60_000;
+        let port = 1 + i % 60_000;
+        p.on_connection(&probe(
+            i,
+            "192.0.2.66:40000",
+            &format!("10.0.0.{host}:{port}"),
+            "none",
+            f64::from(i) * 0.0001,
+        ));
+    }
+    let (_, _, probes) = p.into_facts();
+    let f = &probes[0];
+    assert_eq!(f.probes, u64::from(total));
+    assert_eq!(f.targets, 65_536);
+    assert!(f.targets_capped);
+    assert_eq!(f.connections.len(), 16_384);
+    let found = super::capture_findings(&crate::facts::CaptureFacts {
+        probes,
+        ..Default::default()
+    });
+    let scan = found
+        .iter()
+        .find(|f| f.code == "pattern.port_scan")
+        .unwrap();
+    assert_eq!(scan.detail["targets_capped"], true);
+    assert!(
+        scan.summary.contains("at least 65536 targets"),
+        "{}",
+        scan.summary
+    );
+}

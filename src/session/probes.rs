@@ -21,6 +21,9 @@ const SMALL_TARGETS: usize = 16;
 const MAX_IDS: usize = 16_384;
 /// Open targets listed per client.
 const MAX_OPEN_LISTED: usize = 32;
+/// Targets, hosts, ports and ids remembered over all clients together (a few tens of MB at
+/// most): many clients each scanning a large range stop being counted here, not in memory.
+const MAX_ENTRIES: usize = 2_000_000;
 
 /// Distinct targets, as a short list first and a set once there are many.
 enum Targets {
@@ -49,6 +52,13 @@ impl Targets {
         }
     }
 
+    fn contains(&self, t: &SocketAddr) -> bool {
+        match self {
+            Targets::Few(v) => v.contains(t),
+            Targets::Many(set) => set.contains(t),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Targets::Few(v) => v.len(),
@@ -68,6 +78,8 @@ struct ClientProbes {
 #[derive(Default)]
 pub struct Probes {
     clients: HashMap<IpAddr, ClientProbes>,
+    /// Set entries and ids held, against [`MAX_ENTRIES`].
+    entries: usize,
 }
 
 /// A connection attempt in which the client sent no data: it opened (or tried to open) the
@@ -138,16 +150,22 @@ impl Probes {
         if t.syn_ack.is_some() && f.open.len() < MAX_OPEN_LISTED && !f.open.contains(&t.server) {
             f.open.push(t.server);
         }
-        if cp.targets.insert(t.server) {
-            if cp.hosts.len() < MAX_TARGETS {
-                cp.hosts.insert(t.server.ip());
+        let room = self.entries < MAX_ENTRIES;
+        if !room || cp.targets.len() >= MAX_TARGETS {
+            // Counting stops here; this probe may have been to a new target.
+            f.targets_capped |= !cp.targets.contains(&t.server);
+        } else if cp.targets.insert(t.server) {
+            self.entries += 1;
+            if cp.hosts.len() < MAX_TARGETS && cp.hosts.insert(t.server.ip()) {
+                self.entries += 1;
             }
-            cp.ports.insert(t.server.port());
-        } else if cp.targets.len() >= MAX_TARGETS {
-            f.targets_capped = true;
+            if cp.ports.insert(t.server.port()) {
+                self.entries += 1;
+            }
         }
-        if f.connections.len() < MAX_IDS {
+        if room && f.connections.len() < MAX_IDS {
             f.connections.push(id);
+            self.entries += 1;
         }
     }
 
