@@ -51,5 +51,12 @@ fuzz_target!(|data: &[u8]| {
         stream.on_data(dir, at, piece);
         let _ = stream.drain_events().count();
     }
-    assert!(stream.into_exchanges().count() <= MAX_EXCHANGES_PER_CONNECTION);
+    // Closed as if the capture stopped right after the last piece: unanswered requests get
+    // their distance to the end, never a negative one.
+    let end = Timestamp::from_secs_nanos(1_000, 0).add_nanos(rest.len() as i64);
+    let exchanges: Vec<_> = stream.into_exchanges(Some(end)).collect();
+    assert!(exchanges.len() <= MAX_EXCHANGES_PER_CONNECTION);
+    assert!(exchanges
+        .iter()
+        .all(|e| e.cut_by_capture_end_ns.is_none_or(|ns| ns >= 0)));
 });
