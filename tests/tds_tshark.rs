@@ -1158,7 +1158,8 @@ fn differs_only_in(d: &Diff, field: &str, same: fn(u64, u64) -> bool) -> bool {
 
 const EXPLAINED: &[Explanation] = &[
     Explanation {
-        capture: "sspi-ntlm-challenge",
+        // The NTLM round captures: sspi-ntlm-challenge-ok/-failed and sspi-ntlm-anonymous.
+        capture: "sspi-ntlm-",
         kind: "sspi",
         applies: only_ours,
         why: "the server's SSPI token (0xED) with an NTLM CHALLENGE: tshark 4.0 marks that frame \

@@ -962,9 +962,10 @@ def ntlm_round_checks(*outcome):
           "AUTHENTICATE in an SSPI packet (0x11), and the server rejects it with ERROR 18452 (untrusted domain); "
           "the SSPI round is cleartext.",
           connections=[conn(S4 + ":1433", "login_failed",
-                            [f("login.sspi_failed", number=18452),
+                            [f("login.sspi_failed", number=18452, auth="ntlm"),
                              f("login.failed", number=18452, state=1, **{"class": 14}),
-                             f("tls.certificate_problem", problem="self_signed_fallback")])],
+                             f("tls.certificate_problem", problem="self_signed_fallback")],
+                            note="auth ntlm: LOGIN7 went inside login-only TLS, the SSPI packet names NTLM")],
           checks=ntlm_round_checks(chk("tds.error.number == 18452", 1, 1), chk("tds.loginack", 0, 0)),
           tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
 def sc_sspi_ntlm_failed(lab):
@@ -990,6 +991,31 @@ def sc_sspi_ntlm_ok(lab):
     out = impacket_windows_auth(lab)
     log = lab.read_log("server.log")
     expect("ntlm_authenticate" in log and "login_ok" in log, "NTLM round then LOGINACK: " + out[-400:])
+
+
+@scenario("sspi-ntlm-anonymous", "impacket mssqlclient",
+          "impacket mssqlclient -windows-auth with an empty user name and -no-pass: the NTLM AUTHENTICATE "
+          "carries no user, no domain and empty responses (null credentials, what a second hop without "
+          "delegation sends); the server rejects the login with ERROR 18452.",
+          connections=[conn(S4 + ":1433", "login_failed",
+                            [f("login.sspi_failed", number=18452, auth="ntlm", null_credentials=True),
+                             f("login.failed", number=18452, state=1, **{"class": 14}),
+                             f("tls.certificate_problem", problem="self_signed_fallback")],
+                            login={"sspi": {"mechanism": "ntlm", "anonymous": True}})],
+          checks=[chk("tds.type == 0x11", 1, 1), chk("ntlmssp.messagetype == 3", 1, 1),
+                  chk("ntlmssp.messagetype == 3 && ntlmssp.auth.username == \"NULL\"", 1, 1),
+                  chk("tds.error.number == 18452", 1, 1)],
+          tshark_opts=["-o", "tds.protocol_type:TDS 7.1"])
+def sc_sspi_ntlm_anonymous(lab):
+    lab.start_server({"encryption": "off", "ntlm": "challenge-then-fail"})
+    lab.start_capture()
+    exe = shutil.which("mssqlclient.py") or "mssqlclient.py"
+    r = lab.run("c", [exe, "-windows-auth", "-no-pass", "LAB/@%s" % S4, "-command", "select 1"],
+                timeout=25, check=False)
+    with open(os.path.join(lab.dir, "client.log"), "w") as fh:
+        fh.write(r.stdout + r.stderr)
+    log = lab.read_log("server.log")
+    expect("ntlm_authenticate" in log and "[18452, 1]" in log, "anonymous NTLM round then 18452: " + r.stdout[-400:])
 
 
 @scenario("retransmissions", "pytds",

@@ -189,12 +189,17 @@ pub(super) fn sspi_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding> 
     if sspi_error.is_none() && !closed_during_sspi && krb_refused.is_none() {
         return None;
     }
+    // The package: from LOGIN7, else from an SSPI continuation (LOGIN7 may have been inside
+    // TLS), else from a refused ticket.
     let auth = t
         .login7
         .as_ref()
-        .map(|l| l.auth.as_str())
+        .map(|l| l.auth)
+        .or(t.sspi_auth)
+        .map(|a| a.as_str())
         .or(krb_refused.map(|_| "kerberos"))
         .unwrap_or("integrated");
+    let null_credentials = t.sspi.as_ref().is_some_and(|s| s.anonymous);
     let summary = match (sspi_error, krb_refused) {
         (Some(e), _) => format!(
             "The Windows ({auth}) login failed: error {} — {}.",
@@ -212,7 +217,23 @@ pub(super) fn sspi_failed(c: &ConnectionFacts, _: &Settings) -> Option<Finding> 
             if t.sspi_rounds.len() == 1 { "" } else { "s" }
         ),
     };
+    let summary = if null_credentials {
+        format!(
+            "{summary} The client sent null NTLM credentials (no user, no response), which the server sees as NT AUTHORITY\\ANONYMOUS LOGON."
+        )
+    } else {
+        summary
+    };
     let mut b = FindingBuilder::new(Code::LoginSspiFailed, summary).detail("auth", auth);
+    if null_credentials {
+        b = b.detail("null_credentials", true).first_step(
+            "The client had no credentials to pass on: this is typical of a second hop (a web or application server, or a linked server, connecting on behalf of a user) without Kerberos delegation, or of a service running as a local account. Use Kerberos with constrained delegation for that hop, or run the client under a domain account."
+                .to_string(),
+        );
+        if let Some(at) = t.sspi.as_ref().and_then(|s| s.at) {
+            b = b.evidence_at(at, "NTLM AUTHENTICATE with null credentials");
+        }
+    }
     if let Some(e) = sspi_error {
         b = b
             .detail("number", e.number)
