@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::util::{shared_capture, tdsscope, tshark_or_skip};
+use crate::util::{shared_capture, tdsscope, tshark_by_frame, tshark_list, tshark_or_skip};
+
+/// Decode-as for the SQL Server port, for tshark.
+const TDS_DECODE: &[&str] = &["-d", "tcp.port==1433,tds"];
 
 fn lab_capture(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,49 +31,6 @@ fn report(file: &Path) -> Value {
         .output()
         .expect("run tdsscope");
     serde_json::from_slice(&out.stdout).expect("JSON report")
-}
-
-/// tshark rows keyed by frame number, every occurrence of a field joined by ','.
-fn tshark_by_frame(file: &Path, filter: &str, fields: &[&str]) -> BTreeMap<u64, Vec<String>> {
-    let mut cmd = std::process::Command::new("tshark");
-    cmd.arg("-n").arg("-r").arg(file);
-    cmd.args(["-d", "tcp.port==1433,tds", "-Y", filter, "-T", "fields"]);
-    cmd.args([
-        "-E",
-        "separator=/t",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]);
-    cmd.args(["-e", "frame.number"]);
-    for f in fields {
-        cmd.arg("-e").arg(f);
-    }
-    let out = cmd.output().expect("run tshark");
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let mut row: Vec<String> = l.split('\t').map(str::to_string).collect();
-            row.resize(fields.len() + 1, String::new());
-            let no = row.remove(0).parse().unwrap();
-            (no, row)
-        })
-        .collect()
-}
-
-fn list(field: &str) -> Vec<String> {
-    if field.is_empty() {
-        Vec::new()
-    } else {
-        field.split(',').map(str::to_string).collect()
-    }
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -114,7 +74,7 @@ fn dns_type_name(t: &str) -> String {
 /// Every DNS query tshark shows is an exchange with its name, type and transport, and its
 /// answer (same connection, same id) has tshark's rcode and addresses.
 fn dns_matches_tshark(file: &Path, expect_tcp: bool) -> usize {
-    let rows = tshark_by_frame(file, "dns", &DNS_FIELDS);
+    let rows = tshark_by_frame(TDS_DECODE, file, "dns", &DNS_FIELDS);
     let ours = exchanges(&report(file), "dns");
     let queries: Vec<u64> = rows
         .iter()
@@ -147,8 +107,8 @@ fn dns_matches_tshark(file: &Path, expect_tcp: bool) -> usize {
         };
         let resp = &e["response"];
         assert_eq!(resp["rcode"].as_u64().unwrap().to_string(), a[4]);
-        let mut want: Vec<String> = list(&a[5]);
-        want.extend(list(&a[6]));
+        let mut want: Vec<String> = tshark_list(&a[5]);
+        want.extend(tshark_list(&a[6]));
         let got: Vec<String> = resp["addresses"]
             .as_array()
             .unwrap()
@@ -210,10 +170,10 @@ fn krb_message(msg_type: &str) -> &'static str {
 /// connection or UDP conversation) has tshark's type, error code and cname. Returns the
 /// exchanges as (request, response) message names.
 fn kerberos_matches_tshark(file: &Path, transport: &str) -> Vec<(String, String)> {
-    let rows = tshark_by_frame(file, "kerberos && !tds", &KRB_FIELDS);
+    let rows = tshark_by_frame(TDS_DECODE, file, "kerberos && !tds", &KRB_FIELDS);
     let ours = exchanges(&report(file), "kerberos");
     // A TGS-REQ also holds the AP-REQ of its TGT (PA-TGS-REQ): tshark lists "12,14".
-    let first_type = |r: &Vec<String>| list(&r[0]).first().cloned().unwrap_or_default();
+    let first_type = |r: &Vec<String>| tshark_list(&r[0]).first().cloned().unwrap_or_default();
     let requests: Vec<u64> = rows
         .iter()
         .filter(|(_, r)| matches!(first_type(r).as_str(), "10" | "12"))
@@ -230,20 +190,20 @@ fn kerberos_matches_tshark(file: &Path, transport: &str) -> Vec<(String, String)
         assert_eq!(str_of(req, "message"), message, "frame {frame}");
         // The request body's realm and sname come last (after the TGT's, in a TGS-REQ).
         assert_eq!(
-            list(&q[1]).last().map(String::as_str),
+            tshark_list(&q[1]).last().map(String::as_str),
             Some(str_of(req, "realm"))
         );
         let sname_parts: Vec<String> = str_of(req, "sname")
             .split('/')
             .map(str::to_string)
             .collect();
-        let tshark_snames = list(&q[3]);
+        let tshark_snames = tshark_list(&q[3]);
         assert!(
             tshark_snames.ends_with(&sname_parts),
             "frame {frame}: sname {sname_parts:?} vs tshark {tshark_snames:?}"
         );
         if message == "AS-REQ" {
-            assert_eq!(list(&q[2]), [str_of(req, "cname").to_string()]);
+            assert_eq!(tshark_list(&q[2]), [str_of(req, "cname").to_string()]);
         } else {
             assert_eq!(
                 req["forwardable"]
@@ -275,7 +235,7 @@ fn kerberos_matches_tshark(file: &Path, transport: &str) -> Vec<(String, String)
             _ => {
                 assert!(resp["error_code"].is_null());
                 assert_eq!(
-                    list(&a[2]),
+                    tshark_list(&a[2]),
                     [str_of(resp, "cname").to_string()],
                     "frame {frame}"
                 );
@@ -381,6 +341,7 @@ fn kerberos_refusal_for_the_sql_spn_explains_the_sspi_failure() {
     }
     let f = finding(&c, "login.sspi_failed");
     let errors = tshark_by_frame(
+        TDS_DECODE,
         &file,
         "kerberos.error_code",
         &["kerberos.error_code", "kerberos.SNameString"],
@@ -412,6 +373,7 @@ fn kerberos_ap_req_in_login7_gives_spn_and_realm() {
     let c = connection_to(&report(&file), ":1433");
     let sspi = &c["login"]["sspi"];
     let rows = tshark_by_frame(
+        TDS_DECODE,
         &file,
         "tds.type == 0x10",
         &[
@@ -454,6 +416,7 @@ fn ntlm_authenticate_identity_matches_tshark() {
         assert_eq!(with_sspi.len(), 1, "{name}");
         let sspi = &with_sspi[0]["login"]["sspi"];
         let rows = tshark_by_frame(
+            TDS_DECODE,
             file,
             "tcp.port == 1433 && ntlmssp.messagetype == 3",
             &[
@@ -479,16 +442,21 @@ fn ntlm_authenticate_identity_matches_tshark() {
 
 /// tds.rpc.name, or the ProcID's name (MS-TDS 2.2.6.6), of every RPC frame tshark decodes.
 fn tshark_rpc_names(file: &Path) -> BTreeMap<u64, String> {
-    tshark_by_frame(file, "tds.type == 3", &["tds.rpc.name", "tds.rpc.proc_id"])
-        .into_iter()
-        .filter_map(|(no, r)| {
-            let name = list(&r[0]).into_iter().next().or_else(|| {
-                let id: u16 = list(&r[1]).first()?.parse().ok()?;
-                tdsscope::proto::tds::rpc::proc_id_name(id).map(str::to_string)
-            })?;
-            Some((no, name))
-        })
-        .collect()
+    tshark_by_frame(
+        TDS_DECODE,
+        file,
+        "tds.type == 3",
+        &["tds.rpc.name", "tds.rpc.proc_id"],
+    )
+    .into_iter()
+    .filter_map(|(no, r)| {
+        let name = tshark_list(&r[0]).into_iter().next().or_else(|| {
+            let id: u16 = tshark_list(&r[1]).first()?.parse().ok()?;
+            tdsscope::proto::tds::rpc::proc_id_name(id).map(str::to_string)
+        })?;
+        Some((no, name))
+    })
+    .collect()
 }
 
 #[test]

@@ -3,10 +3,8 @@
 //! none for SSRP, so those tests assert the values the captures are known to hold.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tdsscope::capture;
 use tdsscope::decode::{Decoded, Decoder, L4};
@@ -14,7 +12,7 @@ use tdsscope::limits::Limits;
 use tdsscope::proto::dns::{parse_dns, RecordData};
 use tdsscope::proto::ssrp::{parse_ssrp, SsrpMessage};
 
-use crate::util::{shared_capture, tshark_or_skip};
+use crate::util::{shared_capture, tshark_by_frame, tshark_list, tshark_or_skip};
 
 /// A UDP datagram of a capture: frame number, ports and payload.
 struct Datagram {
@@ -48,35 +46,6 @@ fn udp_datagrams(path: &Path, ports: &[u16]) -> Vec<Datagram> {
     out
 }
 
-/// `tshark -r F -Y FILTER -T fields -e …` with every occurrence of a field joined by ','.
-fn tshark_all(file: &Path, filter: &str, fields: &[&str]) -> BTreeMap<u64, Vec<String>> {
-    let mut cmd = Command::new("tshark");
-    cmd.args(["-n", "-r"]).arg(file).args(["-Y", filter]);
-    cmd.args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=a"]);
-    cmd.args(["-E", "aggregator=,", "-e", "frame.number"]);
-    for f in fields {
-        cmd.arg("-e").arg(f);
-    }
-    let out = cmd.output().expect("run tshark");
-    assert!(out.status.success(), "tshark failed on {}", file.display());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let mut cols = l.split('\t').map(str::to_string);
-            let no = cols.next().unwrap().parse().unwrap();
-            (no, cols.collect())
-        })
-        .collect()
-}
-
-fn list(field: &str) -> Vec<String> {
-    if field.is_empty() {
-        Vec::new()
-    } else {
-        field.split(',').map(str::to_string).collect()
-    }
-}
-
 const DNS_CAPTURES: [&str; 3] = [
     "netmon2-ipv6-port2433_wswiki_FTPv6-1.cap",
     "pcapng-many-interfaces_wswiki_many_interfaces.pcapng",
@@ -91,7 +60,8 @@ fn dns_over_udp_matches_tshark() {
     let mut checked = 0;
     for name in DNS_CAPTURES {
         let path = shared_capture(name);
-        let oracle = tshark_all(
+        let oracle = tshark_by_frame(
+            &[],
             &path,
             "dns && udp",
             &[
@@ -125,15 +95,15 @@ fn dns_over_udp_matches_tshark() {
                 assert_eq!(u8::from(m.rcode).to_string(), t[2], "{at}: rcode");
             }
             let qnames: Vec<_> = m.questions.iter().map(|q| q.name.clone()).collect();
-            assert_eq!(qnames, list(&t[3]), "{at}: qry.name");
+            assert_eq!(qnames, tshark_list(&t[3]), "{at}: qry.name");
             let qtypes: Vec<_> = m.questions.iter().map(|q| q.qtype.to_string()).collect();
-            assert_eq!(qtypes, list(&t[4]), "{at}: qry.type");
+            assert_eq!(qtypes, tshark_list(&t[4]), "{at}: qry.type");
             assert_eq!(m.answers.len().to_string(), t[5], "{at}: answer count");
             // dns.resp.type lists every section; the answers come first.
             let rtypes: Vec<_> = m.answers.iter().map(|a| a.rtype.to_string()).collect();
             assert_eq!(
                 rtypes[..],
-                list(&t[6])[..m.answers.len()],
+                tshark_list(&t[6])[..m.answers.len()],
                 "{at}: answer types"
             );
             // dns.a / dns.aaaa / dns.ptr / dns.cname also hold other sections' records.
@@ -146,7 +116,7 @@ fn dns_over_udp_matches_tshark() {
                     _ => continue,
                 };
                 assert!(
-                    list(&t[field]).contains(&value),
+                    tshark_list(&t[field]).contains(&value),
                     "{at}: {value} not in {}",
                     t[field]
                 );

@@ -94,3 +94,54 @@ pub fn tshark_fields(file: &Path, extra: &[&str], fields: &[&str]) -> Vec<Vec<St
         .map(|l| l.split('\t').map(str::to_string).collect())
         .collect()
 }
+
+/// tshark rows keyed by frame number, every occurrence of a field joined by ','; `extra` goes
+/// before the display filter (e.g. `-d tcp.port==1433,tds`).
+pub fn tshark_by_frame(
+    extra: &[&str],
+    file: &Path,
+    filter: &str,
+    fields: &[&str],
+) -> std::collections::BTreeMap<u64, Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-n").arg("-r").arg(file).args(extra);
+    cmd.args([
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-E",
+        "occurrence=a",
+    ]);
+    cmd.args(["-E", "aggregator=,", "-e", "frame.number"]);
+    for f in fields {
+        cmd.arg("-e").arg(f);
+    }
+    let out = cmd.output().expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark failed on {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let mut row: Vec<String> = l.split('\t').map(str::to_string).collect();
+            row.resize(fields.len() + 1, String::new());
+            let no = row.remove(0).parse().unwrap();
+            (no, row)
+        })
+        .collect()
+}
+
+/// A field of [`tshark_by_frame`] split back into its occurrences.
+pub fn tshark_list(field: &str) -> Vec<String> {
+    if field.is_empty() {
+        Vec::new()
+    } else {
+        field.split(',').map(str::to_string).collect()
+    }
+}

@@ -58,9 +58,8 @@ impl Outcome {
 pub fn outcome(c: &ConnectionFacts, findings: &[Finding]) -> Outcome {
     let has = |code: Code| findings.iter().any(|f| f.code == code.as_str());
     let t = &c.tcp;
-    let client = t.dir(Direction::ToServer);
     let server = t.dir(Direction::ToClient);
-    if client.syn.is_some() && t.syn_ack.is_none() && !t.handshake_unseen() {
+    if t.never_connected() {
         if server.rst.is_some() {
             return Outcome::Refused;
         }

@@ -32,7 +32,7 @@ enum Targets {
 }
 
 impl Targets {
-    /// Adds `t`; true when it was new. Returns false without adding once the cap is reached.
+    /// Adds `t`; true when it was new. The caller keeps the count within its cap.
     fn insert(&mut self, t: SocketAddr) -> bool {
         match self {
             Targets::Few(v) => {
@@ -48,7 +48,7 @@ impl Targets {
                 *self = Targets::Many(set);
                 true
             }
-            Targets::Many(set) => set.len() < MAX_TARGETS && set.insert(t),
+            Targets::Many(set) => set.insert(t),
         }
     }
 

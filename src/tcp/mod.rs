@@ -245,6 +245,14 @@ impl TcpFacts {
         }
     }
 
+    /// The client sent SYNs and the connection never came up: no SYN-ACK, and the client did
+    /// not go on either (then the handshake only completed out of the capture's sight).
+    pub fn never_connected(&self) -> bool {
+        self.dir(Direction::ToServer).syn.is_some()
+            && self.syn_ack.is_none()
+            && !self.handshake_unseen()
+    }
+
     /// No SYN-ACK was captured, yet the client went on sending after its SYNs (ACKs, data):
     /// the handshake completed out of the capture's sight (one direction captured). A
     /// capture's second copies of the SYN are not "going on".

@@ -109,12 +109,9 @@ fn during(phase: &str) -> &'static str {
     }
 }
 
-/// The connection never got past its SYN: no SYN-ACK, and the client did not go on either (a
-/// client that goes on completed the handshake out of the capture's sight).
+/// The connection never got past its SYN (`tcp.refused` and its kin say why).
 fn refused(c: &ConnectionFacts) -> bool {
-    c.tcp.dir(Direction::ToServer).syn.is_some()
-        && c.tcp.syn_ack.is_none()
-        && !c.tcp.handshake_unseen()
+    c.tcp.never_connected()
 }
 
 /// Keep-alives this side sent without an answer before the connection ended.
